@@ -1,0 +1,1 @@
+"""Everything that needs Qt: magicgui widgets, thread workers, vispy plots, time linking."""

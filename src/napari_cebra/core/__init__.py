@@ -1,0 +1,1 @@
+"""The CEBRA engine: models, loss, samplers, training loop, estimator, save/load, metrics."""

@@ -1,0 +1,1 @@
+"""Getting data in: file readers, ROI traces, synthetic sample data, public datasets."""

@@ -1,0 +1,1 @@
+"""The best-practice workflow: consistency runs, grid search, shuffle controls, decoding, plots, report."""
