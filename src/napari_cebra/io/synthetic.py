@@ -131,3 +131,274 @@ def place_cell_recording(
     rates = place_field_rates(position, direction, n_neurons, rng)
     spikes = rng.poisson(rates * BIN_SIZE).astype(np.float32)
     return PlaceCellRecording(neural=spikes, position=position, direction=direction)
+
+
+# --- calcium-imaging session -------------------------------------------------------------------
+
+FRAME_RATE = 30.0  # Hz, a typical two-photon resonant-scanner rate
+_DARK_OFFSET = 100.0  # camera / PMT offset in counts
+_CHUNK_FRAMES = 128  # frames rendered at once (bounds the float32 scratch memory)
+
+
+@dataclass(frozen=True)
+class CalciumImagingSession:
+    """A two-photon-like movie of place cells with its ROIs, ground truth and behaviour.
+
+    Attributes
+    ----------
+    movie : np.ndarray
+        ``(T, Y, X)`` uint16 fluorescence movie.
+    rois : np.ndarray
+        ``(Y, X)`` int32 label image: 0 is background, pixels of cell ``k`` hold ``k`` (1-based).
+    traces : np.ndarray
+        ``(T, n_cells)`` float32 ground-truth ΔF/F of each cell (column ``k - 1`` is label ``k``).
+    spikes : np.ndarray
+        ``(T, n_cells)`` float32 spike counts per frame that generated ``traces``.
+    position : np.ndarray
+        ``(T,)`` float32 position of the animal on the 1.6 m track, in metres.
+    direction : np.ndarray
+        ``(T,)`` int64 running direction, 0 = rightward, 1 = leftward.
+    frame_rate : float
+        Imaging rate in Hz.
+    """
+
+    movie: np.ndarray
+    rois: np.ndarray
+    traces: np.ndarray
+    spikes: np.ndarray
+    position: np.ndarray
+    direction: np.ndarray
+    frame_rate: float = FRAME_RATE
+
+    @property
+    def behaviour(self) -> np.ndarray:
+        """``(T, 3)`` float32 ``[position, right, left]``, the layout of the achilles labels."""
+        right = (self.direction == 0).astype(np.float32)
+        return np.stack([self.position, right, 1.0 - right], axis=1).astype(np.float32)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.movie.shape[0])
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.traces.shape[1])
+
+
+def calcium_kernel_response(
+    spikes: np.ndarray,
+    frame_rate: float,
+    rise_time: float = 0.02,
+    decay_time: float = 0.7,
+) -> np.ndarray:
+    """Convolve spike counts with a unit-peak double-exponential GCaMP kernel along time.
+
+    Parameters
+    ----------
+    spikes : np.ndarray
+        ``(T, n)`` spike counts per frame.
+    frame_rate : float
+        Frames per second.
+    rise_time, decay_time : float
+        Time constants of the rise and the decay in seconds (the defaults peak ≈ 70 ms after
+        the spike and halve ≈ 0.5 s later, like GCaMP6f).
+
+    Returns
+    -------
+    np.ndarray
+        ``(T, n)`` float64 response, 1.0 at the peak of an isolated single spike.
+    """
+    from scipy.signal import lfilter
+
+    dt = 1.0 / frame_rate
+    a_decay, a_rise = np.exp(-dt / decay_time), np.exp(-dt / rise_time)
+    decay = lfilter([1.0], [1.0, -a_decay], spikes, axis=0)
+    rise = lfilter([1.0], [1.0, -a_rise], spikes, axis=0)
+    lags = np.arange(int(10 * decay_time * frame_rate) + 2)
+    kernel = a_decay**lags - a_rise**lags
+    return (decay - rise) / kernel.max()
+
+
+def _cell_centres(
+    n_cells: int, shape: tuple[int, int], min_distance: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Random soma centres ``(n_cells, 2)`` that keep roughly ``min_distance`` apart."""
+    margin = 4.0
+    centres: list[np.ndarray] = []
+    distance = min_distance
+    while len(centres) < n_cells:
+        for _ in range(200):
+            candidate = rng.uniform(margin, np.array(shape) - margin)
+            if all(np.hypot(*(candidate - c)) >= distance for c in centres):
+                centres.append(candidate)
+                break
+        else:  # the field of view is crowded: let new cells sit closer
+            distance *= 0.9
+    return np.array(centres)
+
+
+def soma_footprints(
+    n_cells: int,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    radius_range: tuple[float, float] = (3.5, 5.5),
+) -> np.ndarray:
+    """Elliptical soma footprints with a dimmer nucleus, shape ``(n_cells, Y, X)`` float32.
+
+    Each footprint peaks at 1 in the cytoplasm ring and falls to 0 at the membrane; centres are
+    packed a little closer than two radii so that neighbouring cells overlap slightly.
+    """
+    centres = _cell_centres(n_cells, shape, 1.7 * radius_range[0], rng)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    footprints = np.zeros((n_cells, *shape), dtype=np.float32)
+    for k, (cy, cx) in enumerate(centres):
+        semi_major = rng.uniform(*radius_range)
+        semi_minor = semi_major * rng.uniform(0.7, 1.0)
+        angle = rng.uniform(0.0, np.pi)
+        dy, dx = yy - cy, xx - cx
+        u = (dx * np.cos(angle) + dy * np.sin(angle)) / semi_major
+        v = (-dx * np.sin(angle) + dy * np.cos(angle)) / semi_minor
+        r = np.sqrt(u**2 + v**2)
+        body = np.clip(1.0 - r**4, 0.0, None)  # flat-topped, falls off at the membrane
+        nucleus = 1.0 - 0.6 * np.exp(-0.5 * (r / 0.35) ** 2)  # GCaMP is excluded from the nucleus
+        footprints[k] = body * nucleus
+    return footprints
+
+
+def labels_from_footprints(footprints: np.ndarray, threshold: float = 0.3) -> np.ndarray:
+    """ROI label image ``(Y, X)`` int32: each pixel goes to the strongest footprint above threshold.
+
+    A cell hidden entirely under brighter neighbours keeps its own peak pixel, so every footprint
+    ``k`` (0-based) owns at least one pixel labelled ``k + 1``.
+    """
+    strongest = footprints.argmax(axis=0)
+    inside = footprints.max(axis=0) > threshold
+    labels = np.where(inside, strongest + 1, 0).astype(np.int32)
+    for k in np.setdiff1d(np.arange(len(footprints)), labels - 1):
+        labels[np.unravel_index(footprints[k].argmax(), labels.shape)] = k + 1
+    return labels
+
+
+def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """A positive, spatially smooth random field with mean 1 (neuropil / illumination pattern)."""
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(rng.standard_normal(shape), sigma)
+    field = (field - field.mean()) / (field.std() + 1e-12)
+    return (1.0 + 0.25 * field).clip(0.3, None).astype(np.float32)
+
+
+def _baseline_drift(n_frames: int, frame_rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative slow drift ``(T,)``: photobleaching times a slow wander of a few percent.
+
+    The wander sums sinusoids with periods of 40–200 s and random phases, so it is equally slow for
+    any recording length.
+    """
+    t = np.arange(n_frames) / frame_rate
+    bleaching = 0.85 + 0.15 * np.exp(-t / rng.uniform(150.0, 300.0))
+    frequencies = rng.uniform(1.0 / 200.0, 1.0 / 40.0, 4)
+    phases = rng.uniform(0.0, 2.0 * np.pi, 4)
+    wander = np.sin(2.0 * np.pi * frequencies[None, :] * t[:, None] + phases[None, :]).sum(axis=1)
+    return (bleaching * (1.0 + 0.01 * wander)).astype(np.float32)
+
+
+def calcium_imaging_session(
+    n_frames: int = 3000,
+    shape: tuple[int, int] = (128, 128),
+    n_cells: int = 80,
+    seed: int = 0,
+) -> CalciumImagingSession:
+    """Synthetic two-photon calcium-imaging session of hippocampal place cells on a linear track.
+
+    The animal runs back and forth on a 1.6 m track (:func:`linear_track_trajectory` at the imaging
+    rate); each cell is a direction-selective place cell (:func:`place_field_rates`) firing Poisson
+    spikes, which become GCaMP-like ΔF/F transients (≈70 ms to peak, ≈0.7 s decay). The movie adds
+    soma footprints with a dark nucleus, a modulated neuropil background, photobleaching and slow
+    drift, shot noise and read noise.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames at 30 Hz (3000 frames = 100 s).
+    shape : tuple of int
+        ``(Y, X)`` size of the field of view in pixels.
+    n_cells : int
+        Number of cells (ROIs).
+    seed : int
+        Seed of the generator; the same seed gives the same session.
+
+    Returns
+    -------
+    CalciumImagingSession
+    """
+    shape = _check_session_arguments(n_frames, shape, n_cells)
+    rng = np.random.default_rng(seed)
+    position, direction = linear_track_trajectory(n_frames, rng, bin_size=1.0 / FRAME_RATE)
+    rates = place_field_rates(position, direction, n_cells, rng)
+    spikes = rng.poisson(rates / FRAME_RATE).astype(np.float32)
+    amplitude = rng.uniform(0.15, 0.35, n_cells)  # ΔF/F of one spike
+    dff = calcium_kernel_response(spikes, FRAME_RATE) * amplitude
+    dff = (dff / (1.0 + dff / 6.0)).astype(np.float32)  # indicator saturation
+
+    footprints = soma_footprints(n_cells, shape, rng)
+    rois = labels_from_footprints(footprints)
+    brightness = rng.uniform(150.0, 350.0, n_cells).astype(np.float32)
+    movie = _render_movie(dff, footprints, brightness, rng, n_frames, shape)
+    return CalciumImagingSession(
+        movie=movie,
+        rois=rois,
+        traces=dff,
+        spikes=spikes,
+        position=position,
+        direction=direction,
+    )
+
+
+def _check_session_arguments(
+    n_frames: int, shape: tuple[int, int], n_cells: int
+) -> tuple[int, int]:
+    if n_frames < 2:
+        raise ValueError(f"n_frames must be at least 2, got {n_frames}.")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 2 or min(shape) < 16:
+        raise ValueError(f"shape must be (Y, X) with both sides at least 16 pixels, got {shape}.")
+    if n_cells < 1:
+        raise ValueError(f"n_cells must be at least 1, got {n_cells}.")
+    max_cells = shape[0] * shape[1] // 150
+    if n_cells > max_cells:
+        raise ValueError(
+            f"n_cells={n_cells} cells do not fit in a {shape[0]}×{shape[1]} field of view "
+            f"(at most {max_cells})."
+        )
+    return shape
+
+
+def _render_movie(
+    dff: np.ndarray,
+    footprints: np.ndarray,
+    brightness: np.ndarray,
+    rng: np.random.Generator,
+    n_frames: int,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Photon counts of cells + neuropil, with drift and noise, as a uint16 ``(T, Y, X)`` movie."""
+    n_pixels = shape[0] * shape[1]
+    weights = (footprints * brightness[:, None, None]).reshape(len(brightness), n_pixels)
+    neuropil_map = (60.0 * _smooth_field(shape, rng, sigma=12.0)).reshape(n_pixels)
+    # the neuropil is the blurred activity of many out-of-focus processes: a slow population signal
+    population = dff.mean(axis=1)
+    neuropil_activity = 1.0 + 0.5 * (population - population.mean())
+    drift = _baseline_drift(n_frames, FRAME_RATE, rng)
+    # ~20-40 photons per soma pixel per frame at rest: noisy pixels, clean ROI means
+    gain, read_noise = 8.0, 6.0  # counts per photon, counts
+    movie = np.empty((n_frames, *shape), dtype=np.uint16)
+    for start in range(0, n_frames, _CHUNK_FRAMES):
+        stop = min(start + _CHUNK_FRAMES, n_frames)
+        signal = (1.0 + dff[start:stop]) @ weights
+        signal += neuropil_activity[start:stop, None].astype(np.float32) * neuropil_map
+        signal *= drift[start:stop, None]
+        noise = rng.standard_normal(signal.shape, dtype=np.float32)
+        noise *= np.sqrt(gain * signal + read_noise**2)
+        signal += noise + _DARK_OFFSET
+        movie[start:stop] = np.clip(signal, 0, 65535).reshape(stop - start, *shape)
+    return movie

@@ -1,0 +1,267 @@
+"""Command line: ``python -m napari_cebra {report,demo,download}`` (also ``napari-cebra``).
+
+* ``report NEURAL [--labels BEHAVIOUR] --out DIR [--iterations N]`` runs the best-practice recipe
+  and writes ``DIR/report.html`` and ``DIR/results.json``.
+* ``demo`` opens napari with the sample data and the Train CEBRA widget; without a display it runs
+  a short report on the synthetic place-cell recording into ``./napari-cebra-demo/``.
+* ``download achilles --dest DIR`` fetches the public rat-hippocampus recording.
+
+Progress goes to stderr. Bad input exits with status 2 and a one-line reason before anything is
+written; Ctrl-C exits with status 130 and leaves no partial files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROG = "napari-cebra"
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+DEMO_DIR = "napari-cebra-demo"
+DEMO_ITERATIONS = 1000
+DEMO_RUNS = 3
+
+
+class InputError(Exception):
+    """Bad command-line input; the message is printed as the one-line reason."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CommandFailed(InputError):
+    """A command that could not complete (e.g. a failed download)."""
+
+    exit_code = EXIT_FAILED
+
+
+def _load_neural(path: str, key: str | None, transpose: bool) -> np.ndarray:
+    from napari_cebra.io.matrices import load_matrix
+
+    try:
+        return load_matrix(path, key=key, transpose=transpose)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"neural data: {error}") from error
+
+
+def _load_labels(path: str, key: str | None) -> np.ndarray:
+    """Behaviour labels: a 1-D vector (.npy) or a time × columns matrix (any matrix format)."""
+    from napari_cebra.io.matrices import load_matrix
+
+    file = Path(path)
+    try:
+        if file.suffix.lower() == ".npy" and file.is_file():
+            vector = np.load(file, allow_pickle=False)
+            if vector.ndim == 1 and np.issubdtype(vector.dtype, np.number):
+                return vector.astype(np.float32)
+        return load_matrix(path, key=key)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"labels: {error}") from error
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first_row = int(np.argwhere(bad)[0][0])
+        raise InputError(f"{name} has {int(bad.sum())} NaN/inf values (first in row {first_row}).")
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read and check the report's input files; raise :class:`InputError` with the reason."""
+    neural = _load_neural(args.neural, args.key, args.transpose)
+    _check_finite(neural, f"neural data {args.neural!r}")
+    labels = None
+    if args.labels is not None:
+        labels = _load_labels(args.labels, args.labels_key)
+        _check_finite(labels, f"labels {args.labels!r}")
+        if len(labels) != len(neural):
+            raise InputError(
+                f"labels {args.labels!r} have {len(labels)} rows but neural data "
+                f"{args.neural!r} has {len(neural)} (shapes {labels.shape} and {neural.shape})."
+            )
+    minimum = 2 * args.min_frames
+    if len(neural) < minimum:
+        raise InputError(
+            f"neural data {args.neural!r} has {len(neural)} time points (shape {neural.shape}); "
+            f"the recipe needs at least {minimum}. Is the matrix neurons × time? Use --transpose."
+        )
+    return neural, labels
+
+
+class ConsoleProgress:
+    """Print recipe progress to stderr: every stage change, otherwise at most every ``interval`` s."""
+
+    def __init__(self, stream: Any = sys.stderr, interval: float = 2.0):
+        self.stream = stream
+        self.interval = interval
+        self._stage: str | None = None
+        self._last = 0.0
+
+    def __call__(self, record: Any) -> None:
+        now = time.monotonic()
+        if record.stage != self._stage or now - self._last >= self.interval:
+            self._stage, self._last = record.stage, now
+            print(f"{record.elapsed:7.1f}s {record.message}", file=self.stream, flush=True)
+
+
+def _summary_lines(results: dict[str, Any]) -> list[str]:
+    lines = [f"Overall verdict: {results['verdict'].upper()}"]
+    time_model = results["time_model"]
+    lines.append(
+        f"CEBRA-Time GoF: train {time_model['gof_train']:.2f} bits, "
+        f"validation {time_model['gof_valid']:.2f} bits"
+    )
+    behaviour = results.get("behaviour_model", {})
+    if behaviour.get("status") == "done":
+        lines.append(
+            f"CEBRA-Behavior GoF: train {behaviour['gof_train']:.2f} bits, "
+            f"validation {behaviour['gof_valid']:.2f} bits"
+        )
+    lines += [f"  {check['verdict']:>4}  {check['title']}" for check in results["checks"]]
+    return lines
+
+
+def run_report(
+    neural: np.ndarray, labels: np.ndarray | None, out: str, iterations: int, runs: int, seed: int
+) -> dict[str, Any]:
+    """Run the recipe with console progress and write the report; return the results."""
+    from napari_cebra.workflows.recipe import run_recipe
+    from napari_cebra.workflows.report import write_report
+
+    results = run_recipe(
+        neural, labels, iterations=iterations, n_runs=runs, seed=seed, progress=ConsoleProgress()
+    )
+    report_path, results_path = write_report(results, out)
+    for line in _summary_lines(results):
+        print(line)
+    print(f"Report: {report_path}\nResults: {results_path}")
+    return results
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    neural, labels = load_inputs(args)
+    run_report(neural, labels, args.out, args.iterations, args.runs, args.seed)
+    return 0
+
+
+def _qt_can_start(timeout: float = 30.0) -> bool:
+    """Whether a Qt application can open a window here (probed in a child process, because Qt
+    aborts the whole process when it cannot reach a display)."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    probe = "from qtpy.QtWidgets import QApplication; QApplication([])"
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return completed.returncode == 0
+
+
+def _command_demo(args: argparse.Namespace) -> int:
+    if not args.headless and _qt_can_start():
+        from napari_cebra._widgets.demo import launch_demo
+
+        launch_demo()
+        return 0
+    from napari_cebra.io.synthetic import place_cell_recording
+
+    recording = place_cell_recording(seed=args.seed)
+    print(
+        f"Headless demo: best-practice report on the synthetic place-cell recording "
+        f"{recording.neural.shape} into {args.out}/",
+        file=sys.stderr,
+    )
+    run_report(
+        recording.neural, recording.behaviour, args.out, args.iterations, args.runs, args.seed
+    )
+    return 0
+
+
+def _command_download(args: argparse.Namespace) -> int:
+    from napari_cebra.io.datasets import download_achilles
+
+    def show(done: int, total: int | None) -> None:
+        size = f"/{total / 1e6:.1f}" if total else ""
+        print(f"\r{done / 1e6:.1f}{size} MB", end="", file=sys.stderr, flush=True)
+
+    try:
+        path = download_achilles(args.dest, progress=show)
+    except (ConnectionError, ValueError, OSError) as error:
+        print(file=sys.stderr)
+        raise CommandFailed(f"download failed: {error}") from error
+    print(file=sys.stderr)
+    print(path)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-cebra`` argument parser."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    report = commands.add_parser("report", help="run the best-practice recipe, write a report")
+    report.add_argument("neural", help="time × neurons matrix (.npy, .npz, .csv, .h5)")
+    report.add_argument("--labels", help="behaviour labels, one row per time point")
+    report.add_argument("--out", required=True, help="output folder")
+    report.add_argument("--iterations", type=_positive_int, default=5000)
+    report.add_argument("--runs", type=_positive_int, default=5, help="consistency runs (≥ 2)")
+    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--key", help="array name in an .npz/.h5 neural file")
+    report.add_argument("--labels-key", help="array name in an .npz/.h5 labels file")
+    report.add_argument(
+        "--transpose", action="store_true", help="the neural file is stored neurons × time"
+    )
+    report.set_defaults(handler=_command_report, min_frames=100)
+
+    demo = commands.add_parser("demo", help="open the napari demo (or a headless report)")
+    demo.add_argument("--headless", action="store_true", help="run the report even with a display")
+    demo.add_argument("--out", default=DEMO_DIR)
+    demo.add_argument("--iterations", type=_positive_int, default=DEMO_ITERATIONS)
+    demo.add_argument("--runs", type=_positive_int, default=DEMO_RUNS)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=_command_demo)
+
+    download = commands.add_parser("download", help="download a public dataset")
+    download.add_argument("dataset", choices=["achilles"])
+    download.add_argument("--dest", required=True, help="folder for the dataset")
+    download.set_defaults(handler=_command_download)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m napari_cebra`` and the ``napari-cebra`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except InputError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except ValueError as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"{PROG}: error: {first_line}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; no report was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""A second napari canvas, docked next to the movie, that shows embeddings linked to time.
+
+The embedding lives in its own ``ViewerModel`` rendered by a ``QtViewer`` inside a dock widget
+of the main window, so its 3-D view and the movie's dims never slice each other. The two are
+linked both ways: moving the main viewer's time slider highlights the current frame's point and a
+short trail; clicking (or selecting) a point moves the main viewer to that frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
+
+EMBEDDING_DOCK = "CEBRA embedding"
+HIGHLIGHT_LAYER = "current frame"
+COLORMAPS = ("viridis", "turbo", "plasma", "twilight", "magma", "gray")
+CLICK_TOLERANCE_PX = 4
+
+
+@dataclass
+class EmbeddingEntry:
+    """An embedding shown in the view.
+
+    Attributes
+    ----------
+    name : str
+        Name of its Points layer.
+    embedding : np.ndarray
+        ``(T, d)`` embedding, all output dimensions.
+    frames : np.ndarray
+        ``(T,)`` frame index of each row.
+    time_layer : str or None
+        Main-viewer layer whose first axis is time (the movie); ``None`` if there is none.
+    """
+
+    name: str
+    embedding: np.ndarray
+    frames: np.ndarray
+    time_layer: str | None
+
+
+def point_size(embedding: np.ndarray) -> float:
+    """Marker size in data units: ≈0.03 for an embedding on the unit sphere."""
+    extent = float(np.ptp(embedding, axis=0).max()) if len(embedding) else 1.0
+    return 0.015 * (extent if extent > 0 else 1.0)
+
+
+def embedding_coordinates(embedding: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Columns ``axes`` of the embedding (for a 1-D embedding: frame index against value)."""
+    if embedding.shape[1] == 1:
+        return np.column_stack([embedding[:, 0], np.arange(len(embedding))])
+    return np.ascontiguousarray(embedding[:, list(axes)])
+
+
+def embedding_view(viewer: Any) -> EmbeddingView:
+    """The embedding dock of ``viewer``, created and docked on first use."""
+    docks = viewer.window.dock_widgets
+    if EMBEDDING_DOCK in docks:
+        return docks[EMBEDDING_DOCK]
+    view = EmbeddingView(viewer)
+    viewer.window.add_dock_widget(view, name=EMBEDDING_DOCK, area="right", tabify=False)
+    return view
+
+
+class EmbeddingView(QWidget):
+    """Docked second canvas with the embeddings, colour controls and the time link.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The main viewer (the one showing the movie).
+    """
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from napari.components.viewer_model import ViewerModel
+        from napari.qt import QtViewer
+
+        self.main_viewer = viewer
+        self.viewer = ViewerModel(title=EMBEDDING_DOCK)
+        self.qt_viewer = QtViewer(self.viewer)
+        self.qt_viewer.setMinimumSize(360, 320)
+        self.entries: dict[str, EmbeddingEntry] = {}
+        self._frame: int | None = None
+
+        self.choice = ComboBox(label="embedding", choices=self._entry_names)
+        self.axis_spins = [SpinBox(label=a, min=0, max=2, value=i) for i, a in enumerate("xyz")]
+        self.color_by = ComboBox(label="colour by", choices=self._feature_names)
+        self.colormap = ComboBox(label="colormap", choices=COLORMAPS, value="viridis")
+        self.trail = SpinBox(label="trail (frames)", min=0, max=500, value=15)
+        self.remove_button = PushButton(text="Remove embedding")
+        axes = Container(widgets=self.axis_spins, layout="horizontal", label="axes")
+        self.controls = Container(
+            widgets=[
+                self.choice,
+                axes,
+                self.color_by,
+                self.colormap,
+                self.trail,
+                self.remove_button,
+            ]
+        )
+        self.choice.changed.connect(self._show_entry)
+        for spin in self.axis_spins:
+            spin.changed.connect(self._on_axes_changed)
+        self.color_by.changed.connect(self._apply_colour)
+        self.colormap.changed.connect(self._apply_colour)
+        self.trail.changed.connect(lambda _: self.highlight_frame(self._frame))
+        self.remove_button.changed.connect(self._remove_current)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.controls.native)
+        layout.addWidget(self.qt_viewer, stretch=1)
+
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
+        self.main_viewer.dims.events.current_step.connect(self._on_main_step)
+        self._update_controls()
+
+    # ----------------------------------------------------------------- embeddings
+    def add_embedding(
+        self,
+        embedding: np.ndarray,
+        *,
+        name: str,
+        features: pd.DataFrame | None = None,
+        time_layer: str | None = None,
+    ) -> Any:
+        """Add ``embedding`` as a Points layer (replacing one of the same name) and show it.
+
+        Parameters
+        ----------
+        embedding : np.ndarray
+            ``(T, d)`` embedding.
+        name : str
+            Layer name.
+        features : pandas.DataFrame, optional
+            One row per frame (behaviour variables, train/validation split, ...); a ``frame``
+            column (0 … T−1) is added when missing.
+        time_layer : str, optional
+            Main-viewer layer whose first axis is time.
+
+        Returns
+        -------
+        napari.layers.Points
+        """
+        embedding = np.asarray(embedding, dtype=np.float32)
+        if embedding.ndim != 2 or len(embedding) == 0:
+            raise ValueError(
+                f"embedding must be a non-empty 2-D array, got shape {embedding.shape}"
+            )
+        table = pd.DataFrame(index=range(len(embedding))) if features is None else features.copy()
+        table = table.reset_index(drop=True)
+        if len(table) != len(embedding):
+            raise ValueError(
+                f"features have {len(table)} rows but the embedding has {len(embedding)} frames."
+            )
+        if "frame" not in table:
+            table.insert(0, "frame", np.arange(len(embedding)))
+        entry = EmbeddingEntry(name, embedding, table["frame"].to_numpy(np.int64), time_layer)
+        for stale in (name, HIGHLIGHT_LAYER):  # the highlight is re-added on top
+            if stale in self.viewer.layers:
+                self.viewer.layers.remove(stale)
+        axes = tuple(range(min(3, embedding.shape[1])))
+        layer = self.viewer.add_points(
+            embedding_coordinates(embedding, axes),
+            name=name,
+            features=table,
+            size=point_size(embedding),
+            border_width=0,
+            shading="spherical" if len(axes) == 3 else "none",
+            metadata={"cebra_axes": axes},
+        )
+        layer.selected_data.events.changed.connect(self._on_selection)
+        self.entries[name] = entry
+        self.choice.reset_choices()
+        self.choice.value = name
+        self._show_entry(name)
+        self.viewer.reset_view()
+        return layer
+
+    @property
+    def current(self) -> EmbeddingEntry | None:
+        """The embedding shown now."""
+        return self.entries.get(self.choice.value) if self.choice.value else None
+
+    def layer(self, name: str | None = None) -> Any:
+        """Points layer of embedding ``name`` (default: the one shown)."""
+        name = name or self.choice.value
+        return self.viewer.layers[name]
+
+    # ----------------------------------------------------------------- time link
+    def highlight_frame(self, frame: int | None) -> None:
+        """Mark ``frame``'s point and the ``trail`` frames before it."""
+        self._frame = frame
+        entry = self.current
+        if entry is None or frame is None:
+            ndim = 3 if entry is None else self.layer(entry.name).ndim
+            self._set_highlight(np.empty(0, dtype=np.int64), np.empty((0, ndim)), np.empty(0))
+            return
+        trail = int(self.trail.value)
+        rows = np.flatnonzero((entry.frames <= frame) & (entry.frames >= frame - trail))
+        rows = rows[np.argsort(entry.frames[rows])]
+        base = point_size(entry.embedding)
+        age = (frame - entry.frames[rows]) / max(1, trail)  # 0 now … 1 oldest
+        sizes = base * (1.6 - 0.8 * age)
+        if len(rows) and entry.frames[rows[-1]] == frame:
+            sizes[-1] = 4 * base
+        self._set_highlight(entry.frames[rows], self.layer(entry.name).data[rows], sizes)
+
+    def highlighted_frames(self) -> np.ndarray:
+        """Frames marked by the highlight (oldest first, current frame last)."""
+        if HIGHLIGHT_LAYER not in self.viewer.layers:
+            return np.empty(0, dtype=np.int64)
+        return np.asarray(
+            self.viewer.layers[HIGHLIGHT_LAYER].features.get("frame", []), dtype=np.int64
+        )
+
+    def jump_to_point(self, index: int) -> None:
+        """Move the main viewer to the frame of point ``index`` of the shown embedding."""
+        entry = self.current
+        if entry is None:
+            return
+        frame = int(entry.frames[index])
+        layer = self._time_layer(entry)
+        if layer is not None:
+            go_to_frame(self.main_viewer, layer, frame)
+        self.highlight_frame(frame)
+
+    # ----------------------------------------------------------------- internals
+    def _entry_names(self, _widget: Any = None) -> list[str]:
+        return list(self.entries)
+
+    def _feature_names(self, _widget: Any = None) -> list[str]:
+        entry = self.current
+        if entry is None or entry.name not in self.viewer.layers:
+            return []
+        return [str(c) for c in self.viewer.layers[entry.name].features.columns]
+
+    def _time_layer(self, entry: EmbeddingEntry) -> Any:
+        if entry.time_layer and entry.time_layer in self.main_viewer.layers:
+            return self.main_viewer.layers[entry.time_layer]
+        return None
+
+    def _set_highlight(self, frames: np.ndarray, coords: np.ndarray, sizes: np.ndarray) -> None:
+        """Show the trail points: white fading with age, the current frame large and magenta."""
+        ndim = coords.shape[1]
+        layer = (
+            self.viewer.layers[HIGHLIGHT_LAYER] if HIGHLIGHT_LAYER in self.viewer.layers else None
+        )
+        if layer is not None and layer.ndim != ndim:
+            self.viewer.layers.remove(layer)
+            layer = None
+        if layer is None:
+            layer = self.viewer.add_points(
+                np.empty((0, ndim)), name=HIGHLIGHT_LAYER, border_width=0, blending="translucent"
+            )
+        alpha = np.linspace(0.25, 1.0, len(frames)) if len(frames) else np.empty(0)
+        colours = np.column_stack([np.ones((len(frames), 3)), alpha])
+        if len(frames) and frames[-1] == self._frame:
+            colours[-1] = (1.0, 0.15, 0.55, 1.0)
+        layer.data = coords
+        layer.features = pd.DataFrame({"frame": frames})
+        if len(frames):
+            layer.size = sizes
+            layer.face_color = colours
+        layer.refresh()
+
+    def _show_entry(self, name: Any = None) -> None:
+        entry = self.current
+        for layer in self.viewer.layers:
+            if layer.name != HIGHLIGHT_LAYER:
+                layer.visible = entry is not None and layer.name == entry.name
+        self._update_controls()
+        if entry is None:
+            self.highlight_frame(None)
+            return
+        self.viewer.layers.selection.active = self.layer(entry.name)
+        self.viewer.dims.ndisplay = 3 if self.layer(entry.name).ndim == 3 else 2
+        self._apply_colour()
+        self._on_main_step()
+
+    def _update_controls(self) -> None:
+        entry = self.current
+        dims = 0 if entry is None else entry.embedding.shape[1]
+        axes = self.layer(entry.name).metadata["cebra_axes"] if entry else (0, 1, 2)
+        for i, spin in enumerate(self.axis_spins):
+            with spin.changed.blocked():
+                spin.value = 0
+                spin.max = max(0, dims - 1)
+                spin.value = axes[i] if i < len(axes) else 0
+            spin.visible = dims > 3 or (dims >= 2 and i < min(dims, 3))
+        with self.color_by.changed.blocked():
+            previous = self.color_by.value
+            self.color_by.reset_choices()
+            names = self._feature_names()
+            if previous in names:
+                self.color_by.value = previous
+            elif names:
+                behaviour = [n for n in names if n not in ("frame", "split")]
+                self.color_by.value = behaviour[0] if behaviour else names[0]
+        self.remove_button.enabled = entry is not None
+
+    def _on_axes_changed(self, _value: Any = None) -> None:
+        entry = self.current
+        if entry is None or entry.embedding.shape[1] <= 3:
+            return
+        axes = tuple(int(spin.value) for spin in self.axis_spins)
+        layer = self.layer(entry.name)
+        layer.data = embedding_coordinates(entry.embedding, axes)
+        layer.metadata = {**layer.metadata, "cebra_axes": axes}
+        self._apply_colour()
+        self.highlight_frame(self._frame)
+        self.viewer.reset_view()
+
+    def _apply_colour(self, _value: Any = None) -> None:
+        entry, column = self.current, self.color_by.value
+        if entry is None or not column:
+            return
+        layer = self.layer(entry.name)
+        values = layer.features[column]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if numeric:
+            layer.face_colormap = self.colormap.value
+        layer.face_color = column
+        layer.refresh_colors(update_color_mapping=True)
+        layer.face_colorbar.visible = bool(numeric)
+
+    def _remove_current(self, _value: Any = None) -> None:
+        entry = self.current
+        if entry is None:
+            return
+        del self.entries[entry.name]
+        self.viewer.layers.remove(entry.name)
+        self.choice.reset_choices()
+        self._show_entry()
+
+    def _on_main_step(self, _event: Any = None) -> None:
+        entry = self.current
+        layer = None if entry is None else self._time_layer(entry)
+        frame = None if layer is None else frame_at_current_step(self.main_viewer, layer)
+        self.highlight_frame(frame)
+
+    def _on_selection(self, _event: Any = None) -> None:
+        entry = self.current
+        if entry is None:
+            return
+        selected = list(self.layer(entry.name).selected_data)
+        if len(selected) == 1:
+            self.jump_to_point(int(selected[0]))
+
+    def _on_mouse_drag(self, viewer: Any, event: Any):
+        """Click (press and release without dragging) on a point: jump to its frame."""
+        entry = self.current
+        if entry is None:
+            return
+        press = np.asarray(event.pos, dtype=float)
+        index = self.layer(entry.name).get_value(
+            event.position,
+            view_direction=event.view_direction,
+            dims_displayed=list(event.dims_displayed),
+            world=True,
+        )
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = dragged or np.abs(np.asarray(event.pos) - press).max() > CLICK_TOLERANCE_PX
+            yield
+        if not dragged and index is not None:
+            self.jump_to_point(int(index))

@@ -1,0 +1,335 @@
+"""From napari layers to the arrays CEBRA trains on (no Qt here).
+
+Neural data is a 2-D Image layer (time × neurons) or a movie Image layer (time × y × x) with a
+Labels layer of ROIs. Behaviour is a table with one row per frame, built from a 2-D Image layer
+(time × variables), a Points or Tracks layer with a time axis (per-frame coordinates and numeric
+features become variables), or the ``features`` table of any other layer (one row per frame).
+Integer columns of the table are discrete labels; float columns are continuous variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# features columns that say which keypoint/animal a point belongs to, in order of preference
+_IDENTITY_HINTS = ("individual", "bodypart", "label", "id", "track_id", "name")
+_AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
+
+
+@dataclass(frozen=True)
+class NeuralSource:
+    """What the neural layer choice amounts to.
+
+    Attributes
+    ----------
+    kind : str
+        ``"matrix"`` (the layer is time × neurons) or ``"movie"`` (traces must be extracted).
+    n_frames : int
+        Number of time points.
+    name : str
+        Name of the neural layer.
+    """
+
+    kind: str
+    n_frames: int
+    name: str
+
+
+def layer_kind(layer: Any) -> str:
+    """Lower-case napari layer type name (``"image"``, ``"labels"``, ``"points"``, ...).
+
+    ``__class__`` (not ``type()``) sees through the proxy napari hands to plugin widgets.
+    """
+    return layer.__class__.__name__.lower()
+
+
+def neural_source(layer: Any, rois: Any | None = None) -> NeuralSource:
+    """Check that ``layer`` (and ``rois``) can give a time × neurons matrix.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        A 2-D image (time × neurons) or a 3-D movie (time × y × x).
+    rois : napari.layers.Labels, optional
+        ROI labels ``(y, x)``; required for a movie, ignored for a matrix.
+
+    Raises
+    ------
+    ValueError
+        If the layer is not an Image, is RGB, is not 2-D or 3-D, or is a movie without matching
+        ROI labels.
+    """
+    if layer is None:
+        raise ValueError("Choose a neural layer: a time × neurons image or a movie with ROIs.")
+    if layer_kind(layer) != "image":
+        raise ValueError(
+            f"Neural layer {layer.name!r} is a {layer_kind(layer)} layer; it must be an Image "
+            "layer (time × neurons, or a time × y × x movie)."
+        )
+    shape = tuple(layer.data.shape)
+    if getattr(layer, "rgb", False):
+        raise ValueError(f"Neural layer {layer.name!r} is an RGB image of shape {shape}.")
+    if len(shape) == 2:
+        if min(shape) < 2:
+            raise ValueError(
+                f"Neural layer {layer.name!r} of shape {shape} needs at least 2 frames and 2 "
+                "neurons."
+            )
+        return NeuralSource("matrix", int(shape[0]), layer.name)
+    if len(shape) != 3:
+        raise ValueError(
+            f"Neural layer {layer.name!r} has shape {shape}; expected a 2-D time × neurons matrix "
+            "or a 3-D time × y × x movie."
+        )
+    if rois is None:
+        raise ValueError(
+            f"Neural layer {layer.name!r} is a movie of shape {shape}: choose the Labels layer of "
+            "its ROIs so that one fluorescence trace per ROI can be extracted."
+        )
+    rois_shape = tuple(rois.data.shape)
+    if rois_shape != shape[1:]:
+        raise ValueError(
+            f"ROI layer {rois.name!r} has shape {rois_shape} but the frames of movie "
+            f"{layer.name!r} have shape {shape[1:]} (movie shape {shape})."
+        )
+    return NeuralSource("movie", int(shape[0]), layer.name)
+
+
+def neural_matrix(layer: Any) -> np.ndarray:
+    """The ``(T, n)`` float32 matrix of a 2-D neural Image layer."""
+    source = neural_source(layer)
+    if source.kind != "matrix":  # pragma: no cover - neural_source raised already
+        raise ValueError(f"Neural layer {layer.name!r} is not a time × neurons matrix.")
+    matrix = np.asarray(layer.data, dtype=np.float32)
+    if not np.isfinite(matrix).all():
+        bad = np.argwhere(~np.isfinite(matrix))[0]
+        raise ValueError(
+            f"Neural layer {layer.name!r} of shape {matrix.shape} holds a non-finite value "
+            f"{matrix[tuple(bad)]} at frame {bad[0]}, neuron {bad[1]}."
+        )
+    return matrix
+
+
+def behaviour_table(layer: Any) -> pd.DataFrame:
+    """One row per frame, one column per behaviour variable, from any supported layer.
+
+    Parameters
+    ----------
+    layer : napari layer
+        A 2-D Image (time × variables; column names from ``layer.metadata["columns"]`` when
+        given), a Points layer whose first coordinate is time, a Tracks layer, or any layer with
+        a ``features`` table holding one row per frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index = frame (0 … T−1); float columns are continuous variables, integer columns discrete.
+
+    Raises
+    ------
+    ValueError
+        If the layer holds no usable variable (1-D data, RGB, no time axis, no numeric feature).
+    """
+    kind = layer_kind(layer)
+    if kind == "image":
+        return _image_table(layer)
+    if kind == "points":
+        return _timed_points_table(layer, np.asarray(layer.data), None)
+    if kind == "tracks":
+        data = np.asarray(layer.data)
+        return _timed_points_table(layer, data[:, 1:], data[:, 0].astype(np.int64))
+    features = getattr(layer, "features", None)
+    if features is None or len(features) == 0:
+        raise ValueError(
+            f"Behaviour layer {layer.name!r} ({kind}) has no time axis and no features table."
+        )
+    table = _numeric_columns(pd.DataFrame(features).reset_index(drop=True))
+    if table.shape[1] == 0:
+        raise ValueError(f"The features of behaviour layer {layer.name!r} have no numeric column.")
+    return table
+
+
+def continuous_columns(table: pd.DataFrame) -> list[str]:
+    """Names of the columns usable as continuous labels (every numeric column)."""
+    return [str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+
+
+def discrete_columns(table: pd.DataFrame) -> list[str]:
+    """Names of the integer columns with non-negative values (usable as discrete labels)."""
+    return [
+        str(c)
+        for c in table.columns
+        if pd.api.types.is_integer_dtype(table[c]) and (table[c].min() >= 0)
+    ]
+
+
+def common_length(
+    neural_frames: int,
+    behaviour_frames: int | None,
+    *,
+    neural_name: str,
+    behaviour_name: str,
+    allow_prefix: bool,
+) -> int:
+    """Number of frames to train on, checking that neural data and behaviour agree.
+
+    Raises
+    ------
+    ValueError
+        If the lengths differ and ``allow_prefix`` is False; the message names both layers and
+        lengths and says how to train on the common prefix.
+    """
+    if behaviour_frames is None or behaviour_frames == neural_frames:
+        return neural_frames
+    if not allow_prefix:
+        raise ValueError(
+            f"Neural layer {neural_name!r} has {neural_frames} frames but behaviour layer "
+            f"{behaviour_name!r} has {behaviour_frames}. Tick 'use common prefix' to train on "
+            f"the first {min(neural_frames, behaviour_frames)} frames."
+        )
+    return min(neural_frames, behaviour_frames)
+
+
+def label_arrays(
+    table: pd.DataFrame | None,
+    continuous: list[str],
+    discrete: str | None,
+    n_frames: int,
+) -> list[np.ndarray]:
+    """The label arrays passed to ``CEBRA.fit`` after ``X``: continuous float32, discrete int64.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or None
+        Behaviour table (:func:`behaviour_table`).
+    continuous : list of str
+        Columns used as the continuous label (stacked into ``(n_frames, k)``).
+    discrete : str or None
+        Column used as the discrete label.
+    n_frames : int
+        Frames kept (a prefix of the table).
+    """
+    if table is None:
+        if continuous or discrete:
+            raise ValueError("Behaviour variables were chosen but no behaviour layer is selected.")
+        return []
+    arrays: list[np.ndarray] = []
+    if continuous:
+        values = table[list(continuous)].to_numpy(dtype=np.float32)[:n_frames]
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"Behaviour columns {continuous} hold non-finite values in the first {n_frames} "
+                "frames."
+            )
+        arrays.append(values)
+    if discrete:
+        arrays.append(table[discrete].to_numpy(dtype=np.int64)[:n_frames])
+    return arrays
+
+
+def _image_table(layer: Any) -> pd.DataFrame:
+    shape = tuple(layer.data.shape)
+    if getattr(layer, "rgb", False) or len(shape) != 2:
+        raise ValueError(
+            f"Behaviour image {layer.name!r} has shape {shape}; expected a 2-D time × variables "
+            "matrix."
+        )
+    values = np.asarray(layer.data)
+    names = list(layer.metadata.get("columns", [])) or [
+        f"{layer.name}[{j}]" for j in range(shape[1])
+    ]
+    if len(names) != shape[1]:
+        raise ValueError(
+            f"Behaviour image {layer.name!r} has {shape[1]} columns but metadata['columns'] "
+            f"names {len(names)}: {names}."
+        )
+    if np.issubdtype(values.dtype, np.integer):
+        return pd.DataFrame(values.astype(np.int64), columns=names)
+    return pd.DataFrame(values.astype(np.float32), columns=names)
+
+
+def _numeric_columns(features: pd.DataFrame) -> pd.DataFrame:
+    keep = [
+        c
+        for c in features.columns
+        if pd.api.types.is_numeric_dtype(features[c])
+        and not pd.api.types.is_bool_dtype(features[c])
+    ]
+    return features[keep]
+
+
+def _identity_column(features: pd.DataFrame) -> str | None:
+    """The features column telling which keypoint/animal a point is, if any."""
+    candidates = [
+        c
+        for c in features.columns
+        if not pd.api.types.is_numeric_dtype(features[c])
+        or isinstance(features[c].dtype, pd.CategoricalDtype)
+    ]
+    for hint in _IDENTITY_HINTS:
+        if hint in candidates:
+            return hint
+    return candidates[0] if candidates else None
+
+
+def _timed_points_table(layer: Any, data: np.ndarray, track_ids: np.ndarray | None) -> pd.DataFrame:
+    """Per-frame table from points whose first coordinate is time.
+
+    Each identity (track id, or the string features column such as a DeepLabCut bodypart)
+    contributes its coordinates and its numeric features as columns ``"<identity> <name>"``.
+    Frames where an identity has no point are filled by linear interpolation (nearest value at the
+    ends; nearest for integer columns).
+    """
+    if data.ndim != 2 or data.shape[1] < 2 or len(data) == 0:
+        raise ValueError(
+            f"Behaviour layer {layer.name!r} has data of shape {data.shape}; it needs a time axis "
+            "followed by at least one coordinate."
+        )
+    frames = np.rint(data[:, 0]).astype(np.int64)
+    if frames.min() < 0:
+        raise ValueError(
+            f"Behaviour layer {layer.name!r} has a point at negative time {frames.min()}."
+        )
+    features = pd.DataFrame(getattr(layer, "features", pd.DataFrame())).reset_index(drop=True)
+    coords = data[:, 1:]
+    axes = _AXIS_NAMES.get(coords.shape[1], tuple(f"d{j}" for j in range(coords.shape[1])))
+    values = pd.DataFrame(coords.astype(np.float32), columns=list(axes))
+    numeric = _numeric_columns(features) if len(features) == len(data) else pd.DataFrame()
+    numeric = numeric.drop(columns=[c for c in _IDENTITY_HINTS if c in numeric.columns])
+    values = pd.concat([values, numeric.reset_index(drop=True)], axis=1)
+
+    if track_ids is not None:
+        identity = pd.Series(track_ids).map(lambda i: f"track {i}")
+    else:
+        column = _identity_column(features) if len(features) == len(data) else None
+        identity = features[column].astype(str) if column else pd.Series(np.full(len(data), ""))
+    n_frames = int(frames.max()) + 1
+    columns: dict[str, np.ndarray] = {}
+    for name in pd.unique(identity):
+        mask = (identity == name).to_numpy()
+        if np.unique(frames[mask]).size != mask.sum():
+            where = f" for {name!r}" if name else ""
+            raise ValueError(
+                f"Behaviour layer {layer.name!r} has several points in one frame{where}; "
+                "add a features column (e.g. 'bodypart') that tells them apart."
+            )
+        for column_name in values.columns:
+            series = values[column_name][mask]
+            full_name = f"{name} {column_name}".strip()
+            columns[full_name] = _fill_frames(frames[mask], series.to_numpy(), n_frames)
+    return pd.DataFrame(columns)
+
+
+def _fill_frames(frames: np.ndarray, values: np.ndarray, n_frames: int) -> np.ndarray:
+    """Values at every frame 0 … n_frames−1 from values at some frames."""
+    order = np.argsort(frames)
+    frames, values = frames[order], values[order]
+    every = np.arange(n_frames)
+    if np.issubdtype(values.dtype, np.integer):
+        nearest = np.clip(np.searchsorted(frames, every, side="right") - 1, 0, len(frames) - 1)
+        return values[nearest].astype(np.int64)
+    return np.interp(every, frames, values.astype(np.float64)).astype(np.float32)

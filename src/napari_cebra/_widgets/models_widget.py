@@ -1,0 +1,258 @@
+"""The "CEBRA models" dock widget: the session's models, save, load, transform a layer."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+)
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from napari_cebra._widgets import layer_data
+from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.train_widget import qt_alive
+from napari_cebra._widgets.workers import NeuralInput, TraceProgress, transform_steps
+
+if TYPE_CHECKING:
+    import napari
+
+MODEL_FILTER = "*.pt *.pth *.ckpt"
+
+
+class ModelsWidget(QWidget):
+    """List the models of this session; save, load and apply them to other layers.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer this widget is docked in.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.registry = session_models()
+        self.worker: Any = None
+        self._stop = threading.Event()
+
+        self.model = ComboBox(label="model", choices=self._model_names, nullable=True)
+        self.details = Label(value="")
+        self.save_path = FileEdit(label="save to", mode="w", filter=MODEL_FILTER)
+        self.save_button = PushButton(text="Save model")
+        self.remove_button = PushButton(text="Remove from session")
+        self.load_path = FileEdit(label="load from", mode="r", filter=MODEL_FILTER)
+        self.load_button = PushButton(text="Load model (ours or cebra)")
+        self.neural = ComboBox(label="neural data", choices=self._neural_choices)
+        self.rois = ComboBox(label="ROI labels", choices=self._labels_choices, nullable=True)
+        self.dff = CheckBox(text="ΔF/F (as when training)", value=False)
+        self.transform_button = PushButton(text="Transform → embedding")
+        self.status = Label(value="")
+        self.box = Container(
+            widgets=[
+                self.model,
+                self.details,
+                self.save_path,
+                self.save_button,
+                self.remove_button,
+                self.load_path,
+                self.load_button,
+                Label(value="Embed another recording with the chosen model:"),
+                self.neural,
+                self.rois,
+                self.dff,
+                self.transform_button,
+                self.status,
+            ]
+        )
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.box.native)
+        layout.addStretch(1)
+
+        self.model.changed.connect(self._show_details)
+        self.save_button.changed.connect(self.save_model)
+        self.remove_button.changed.connect(self.remove_model)
+        self.load_button.changed.connect(self.load_model)
+        self.transform_button.changed.connect(self.transform_layer)
+        self.registry.subscribe(self.refresh_models)
+        self.destroyed.connect(self._stop.set)
+        self.destroyed.connect(lambda *_: self.registry.unsubscribe(self.refresh_models))
+        layers_events = self.viewer.layers.events
+        for event in (layers_events.inserted, layers_events.removed, layers_events.moved):
+            event.connect(self.refresh_layers)
+        self.refresh_models()
+
+    # ------------------------------------------------------------------ choices
+    def _model_names(self, _widget: Any = None) -> list[str]:
+        return self.registry.names()
+
+    def _neural_choices(self, _widget: Any = None) -> list[str]:
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if layer_data.layer_kind(layer) == "image" and layer.ndim in (2, 3)
+        ]
+
+    def _labels_choices(self, _widget: Any = None) -> list[str]:
+        return [
+            layer.name for layer in self.viewer.layers if layer_data.layer_kind(layer) == "labels"
+        ]
+
+    def refresh_models(self) -> None:
+        """Refresh the model list after the session registry changed; pick the newest."""
+        if not qt_alive(self):
+            self.registry.unsubscribe(self.refresh_models)
+            return
+        self.model.reset_choices()
+        names = self.registry.names()
+        if names and self.model.value not in names[:-1]:
+            self.model.value = names[-1]
+        self._show_details()
+
+    def refresh_layers(self, _event: Any = None) -> None:
+        """Refresh the layer pickers after layers were added or removed."""
+        self.neural.reset_choices()
+        self.rois.reset_choices()
+
+    def _show_details(self, _value: Any = None) -> None:
+        name = self.model.value
+        if not name:
+            self.details.value = "No model yet: train one or load a file."
+            return
+        entry = self.registry.get(name)
+        params = entry.params
+        lines = [
+            f"{params.get('model_architecture')}, {params.get('output_dimension')}-D, "
+            f"conditional {params.get('conditional')}, τ {params.get('temperature')}",
+            f"{params.get('max_iterations')} iterations, batch {params.get('batch_size')}, "
+            f"lr {params.get('learning_rate')}",
+        ]
+        trained = entry.trained_on
+        if trained:
+            lines.append(
+                f"trained on {trained.get('neural')} ({trained.get('n_frames')} frames), "
+                f"labels: {', '.join(trained.get('labels') or ['none'])}, "
+                f"{trained.get('steps_done')} steps"
+            )
+        else:
+            lines.append(f"loaded from {entry.source}")
+        self.details.value = "\n".join(lines)
+
+    def _selected(self) -> Any:
+        if not self.model.value:
+            raise ValueError("Choose a model first (train one or load a file).")
+        return self.registry.get(self.model.value)
+
+    # ------------------------------------------------------------------ actions
+    def save_model(self, _value: Any = None) -> Path | None:
+        """Save the chosen model to ``save to``; returns the path, ``None`` on error."""
+        from napari.utils.notifications import show_error, show_info
+
+        try:
+            entry = self._selected()
+            path = Path(self.save_path.value)
+            if path.is_dir() or not path.name:
+                raise ValueError(f"Choose a file name to save to, got {str(path)!r}.")
+            entry.model.save(str(path))
+        except (ValueError, OSError, RuntimeError) as error:
+            show_error(f"Save model: {error}")
+            return None
+        show_info(f"Saved {entry.name} to {path}")
+        return path
+
+    def load_model(self, _value: Any = None) -> Any:
+        """Load ``load from`` (our file or a cebra 0.6 file) into the session."""
+        from napari.utils.notifications import show_error, show_info
+
+        from napari_cebra import CEBRA
+
+        path = Path(self.load_path.value)
+        try:
+            if not path.is_file():
+                raise ValueError(f"No model file at {str(path)!r}.")
+            model = CEBRA.load(str(path))
+        except (ValueError, OSError, RuntimeError, KeyError) as error:
+            show_error(f"Load model: {error}")
+            return None
+        entry = self.registry.add(model, base_name=path.stem, source=str(path))
+        self.model.value = entry.name
+        show_info(f"Loaded {path.name} as {entry.name}")
+        return entry
+
+    def remove_model(self, _value: Any = None) -> None:
+        """Forget the chosen model (its embeddings stay)."""
+        if self.model.value:
+            self.registry.remove(self.model.value)
+
+    def transform_layer(self, _value: Any = None) -> None:
+        """Embed the chosen neural layer with the chosen model in a worker thread."""
+        from napari.qt.threading import thread_worker
+        from napari.utils.notifications import show_error
+
+        if self.worker is not None:
+            return
+        try:
+            entry = self._selected()
+            layer = self.viewer.layers[self.neural.value] if self.neural.value else None
+            rois = self.viewer.layers[self.rois.value] if self.rois.value else None
+            source = layer_data.neural_source(layer, rois if layer and layer.ndim == 3 else None)
+            if source.kind == "matrix":
+                neural = NeuralInput(matrix=layer_data.neural_matrix(layer))
+            else:
+                neural = NeuralInput(
+                    movie=layer.data, rois=np.asarray(rois.data), dff=bool(self.dff.value)
+                )
+            expected = getattr(entry.model, "n_features_", None)
+            if (
+                source.kind == "matrix"
+                and expected is not None
+                and neural.matrix.shape[1] != expected
+            ):
+                raise ValueError(
+                    f"{entry.name} was trained on {expected} neurons but layer {source.name!r} "
+                    f"has shape {neural.matrix.shape}."
+                )
+        except ValueError as error:
+            show_error(f"Transform: {error}")
+            return
+        self._stop = threading.Event()
+        worker = thread_worker(transform_steps, start_thread=False, ignore_errors=True)(entry.model, neural, self._stop)
+        name = f"{entry.name} on {source.name}"
+        time_layer = source.name if source.kind == "movie" else None
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(lambda emb: self._on_embedded(emb, name, time_layer))
+        worker.errored.connect(lambda error: self._set_status(f"Transform failed: {error}"))
+        worker.finished.connect(self._on_finished)
+        self.destroyed.connect(worker.quit)
+        self.worker = worker
+        self.transform_button.enabled = False
+        self.status.value = f"Embedding {source.name}…"
+        worker.start()
+
+    def _set_status(self, text: str) -> None:
+        if qt_alive(self):
+            self.status.value = text
+
+    def _on_progress(self, record: TraceProgress) -> None:
+        self._set_status(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
+
+    def _on_embedded(self, embedding: np.ndarray | None, name: str, time_layer: str | None) -> None:
+        if embedding is None or not qt_alive(self):
+            return
+        view = embedding_view(self.viewer)
+        view.add_embedding(embedding, name=name, time_layer=time_layer)
+        self.status.value = f"Added {name} ({len(embedding)} frames) to the embedding dock."
+
+    def _on_finished(self) -> None:
+        if qt_alive(self):
+            self.worker = None
+            self.transform_button.enabled = True

@@ -1,0 +1,609 @@
+"""The "Train CEBRA" dock widget: pick layers, set parameters, train with a live loss plot."""
+
+from __future__ import annotations
+
+import ast
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    Select,
+    SpinBox,
+)
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from napari_cebra._widgets import layer_data
+from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.loss_plot import LossPlot
+from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.workers import NeuralInput, TraceProgress, TrainingRequest, train_steps
+
+if TYPE_CHECKING:
+    import napari
+
+# The CEBRA authors' recipe (Schneider, Lee & Mathis 2023, hippocampus demos).
+_RECIPE = {
+    "model_architecture": "offset10-model",
+    "batch_size": 512,
+    "learning_rate": 3e-4,
+    "output_dimension": 3,
+    "time_offsets": 10,
+    "max_iterations": 5000,
+    "distance": "cosine",
+    "temperature_mode": "constant",
+    "hybrid": False,
+}
+PRESETS = {
+    "CEBRA-Time": {**_RECIPE, "temperature": 1.12, "conditional": "time"},
+    "CEBRA-Behavior": {**_RECIPE, "temperature": 1.0, "conditional": "time_delta"},
+}
+
+
+def qt_alive(widget: Any) -> bool:
+    """False once the C++ side of a Qt widget has been deleted (e.g. its dock was closed)."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+def available_devices() -> list[str]:
+    """``["cpu"]`` plus ``"cuda"`` when torch sees a GPU."""
+    import torch
+
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def architecture_names() -> list[str]:
+    """Every encoder name ``CEBRA(model_architecture=...)`` accepts."""
+    from napari_cebra.models import supported_model_architectures
+
+    return list(supported_model_architectures())
+
+
+class TrainWidget(QWidget):
+    """Train a CEBRA model on napari layers and show its embedding next to the movie.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer this widget is docked in.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self._run: _TrainingRun | None = None
+        self.last_result: Any = None
+        self._stop = threading.Event()
+        self._table_cache: tuple[str, pd.DataFrame | None] = ("", None)
+
+        self.data_box = self._build_data_box()
+        self.train_box = self._build_train_box()
+        self.advanced_box = self._build_advanced_box()
+        self.advanced_box.visible = False
+        self.advanced_toggle = QPushButton("Advanced parameters ▸")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.toggled.connect(self._toggle_advanced)
+        self.train_button = QPushButton("Train")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.train_button.clicked.connect(self.start_training)
+        self.stop_button.clicked.connect(self.stop_training)
+        self.status = Label(value="Pick the layers, then press Train.")
+        self.loss_plot = LossPlot(self)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.data_box.native)
+        layout.addWidget(self.train_box.native)
+        layout.addWidget(self.advanced_toggle)
+        layout.addWidget(self.advanced_box.native)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status.native)
+        layout.addWidget(self.loss_plot, stretch=1)
+
+        self.preset.changed.connect(self.apply_preset)
+        self.apply_preset(self.preset.value)
+        layers_events = self.viewer.layers.events
+        for event in (layers_events.inserted, layers_events.removed, layers_events.moved):
+            event.connect(self.refresh_layers)
+        self.refresh_layers()
+
+    # ------------------------------------------------------------------ building
+    def _build_data_box(self) -> Container:
+        self.neural = ComboBox(label="neural data", choices=self._neural_choices)
+        self.rois = ComboBox(label="ROI labels", choices=self._labels_choices, nullable=True)
+        self.dff = CheckBox(text="ΔF/F (running-percentile baseline)", value=False)
+        self.behaviour = ComboBox(label="behaviour", choices=self._behaviour_choices, nullable=True)
+        self.variables = Select(label="continuous labels", choices=self._continuous_choices)
+        self.variables.native.setMaximumHeight(90)
+        self.discrete = ComboBox(
+            label="discrete label", choices=self._discrete_choices, nullable=True
+        )
+        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
+        self.data_summary = Label(value="")
+        for widget in (self.neural, self.rois, self.behaviour):
+            widget.changed.connect(self._on_data_choice)
+        self.variables.changed.connect(self._update_summary)
+        self.discrete.changed.connect(self._update_summary)
+        return Container(
+            widgets=[
+                self.neural,
+                self.rois,
+                self.dff,
+                self.behaviour,
+                self.variables,
+                self.discrete,
+                self.common_prefix,
+                self.data_summary,
+            ],
+            label="data",
+        )
+
+    def _build_train_box(self) -> Container:
+        self.preset = ComboBox(label="preset", choices=list(PRESETS), value="CEBRA-Time")
+        self.output_dimension = SpinBox(label="output dimension", min=1, max=128, value=3)
+        self.max_iterations = SpinBox(label="iterations", min=1, max=1_000_000, value=5000)
+        self.batch_size = SpinBox(
+            label="batch size", min=0, max=1_000_000, value=512, tooltip="0 = full batch"
+        )
+        self.learning_rate = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-5)
+        self.learning_rate.native.setDecimals(6)
+        self.temperature = FloatSpinBox(label="temperature τ", min=1e-3, max=100.0, step=0.01)
+        self.time_offsets = SpinBox(label="time offset Δt", min=1, max=100_000, value=10)
+        self.valid_fraction = FloatSpinBox(
+            label="validation fraction",
+            min=0.0,
+            max=0.9,
+            step=0.05,
+            value=0.2,
+            tooltip="The last part of the recording is held out from training.",
+        )
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.device = ComboBox(label="device", choices=available_devices())
+        return Container(
+            widgets=[
+                self.preset,
+                self.output_dimension,
+                self.max_iterations,
+                self.batch_size,
+                self.learning_rate,
+                self.temperature,
+                self.time_offsets,
+                self.valid_fraction,
+                self.seed,
+                self.device,
+            ],
+            label="training",
+        )
+
+    def _build_advanced_box(self) -> Container:
+        self.model_architecture = ComboBox(label="model", choices=architecture_names())
+        self.distance = ComboBox(label="distance", choices=["cosine", "euclidean"])
+        self.conditional = ComboBox(
+            label="conditional", choices=["time", "time_delta", "delta_normal", "delta"]
+        )
+        self.temperature_mode = ComboBox(label="temperature mode", choices=["constant", "auto"])
+        self.min_temperature = FloatSpinBox(label="min temperature", min=0.0, max=100.0, value=0.1)
+        self.delta = FloatSpinBox(
+            label="delta", min=0.0, max=1000.0, value=0.0, step=0.01, tooltip="0 = not set"
+        )
+        self.num_hidden_units = SpinBox(label="hidden units", min=1, max=4096, value=32)
+        self.hybrid = CheckBox(text="hybrid (behaviour + time)", value=False)
+        self.pad_before_transform = CheckBox(text="pad before transform", value=True)
+        self.criterion = ComboBox(label="criterion", choices=["infonce"])
+        self.optimizer = ComboBox(label="optimizer", choices=["adam"])
+        self.betas = LineEdit(label="Adam betas", value="0.9, 0.999")
+        self.eps = LineEdit(label="Adam eps", value="1e-08")
+        self.weight_decay = FloatSpinBox(label="weight decay", min=0.0, max=10.0, value=0.0)
+        self.amsgrad = CheckBox(text="amsgrad", value=False)
+        self.max_adapt_iterations = SpinBox(label="adapt iterations", min=1, max=10**6, value=500)
+        self.masking_kwargs = LineEdit(
+            label="masking", value="", tooltip="e.g. (('RandomNeuronMask', 0.3),); empty = none"
+        )
+        self.verbose = CheckBox(text="print progress to the console", value=False)
+        return Container(
+            widgets=[
+                self.model_architecture,
+                self.distance,
+                self.conditional,
+                self.temperature_mode,
+                self.min_temperature,
+                self.delta,
+                self.num_hidden_units,
+                self.hybrid,
+                self.pad_before_transform,
+                self.criterion,
+                self.optimizer,
+                self.betas,
+                self.eps,
+                self.weight_decay,
+                self.amsgrad,
+                self.max_adapt_iterations,
+                self.masking_kwargs,
+                self.verbose,
+            ],
+            label="advanced",
+        )
+
+    # ------------------------------------------------------------------ choices
+    def _layers_of(self, *kinds: str) -> list[str]:
+        return [layer.name for layer in self.viewer.layers if layer_data.layer_kind(layer) in kinds]
+
+    def _neural_choices(self, _widget: Any = None) -> list[str]:
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if layer_data.layer_kind(layer) == "image" and layer.ndim in (2, 3)
+        ]
+
+    def _labels_choices(self, _widget: Any = None) -> list[str]:
+        return self._layers_of("labels")
+
+    def _behaviour_choices(self, _widget: Any = None) -> list[str]:
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if layer_data.layer_kind(layer) in ("image", "points", "tracks")
+            or len(getattr(layer, "features", ())) > 0
+        ]
+
+    def _continuous_choices(self, _widget: Any = None) -> list[str]:
+        table = self.behaviour_table()
+        return [] if table is None else layer_data.continuous_columns(table)
+
+    def _discrete_choices(self, _widget: Any = None) -> list[str]:
+        table = self.behaviour_table()
+        return [] if table is None else layer_data.discrete_columns(table)
+
+    def behaviour_table(self) -> pd.DataFrame | None:
+        """The per-frame table of the chosen behaviour layer (``None`` if unusable or unset)."""
+        name = self.behaviour.value
+        if not name or name not in self.viewer.layers:
+            return None
+        cached_name, cached = self._table_cache
+        if cached_name == name:
+            return cached
+        try:
+            table = layer_data.behaviour_table(self.viewer.layers[name])
+        except ValueError as error:
+            self.data_summary.value = str(error)
+            table = None
+        self._table_cache = (name, table)
+        return table
+
+    def refresh_layers(self, _event: Any = None) -> None:
+        """Refresh the layer pickers after layers were added, removed or renamed."""
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self.refresh_layers)
+        self._table_cache = ("", None)
+        for widget in (self.neural, self.rois, self.behaviour):
+            widget.reset_choices()
+        self._on_data_choice()
+
+    def _on_data_choice(self, _value: Any = None) -> None:
+        self._table_cache = ("", None)
+        neural = self._layer(self.neural.value)
+        is_movie = neural is not None and neural.ndim == 3
+        self.rois.visible = is_movie
+        self.dff.visible = is_movie
+        if is_movie and self.rois.value is None and self.rois.choices[1:]:
+            self.rois.value = self.rois.choices[1]
+        previous = set(self.variables.value)
+        self.variables.reset_choices()
+        self.discrete.reset_choices()
+        keep = [c for c in self.variables.choices if c in previous]
+        self.variables.value = keep or list(self.variables.choices)
+        self._update_summary()
+
+    def _layer(self, name: str | None) -> Any:
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _update_summary(self, _value: Any = None) -> None:
+        table = self.behaviour_table()
+        neural = self._layer(self.neural.value)
+        parts = []
+        if neural is not None:
+            parts.append(f"neural: {neural.data.shape[0]} frames")
+        if table is not None:
+            parts.append(f"behaviour: {len(table)} frames, {table.shape[1]} variables")
+        labels = self.training_label_names()
+        parts.append("labels used: " + (", ".join(labels) if labels else "none (time only)"))
+        self.data_summary.value = "\n".join(parts)
+
+    # ------------------------------------------------------------------ parameters
+    def apply_preset(self, name: str) -> None:
+        """Set the recipe parameters of preset ``name`` (``"CEBRA-Time"``/``"CEBRA-Behavior"``)."""
+        for key, value in PRESETS[name].items():
+            getattr(self, key).value = value
+        self._update_summary()
+
+    def _toggle_advanced(self, shown: bool) -> None:
+        self.advanced_box.visible = shown
+        self.advanced_toggle.setText("Advanced parameters ▾" if shown else "Advanced parameters ▸")
+
+    def estimator_params(self) -> dict[str, Any]:
+        """``CEBRA`` constructor parameters from the controls.
+
+        Raises
+        ------
+        ValueError
+            If a text field (Adam betas/eps, masking) does not parse.
+        """
+        betas = _parse_literal("Adam betas", f"({self.betas.value})")
+        if not (isinstance(betas, tuple) and len(betas) == 2):
+            raise ValueError(f"Adam betas must be two numbers, got {self.betas.value!r}.")
+        eps = float(_parse_literal("Adam eps", self.eps.value))
+        masking_text = self.masking_kwargs.value.strip()
+        masking = _parse_literal("masking", masking_text) if masking_text else None
+        return {
+            "model_architecture": self.model_architecture.value,
+            "device": self.device.value,
+            "criterion": self.criterion.value,
+            "distance": self.distance.value,
+            "conditional": self.conditional.value,
+            "temperature": float(self.temperature.value),
+            "temperature_mode": self.temperature_mode.value,
+            "min_temperature": float(self.min_temperature.value),
+            "time_offsets": int(self.time_offsets.value),
+            "delta": float(self.delta.value) or None,
+            "max_iterations": int(self.max_iterations.value),
+            "max_adapt_iterations": int(self.max_adapt_iterations.value),
+            "batch_size": int(self.batch_size.value) or None,
+            "learning_rate": float(self.learning_rate.value),
+            "optimizer": self.optimizer.value,
+            "output_dimension": int(self.output_dimension.value),
+            "verbose": bool(self.verbose.value),
+            "num_hidden_units": int(self.num_hidden_units.value),
+            "pad_before_transform": bool(self.pad_before_transform.value),
+            "hybrid": bool(self.hybrid.value),
+            "optimizer_kwargs": (
+                ("betas", tuple(float(b) for b in betas)),
+                ("eps", eps),
+                ("weight_decay", float(self.weight_decay.value)),
+                ("amsgrad", bool(self.amsgrad.value)),
+            ),
+            "masking_kwargs": masking,
+            "seed": int(self.seed.value),
+        }
+
+    def training_label_names(self) -> list[str]:
+        """Behaviour columns passed to ``fit``: continuous ones unless the run is time-only."""
+        uses_continuous = self.conditional.value != "time" or bool(self.hybrid.value)
+        names = list(self.variables.value) if uses_continuous else []
+        if self.discrete.value:
+            names.append(f"{self.discrete.value} (discrete)")
+        return names
+
+    def build_request(self) -> tuple[TrainingRequest, dict[str, Any]]:
+        """Read layers and controls into a :class:`TrainingRequest` and a data description.
+
+        Raises
+        ------
+        ValueError
+            For every unusable combination (no neural layer, movie without ROIs, 1-D or RGB
+            data, length mismatch without the common-prefix option, missing labels for a
+            behaviour-conditioned run, bad parameter text).
+        """
+        neural_layer = self._layer(self.neural.value)
+        is_movie = neural_layer is not None and neural_layer.ndim == 3
+        rois_layer = self._layer(self.rois.value) if is_movie else None
+        source = layer_data.neural_source(neural_layer, rois_layer)
+        if source.kind == "matrix":
+            neural = NeuralInput(matrix=layer_data.neural_matrix(neural_layer))
+        else:
+            neural = NeuralInput(
+                movie=neural_layer.data, rois=np.asarray(rois_layer.data), dff=bool(self.dff.value)
+            )
+        behaviour_layer = self._layer(self.behaviour.value)
+        table = None
+        if behaviour_layer is not None:
+            table = layer_data.behaviour_table(behaviour_layer)
+        n_frames = layer_data.common_length(
+            source.n_frames,
+            None if table is None else len(table),
+            neural_name=source.name,
+            behaviour_name=getattr(behaviour_layer, "name", ""),
+            allow_prefix=bool(self.common_prefix.value),
+        )
+        params = self.estimator_params()
+        uses_continuous = params["conditional"] != "time" or params["hybrid"]
+        continuous = list(self.variables.value) if uses_continuous else []
+        if uses_continuous and not continuous and not self.discrete.value:
+            raise ValueError(
+                f"Conditional {params['conditional']!r} trains on behaviour: choose a behaviour "
+                "layer and at least one continuous label, or use the CEBRA-Time preset."
+            )
+        labels = layer_data.label_arrays(table, continuous, self.discrete.value, n_frames)
+        description = {
+            "neural": source.name,
+            "rois": getattr(rois_layer, "name", None),
+            "dff": bool(self.dff.value) if source.kind == "movie" else None,
+            "behaviour": getattr(behaviour_layer, "name", None),
+            "labels": self.training_label_names(),
+            "n_frames": n_frames,
+            "valid_fraction": float(self.valid_fraction.value),
+            "preset": self.preset.value,
+            "time_layer": self._time_layer_name(source, behaviour_layer),
+            "table": None if table is None else table.iloc[:n_frames].reset_index(drop=True),
+        }
+        request = TrainingRequest(
+            params=params,
+            neural=neural,
+            labels=labels,
+            n_frames=n_frames,
+            valid_fraction=float(self.valid_fraction.value),
+        )
+        return request, description
+
+    @staticmethod
+    def _time_layer_name(source: layer_data.NeuralSource, behaviour_layer: Any) -> str | None:
+        if source.kind == "movie":
+            return source.name
+        if behaviour_layer is not None and layer_data.layer_kind(behaviour_layer) in (
+            "points",
+            "tracks",
+        ):
+            return behaviour_layer.name
+        return None
+
+    # ------------------------------------------------------------------ running
+    def start_training(self) -> None:
+        """Check the inputs and start training in a worker thread; errors become notifications."""
+        from napari.qt.threading import thread_worker
+        from napari.utils.notifications import show_error
+
+        if self.worker is not None:
+            return
+        try:
+            request, description = self.build_request()
+        except (ValueError, KeyError) as error:
+            show_error(f"Train CEBRA: {error}")
+            self.status.value = f"Not started: {error}"
+            return
+        self._stop = threading.Event()
+        self.loss_plot.clear()
+        self.worker = thread_worker(train_steps, start_thread=False, ignore_errors=True)(request, self._stop)
+        # the run must outlive this call: Qt holds its bound-method slots only weakly
+        self._run = _TrainingRun(self, self.worker, request, description)
+        self._run.connect()
+        self._set_running(True)
+        self.status.value = "Starting…"
+        self.worker.start()
+
+    def stop_training(self) -> None:
+        """End training at the next step; the partial model and its embedding are kept."""
+        self._stop.set()
+        self.stop_button.setEnabled(False)
+        self.status.value = "Stopping…"
+
+    def _set_running(self, running: bool) -> None:
+        for box in (self.data_box, self.train_box, self.advanced_box):
+            box.enabled = not running
+        self.advanced_toggle.setEnabled(not running)
+        self.train_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+
+
+class _TrainingRun:
+    """Main-thread slots of one training worker; each checks that the widget still exists."""
+
+    def __init__(
+        self, widget: TrainWidget, worker: Any, request: TrainingRequest, description: dict
+    ) -> None:
+        from napari.utils import progress
+
+        self.widget = widget
+        self.worker = worker
+        self.request = request
+        self.description = description
+        self.stop = widget._stop
+        self.total = int(request.params["max_iterations"])
+        self.trace_bar = (
+            None
+            if request.neural.matrix is not None
+            else progress(total=100, desc="Extracting ROI traces")
+        )
+        self.train_bar = progress(total=self.total, desc="Training CEBRA")
+        self.done = 0
+
+    def connect(self) -> None:
+        self.worker.yielded.connect(self.on_yielded)
+        self.worker.returned.connect(self.on_returned)
+        self.worker.errored.connect(self.on_errored)
+        self.worker.finished.connect(self.on_finished)
+        self.widget.destroyed.connect(self.stop.set)
+        self.widget.destroyed.connect(self.worker.quit)
+
+    def on_yielded(self, record: Any) -> None:
+        if isinstance(record, TraceProgress):
+            if self.trace_bar is not None:
+                self.trace_bar.update(int(100 * record.fraction) - self.trace_bar.n)
+            self._status(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
+            return
+        self.train_bar.update(record.step - self.done)
+        self.done = record.step
+        if qt_alive(self.widget):
+            self.widget.loss_plot.append(record.step, record.pos, record.neg, record.total)
+            self.widget.status.value = (
+                f"Step {record.step}/{record.total_steps}   loss {record.total:.4f}   "
+                f"τ {record.temperature:.3g}   {record.elapsed:.1f} s"
+            )
+
+    def on_returned(self, result: Any) -> None:
+        from napari.utils.notifications import show_info
+
+        if result is None:
+            self._status("Stopped before the first step: no model.")
+            return
+        description = dict(self.description)
+        table = description.pop("table")
+        description.update(steps_done=result.steps_done, stopped=result.stopped)
+        entry = session_models().add(
+            result.model, base_name=description["preset"], trained_on=description
+        )
+        if qt_alive(self.widget):
+            self.widget.last_result = result
+            features = embedding_features(table, len(result.embedding), result.n_train)
+            view = embedding_view(self.widget.viewer)
+            view.add_embedding(
+                result.embedding,
+                name=entry.name,
+                features=features,
+                time_layer=description["time_layer"],
+            )
+            stopped = " (stopped early)" if result.stopped else ""
+            self.widget.status.value = (
+                f"{entry.name}: {result.steps_done} steps in {result.seconds:.1f} s{stopped}."
+            )
+            show_info(
+                f"{entry.name} trained{stopped}; its embedding is in the '{view.viewer.title}' "
+                "dock."
+            )
+
+    def on_errored(self, error: Exception) -> None:
+        # napari's worker already relays the exception to the notification manager
+        self._status(f"Training failed: {error}")
+
+    def on_finished(self) -> None:
+        for bar in (self.trace_bar, self.train_bar):
+            if bar is not None:
+                bar.close()
+        if qt_alive(self.widget):
+            self.widget.worker = None
+            self.widget._set_running(False)
+            self.widget.loss_plot.redraw()
+
+    def _status(self, text: str) -> None:
+        if qt_alive(self.widget):
+            self.widget.status.value = text
+
+
+def embedding_features(table: pd.DataFrame | None, n_frames: int, n_train: int) -> pd.DataFrame:
+    """Point features: frame index, every behaviour variable, and the train/validation split."""
+    features = pd.DataFrame({"frame": np.arange(n_frames)})
+    if table is not None:
+        features = pd.concat([features, table.iloc[:n_frames].reset_index(drop=True)], axis=1)
+    split = np.where(np.arange(n_frames) < n_train, "train", "validation")
+    features["split"] = pd.Categorical(split, categories=["train", "validation"])
+    return features
+
+
+def _parse_literal(name: str, text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError) as error:
+        raise ValueError(f"{name}: cannot read {text!r} ({error}).") from None

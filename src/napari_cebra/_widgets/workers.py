@@ -1,0 +1,185 @@
+"""Work done off the GUI thread, as generators that yield progress records (no Qt, no viewer).
+
+The widgets wrap these generators in ``napari.qt.threading.thread_worker``; everything they need
+arrives as plain arrays, and everything they produce is returned as plain data, so results are
+applied to the viewer in the main thread only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NeuralInput:
+    """Neural data as the worker receives it: a matrix, or a movie with ROI labels.
+
+    Attributes
+    ----------
+    matrix : np.ndarray or None
+        ``(T, n)`` time × neurons.
+    movie : array-like or None
+        ``(T, Y, X)`` movie (numpy, dask, memmap) read in chunks by the trace extraction.
+    rois : np.ndarray or None
+        ``(Y, X)`` ROI labels of the movie.
+    dff : bool
+        Convert the extracted traces to ΔF/F.
+    """
+
+    matrix: np.ndarray | None = None
+    movie: Any = None
+    rois: np.ndarray | None = None
+    dff: bool = False
+
+
+@dataclass(frozen=True)
+class TraceProgress:
+    """Fraction (0–1] of the movie whose ROI traces are extracted."""
+
+    fraction: float
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """Everything one training run needs.
+
+    Attributes
+    ----------
+    params : dict
+        ``CEBRA`` constructor parameters.
+    neural : NeuralInput
+        The neural data.
+    labels : list of np.ndarray
+        Label arrays for ``fit`` (continuous float32 ``(T, k)`` and/or discrete int64 ``(T,)``),
+        already cut to ``n_frames``; empty for CEBRA-Time.
+    n_frames : int
+        Frames used (a prefix of the recording when lengths differ).
+    valid_fraction : float
+        Last fraction of the frames held out from training (0 = train on everything).
+    """
+
+    params: dict[str, Any]
+    neural: NeuralInput
+    labels: list[np.ndarray] = field(default_factory=list)
+    n_frames: int = 0
+    valid_fraction: float = 0.0
+
+
+@dataclass
+class TrainingResult:
+    """What a training run returns to the GUI thread.
+
+    Attributes
+    ----------
+    model : napari_cebra.CEBRA
+        The fitted (possibly stopped early) estimator.
+    embedding : np.ndarray
+        ``(n_frames, output_dimension)`` embedding of every frame used.
+    n_train : int
+        Frames ``0 … n_train−1`` were trained on; the rest is validation.
+    steps_done : int
+        Optimizer steps done.
+    stopped : bool
+        True when the run was stopped before ``max_iterations``.
+    seconds : float
+        Wall time of the training loop.
+    """
+
+    model: Any
+    embedding: np.ndarray
+    n_train: int
+    steps_done: int
+    stopped: bool
+    seconds: float
+
+
+def neural_matrix_steps(
+    neural: NeuralInput, stop: threading.Event
+) -> Generator[TraceProgress, None, np.ndarray | None]:
+    """Yield trace-extraction progress for a movie; return the ``(T, n)`` matrix.
+
+    Returns ``None`` when ``stop`` is set during extraction.
+    """
+    if neural.matrix is not None:
+        return np.asarray(neural.matrix, dtype=np.float32)
+    from napari_cebra.io.traces import iter_extract_traces
+
+    steps = iter_extract_traces(neural.movie, neural.rois, dff=neural.dff)
+    while True:
+        try:
+            fraction = next(steps)
+        except StopIteration as done:
+            return np.asarray(done.value, dtype=np.float32)
+        yield TraceProgress(float(fraction))
+        if stop.is_set():
+            steps.close()
+            return None
+
+
+def split_point(n_frames: int, valid_fraction: float) -> int:
+    """Number of training frames when the last ``valid_fraction`` is held out."""
+    if valid_fraction <= 0:
+        return n_frames
+    from napari_cebra.workflows.splits import train_valid_split
+
+    train, _ = train_valid_split(n_frames, valid_fraction)
+    return int(train.stop)
+
+
+def train_steps(
+    request: TrainingRequest, stop: threading.Event
+) -> Generator[TraceProgress | Any, None, TrainingResult | None]:
+    """Extract traces if needed, train with ``CEBRA.iter_fit`` and embed every frame.
+
+    Yields :class:`TraceProgress` while extracting traces, then one
+    ``napari_cebra.core.training.TrainingProgress`` per optimizer step. Setting ``stop`` ends the
+    run at the next step and keeps the partially trained model. Returns ``None`` if stopped before
+    the first step.
+    """
+    from napari_cebra import CEBRA
+
+    matrix = yield from neural_matrix_steps(request.neural, stop)
+    if matrix is None:
+        return None
+    matrix = matrix[: request.n_frames]
+    n_train = split_point(len(matrix), request.valid_fraction)
+    model = CEBRA(**request.params)
+    start = time.perf_counter()
+    steps_done = 0
+    fitting = model.iter_fit(
+        matrix[:n_train], *(y[:n_train] for y in request.labels), yield_every=1
+    )
+    for record in fitting:
+        steps_done = record.step
+        yield record
+        if stop.is_set():
+            fitting.close()
+            break
+    seconds = time.perf_counter() - start
+    if steps_done == 0:
+        return None
+    embedding = np.asarray(model.transform(matrix), dtype=np.float32)
+    return TrainingResult(
+        model=model,
+        embedding=embedding,
+        n_train=n_train,
+        steps_done=steps_done,
+        stopped=steps_done < int(request.params["max_iterations"]),
+        seconds=seconds,
+    )
+
+
+def transform_steps(
+    model: Any, neural: NeuralInput, stop: threading.Event
+) -> Generator[TraceProgress, None, np.ndarray | None]:
+    """Extract traces if needed and return ``model.transform`` of every frame."""
+    matrix = yield from neural_matrix_steps(neural, stop)
+    if matrix is None:
+        return None
+    return np.asarray(model.transform(matrix), dtype=np.float32)

@@ -1,0 +1,139 @@
+"""From centre indices and recordings to embeddings.
+
+Two paths turn data into embeddings:
+
+* training: :class:`WindowEncoder` gathers, for a batch of centre indices, the input windows of an
+  encoder from a device-resident ``(N, n)`` recording (spec §4.1: centres are clamped into
+  ``[left, N - right]``) and runs the encoder once over all of them. The training loop only calls
+  ``WindowEncoder.__call__``, so a faster gathering strategy can replace this class without
+  touching the loop.
+* inference: :func:`embed_recording` embeds a whole recording with edge-replicate padding and the
+  chunked ("batched") algorithm of spec §5.6, whose result equals the unbatched one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from napari_cebra.core.models import Encoder
+    from napari_cebra.core.offset import Offset
+
+
+class WindowEncoder:
+    """Embeds batches of centre indices of one recording.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        ``(N, n)`` float32 recording on the training device.
+    offset : Offset
+        Receptive field of the encoder that will be applied.
+    convolutional : bool
+        ``True`` for encoders taking ``(B, n, L)`` windows, ``False`` for the offset-1 encoders
+        taking ``(B, n)`` rows.
+    """
+
+    def __init__(self, data: torch.Tensor, offset: Offset, convolutional: bool) -> None:
+        self.data = data
+        self.num_samples = int(data.shape[0])
+        self.convolutional = convolutional
+        self._low = offset.left
+        self._high = self.num_samples - offset.right
+        self._steps = torch.arange(-offset.left, offset.right, device=data.device)
+
+    def windows(self, centres: torch.Tensor) -> torch.Tensor:
+        """Input windows for ``centres`` (any shape ``(B,)``, int64 on the data's device).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, n, L)`` for convolutional encoders, ``(B, n)`` otherwise.
+        """
+        clamped = centres.clamp(self._low, self._high)
+        if not self.convolutional:
+            return self.data[clamped]
+        rows = clamped[:, None] + self._steps[None, :]
+        return self.data[rows].transpose(1, 2)
+
+    def __call__(self, encoder: torch.nn.Module, centres: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(B, d)`` of the windows around ``centres``."""
+        return encoder(self.windows(centres))
+
+
+def replicate_pad(data: torch.Tensor, offset: Offset) -> torch.Tensor:
+    """Pad the time axis by edge replication: ``left`` copies of the first row before and
+    ``right - 1`` copies of the last row after, so every row gets a full window."""
+    before = data[:1].expand(offset.left, -1)
+    after = data[-1:].expand(offset.right - 1, -1)
+    return torch.cat([before, data, after])
+
+
+def embed_recording(
+    encoder: Encoder,
+    data: torch.Tensor,
+    pad: bool = True,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Embed a whole ``(N, n)`` recording (the algorithm of ``CEBRA.transform``, spec §5.6).
+
+    Parameters
+    ----------
+    encoder : Encoder
+        The encoder, already in the wanted mode (eval for inference).
+    data : torch.Tensor
+        ``(N, n)`` float32 recording on the encoder's device.
+    pad : bool
+        Replicate-pad so that the output has one row per input row (``N`` rows, or
+        ``ceil(N / resample_factor)`` for subsampling encoders); without padding the output has
+        ``N - L + 1`` rows.
+    batch_size : int, optional
+        Embed at most this many output rows per encoder call when ``N > 2 * batch_size`` (the last
+        two chunks are merged). The result equals the unbatched one. Subsampling encoders are
+        always embedded in one call.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(rows, d)`` embeddings.
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size`` is not positive, or too small for the encoder's receptive field.
+    """
+    offset = encoder.get_offset()
+    length = len(offset)
+    sequence = replicate_pad(data, offset) if pad and length > 1 else data
+    num_rows = sequence.shape[0] - length + 1
+    if batch_size is not None:
+        _check_batch_size(batch_size, offset)
+    batched = (
+        batch_size is not None
+        and encoder.resample_factor == 1
+        and data.shape[0] > 2 * batch_size
+        and num_rows > 2 * batch_size
+    )
+    if not batched:
+        return encoder.embed_sequence(sequence)
+    starts = list(range(0, num_rows, batch_size))
+    ends = [*starts[1:-1], num_rows]
+    chunks = [
+        encoder.embed_sequence(sequence[start : end + length - 1])
+        for start, end in zip(starts[:-1], ends, strict=True)
+    ]
+    return torch.cat(chunks)
+
+
+def _check_batch_size(batch_size: int, offset: Offset) -> None:
+    """Reject batch sizes the reference rejects (non-positive, or too short for the window)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+    first_chunk = batch_size + offset.right - 1
+    if len(offset) > 1 and first_chunk <= len(offset):
+        raise ValueError(
+            f"The batch has length {first_chunk} which is smaller or equal than the required "
+            f"offset length {len(offset)}: use a batch_size of at least {offset.left + 2}."
+        )

@@ -1,0 +1,455 @@
+"""The CEBRA authors' best-practice recipe as one call.
+
+Steps (each with the authors' defaults; spec §6, §7, §8 and issue 3):
+
+1. **CEBRA-Time** (offset10-model, batch 512, learning rate 3e-4, temperature 1.12, 3 output
+   dimensions, time offset 10) fitted on the training part of a split in time → loss curve,
+   goodness of fit (GoF) on the training and the validation part, embedding.
+2. **Consistency**: ``n_runs`` seeds of the same configuration; between-run consistency (R²) of
+   their train and validation embeddings. The authors expect train consistency in the 90s.
+3. **Grid search** over a default grid (16 points; 4 when ``iterations`` is small), ranked by
+   validation GoF.
+4. **CEBRA-Behavior** (same configuration, ``time_delta`` conditional) with a label-shuffle and a
+   neural-shuffle control.
+5. **Decoding**: cosine kNN (k = 36) of the behaviour from both embeddings.
+
+Every check gets a verdict ``pass``/``warn``/``fail`` with the thresholds in :data:`THRESHOLDS`.
+:func:`iter_recipe` yields :class:`RecipeProgress` records (stoppable between yields) and returns
+the results dict; :func:`run_recipe` runs it to the end. The results dict is JSON-able and is what
+:func:`napari_cebra.workflows.report.write_report` renders. Nothing is written to disk except the
+grid-search models, which live in a temporary folder removed at the end (also on Ctrl-C) unless
+``models_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_cebra.workflows.controls import (
+    ControlResult,
+    TrainedModel,
+    iter_label_shuffle_control,
+    iter_neural_shuffle_control,
+    iter_train_and_score,
+)
+from napari_cebra.workflows.decoding import decode_behaviour
+from napari_cebra.workflows.report import to_jsonable
+
+TIME_PARAMS: dict[str, Any] = {
+    "model_architecture": "offset10-model",
+    "batch_size": 512,
+    "learning_rate": 3e-4,
+    "temperature": 1.12,
+    "output_dimension": 3,
+    "time_offsets": 10,
+    "conditional": "time",
+    "distance": "cosine",
+    "device": "cuda_if_available",
+}
+"""CEBRA-Time settings of the authors' recipe (``max_iterations`` is set from ``iterations``)."""
+
+BEHAVIOUR_PARAMS: dict[str, Any] = {**TIME_PARAMS, "conditional": "time_delta"}
+"""CEBRA-Behavior: the same model with positives chosen by behaviour (``time_delta``)."""
+
+DEFAULT_GRID: dict[str, list[Any]] = {
+    "output_dimension": [3, 8],
+    "learning_rate": [3e-4, 1e-3],
+    "temperature": [0.6, 1.12],
+    "time_offsets": [5, 10],
+}
+"""16-point grid around the recipe's CEBRA-Time configuration."""
+
+SMALL_GRID: dict[str, list[Any]] = {"output_dimension": [3, 8], "time_offsets": [5, 10]}
+"""4-point grid used when ``iterations < SMALL_GRID_BELOW`` (quick runs and tests)."""
+SMALL_GRID_BELOW = 1000
+
+THRESHOLDS: dict[str, float] = {
+    "consistency_train_pass": 0.90,
+    "consistency_train_warn": 0.70,
+    "consistency_valid_pass": 0.90,
+    "consistency_valid_warn": 0.70,
+    "gof_min_bits": 0.1,
+    "overfit_gap_bits": 0.3,
+    "grid_gain_bits": 0.1,
+    "decoding_r2_pass": 0.5,
+}
+"""Verdict thresholds. Consistency as R² (0.9 = 90 %); GoF in bits."""
+
+DECODING_NEIGHBOURS = 36
+PREVIEW_POINTS = 2000
+
+
+@dataclass(frozen=True)
+class RecipeProgress:
+    """Where a recipe run stands.
+
+    Attributes
+    ----------
+    stage : str
+        Name of the running stage (e.g. ``"CEBRA-Time"``).
+    stage_index, n_stages : int
+        1-based number of the stage and the number of stages.
+    step, total_steps : int
+        Progress inside the stage (0/0 when unknown).
+    message : str
+        One line for a status bar or a console.
+    elapsed : float
+        Seconds since the recipe started.
+    """
+
+    stage: str
+    stage_index: int
+    n_stages: int
+    step: int
+    total_steps: int
+    message: str
+    elapsed: float
+
+
+def _check_inputs(neural: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    data = np.asarray(neural, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"neural must be a 2-D (time, neurons) matrix, got shape {data.shape}.")
+    if labels is None:
+        return data, None
+    behaviour = np.asarray(labels)
+    if behaviour.ndim not in (1, 2):
+        raise ValueError(
+            f"labels must be 1-D or 2-D (time[, columns]), got shape {behaviour.shape}."
+        )
+    if len(behaviour) != len(data):
+        raise ValueError(
+            f"labels have {len(behaviour)} frames but neural has {len(data)} (shapes "
+            f"{behaviour.shape} and {data.shape})."
+        )
+    if not np.issubdtype(behaviour.dtype, np.floating):
+        behaviour = behaviour.astype(np.float32)
+    return data, behaviour
+
+
+def _preview(
+    embedding: np.ndarray, colour: np.ndarray | None, frames: np.ndarray
+) -> dict[str, Any]:
+    """At most PREVIEW_POINTS evenly spaced embedding points (for the report's scatter plots)."""
+    keep = np.unique(
+        np.linspace(0, len(embedding) - 1, min(PREVIEW_POINTS, len(embedding))).astype(int)
+    )
+    return {
+        "frames": frames[keep].tolist(),
+        "embedding": np.round(embedding[keep], 4).tolist(),
+        "colour": None if colour is None else np.round(colour[keep], 4).tolist(),
+    }
+
+
+def _first_column(labels: np.ndarray | None) -> np.ndarray | None:
+    if labels is None:
+        return None
+    return labels if labels.ndim == 1 else labels[:, 0]
+
+
+def _model_section(
+    trained: TrainedModel, labels: np.ndarray | None, valid: slice, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    frames = np.arange(valid.start, valid.stop)
+    colour = None if labels is None else _first_column(labels)[valid]
+    return {
+        "status": "done",
+        "params": dict(params),
+        **trained.summary(),
+        "temperature": list(map(float, trained.model.state_dict_["log"]["temperature"])),
+        "embedding_preview": _preview(trained.valid_embedding, colour, frames),
+    }
+
+
+def _check(name: str, title: str, verdict: str, reason: str, value: Any = None) -> dict[str, Any]:
+    return {"name": name, "title": title, "verdict": verdict, "reason": reason, "value": value}
+
+
+def _gof_checks(prefix: str, title: str, section: Mapping[str, Any]) -> list[dict[str, Any]]:
+    minimum, gap_limit = THRESHOLDS["gof_min_bits"], THRESHOLDS["overfit_gap_bits"]
+    gof_train, gof_valid = section["gof_train"], section["gof_valid"]
+    if gof_valid >= minimum:
+        fit = _check(
+            f"{prefix}_gof",
+            f"{title}: goodness of fit",
+            "pass",
+            f"{gof_valid:.2f} bits on held-out data (≥ {minimum} bits).",
+            gof_valid,
+        )
+    else:
+        fit = _check(
+            f"{prefix}_gof",
+            f"{title}: goodness of fit",
+            "warn",
+            f"Only {gof_valid:.2f} bits on held-out data (< {minimum} bits): the embedding is "
+            "close to chance; train longer or check the data.",
+            gof_valid,
+        )
+    gap = gof_train - gof_valid
+    generalisation = _check(
+        f"{prefix}_overfitting",
+        f"{title}: train vs. validation",
+        "pass" if gap <= gap_limit else "warn",
+        f"GoF train {gof_train:.2f} bits, validation {gof_valid:.2f} bits (gap {gap:.2f}, "
+        f"limit {gap_limit})."
+        + (
+            ""
+            if gap <= gap_limit
+            else " The model fits the training part much better: overfitting."
+        ),
+        gap,
+    )
+    return [fit, generalisation]
+
+
+def _consistency_check(part: str, mean: float) -> dict[str, Any]:
+    passing, warning = (
+        THRESHOLDS[f"consistency_{part}_pass"],
+        THRESHOLDS[f"consistency_{part}_warn"],
+    )
+    if mean >= passing:
+        verdict, advice = "pass", ""
+    elif mean >= warning:
+        verdict, advice = "warn", " Runs disagree somewhat: train longer or grid-search parameters."
+    else:
+        verdict, advice = "fail", " Runs find different embeddings: do not interpret one of them."
+    name = "training" if part == "train" else "validation"
+    return _check(
+        f"consistency_{part}",
+        f"Consistency across runs ({name})",
+        verdict,
+        f"Mean between-run R² {100 * mean:.1f} % (pass ≥ {100 * passing:.0f} %, "
+        f"warn ≥ {100 * warning:.0f} %).{advice}",
+        mean,
+    )
+
+
+def _control_check(result: ControlResult) -> dict[str, Any]:
+    title = "Label-shuffle control" if result.kind == "label_shuffle" else "Neural-shuffle control"
+    return _check(result.kind, title, result.verdict, result.reason, result.control.gof_train)
+
+
+def _decoding_check(summary: Mapping[str, Any]) -> dict[str, Any]:
+    r2, error = summary["position_r2"], summary["position_median_abs_error"]
+    limit = THRESHOLDS["decoding_r2_pass"]
+    verdict = "pass" if r2 >= limit else ("warn" if r2 >= 0 else "fail")
+    return _check(
+        "decoding",
+        "Decoding behaviour (CEBRA-Behavior embedding)",
+        verdict,
+        f"kNN decoding of label column 0 on held-out data: R² {r2:.2f} (pass ≥ {limit}), median "
+        f"absolute error {error:.3g} label units.",
+        r2,
+    )
+
+
+def _skipped(reason: str) -> dict[str, Any]:
+    return {"status": "skipped", "reason": reason}
+
+
+def _overall(checks: list[dict[str, Any]]) -> str:
+    verdicts = {check["verdict"] for check in checks}
+    for verdict in ("fail", "warn", "pass"):
+        if verdict in verdicts:
+            return verdict
+    return "skipped"
+
+
+class _Stages:
+    """Numbering and timing of the recipe's stages for progress records."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.start = time.perf_counter()
+
+    def record(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> RecipeProgress:
+        index = self.names.index(stage) + 1
+        counter = f" {step}/{total}" if total else ""
+        message = f"[{index}/{len(self.names)}] {stage}{counter}{(': ' + detail) if detail else ''}"
+        return RecipeProgress(
+            stage, index, len(self.names), step, total, message, time.perf_counter() - self.start
+        )
+
+
+def _relay(
+    stages: _Stages, stage: str, records: Generator[Any, None, Any]
+) -> Generator[RecipeProgress, None, Any]:
+    """Re-yield a sub-generator's progress records as RecipeProgress; return its value."""
+    while True:
+        try:
+            record = next(records)
+        except StopIteration as finished:
+            return finished.value
+        step = int(getattr(record, "step", 0) or 0)
+        total = int(getattr(record, "total_steps", 0) or 0)
+        detail = str(getattr(record, "stage", "") or "")
+        yield stages.record(stage, step, total, detail)
+
+
+def iter_recipe(
+    neural: Any,
+    labels: Any = None,
+    *,
+    iterations: int = 5000,
+    n_runs: int = 5,
+    grid: Mapping[str, list[Any]] | None = None,
+    valid_fraction: float = 0.2,
+    seed: int = 0,
+    models_dir: str | None = None,
+) -> Generator[RecipeProgress, None, dict[str, Any]]:
+    """Generator form of :func:`run_recipe`: yields progress, returns the results dict."""
+    from napari_cebra import __version__
+    from napari_cebra.workflows.splits import train_valid_split
+
+    data, behaviour = _check_inputs(neural, labels)
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}.")
+    if n_runs < 2:
+        raise ValueError(f"n_runs must be at least 2 to compare runs, got {n_runs}.")
+    grid = dict(
+        grid
+        if grid is not None
+        else (SMALL_GRID if iterations < SMALL_GRID_BELOW else DEFAULT_GRID)
+    )
+    time_params = {**TIME_PARAMS, "max_iterations": iterations}
+    behaviour_params = {**BEHAVIOUR_PARAMS, "max_iterations": iterations}
+    train, valid = train_valid_split(len(data), valid_fraction)
+
+    names = ["CEBRA-Time", "consistency runs", "grid search"]
+    if behaviour is not None:
+        names += ["CEBRA-Behavior and label shuffle", "neural shuffle", "decoding"]
+    stages = _Stages(names)
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {
+        "napari_cebra_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "input": {
+            "n_frames": int(data.shape[0]),
+            "n_neurons": int(data.shape[1]),
+            "labels_shape": None if behaviour is None else list(behaviour.shape),
+            "train_frames": [train.start, train.stop],
+            "valid_frames": [valid.start, valid.stop],
+        },
+        "settings": {
+            "iterations": iterations,
+            "n_runs": n_runs,
+            "valid_fraction": valid_fraction,
+            "seed": seed,
+            "time_params": time_params,
+            "behaviour_params": behaviour_params,
+            "grid": grid,
+            "thresholds": THRESHOLDS,
+        },
+    }
+    checks: list[dict[str, Any]] = []
+
+    # 1. CEBRA-Time
+    began = time.perf_counter()
+    time_model = yield from _relay(
+        stages,
+        "CEBRA-Time",
+        iter_train_and_score(
+            time_params,
+            data,
+            seed=seed,
+            valid_fraction=valid_fraction,
+            stage="training",
+            start=stages.start,
+        ),
+    )
+    results["time_model"] = _model_section(time_model, behaviour, valid, time_params)
+    checks += _gof_checks("time", "CEBRA-Time", results["time_model"])
+    timings["time_model"] = time.perf_counter() - began
+
+    # 2. consistency runs
+    began = time.perf_counter()
+    results["consistency"] = yield from _consistency_stage(
+        stages, time_params, data, n_runs, seed, valid_fraction
+    )
+    checks.append(_consistency_check("train", results["consistency"]["train"]["mean"]))
+    checks.append(_consistency_check("valid", results["consistency"]["valid"]["mean"]))
+    timings["consistency"] = time.perf_counter() - began
+
+    # 3. grid search
+    began = time.perf_counter()
+    results["grid_search"] = yield from _grid_stage(
+        stages, time_params, grid, data, train, valid, seed, models_dir
+    )
+    checks.append(_grid_check(results["grid_search"], time_params))
+    timings["grid_search"] = time.perf_counter() - began
+
+    # 4.-6. CEBRA-Behavior, controls, decoding
+    if behaviour is None:
+        reason = "no behaviour labels were given"
+        results["behaviour_model"] = _skipped(reason)
+        results["controls"] = {
+            "label_shuffle": _skipped(reason),
+            "neural_shuffle": _skipped(reason),
+        }
+        results["decoding"] = _skipped(reason)
+    else:
+        began = time.perf_counter()
+        common = {"seed": seed, "valid_fraction": valid_fraction}
+        label_control = yield from _relay(
+            stages,
+            "CEBRA-Behavior and label shuffle",
+            iter_label_shuffle_control(behaviour_params, data, behaviour, **common),
+        )
+        neural_control = yield from _relay(
+            stages,
+            "neural shuffle",
+            iter_neural_shuffle_control(
+                behaviour_params, data, behaviour, real=label_control.real, **common
+            ),
+        )
+        results["behaviour_model"] = _model_section(
+            label_control.real, behaviour, valid, behaviour_params
+        )
+        results["controls"] = {
+            "label_shuffle": label_control.summary(),
+            "neural_shuffle": neural_control.summary(),
+        }
+        checks += _gof_checks("behaviour", "CEBRA-Behavior", results["behaviour_model"])
+        checks += [_control_check(label_control), _control_check(neural_control)]
+        timings["behaviour_and_controls"] = time.perf_counter() - began
+
+        began = time.perf_counter()
+        yield stages.record("decoding")
+        results["decoding"] = _decoding_stage(
+            label_control.real, time_model, behaviour, train, valid
+        )
+        checks.append(_decoding_check(results["decoding"]["behaviour_model"]))
+        timings["decoding"] = time.perf_counter() - began
+
+    timings["total"] = time.perf_counter() - stages.start
+    results["checks"] = checks
+    results["verdict"] = _overall(checks)
+    results["timings"] = timings
+    return to_jsonable(results)
+
+
+def _decoding_stage(
+    behaviour_model: TrainedModel,
+    time_model: TrainedModel,
+    labels: np.ndarray,
+    train: slice,
+    valid: slice,
+) -> dict[str, Any]:
+    """kNN decoding (k = 36, cosine) of the labels from both models' embeddings."""
+    section: dict[str, Any] = {"status": "done", "n_neighbors": DECODING_NEIGHBOURS}
+    for name, trained in (("behaviour_model", behaviour_model), ("time_model", time_model)):
+        decoded = decode_behaviour(
+            trained.train_embedding,
+            trained.valid_embedding,
+            labels[train],
+            labels[valid],
+            n_neighbors=DECODING_NEIGHBOURS,
+        )
+        section[name] = decoded.summary()
+    return section

@@ -1,0 +1,180 @@
+"""The Train CEBRA widget with a real viewer: train, stop, errors, closing mid-run."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_cebra._widgets.embedding_view import EMBEDDING_DOCK
+from napari_cebra._widgets.session import session_models
+from napari_cebra.io.synthetic import calcium_imaging_session
+
+pytestmark = pytest.mark.gui
+
+N_FRAMES = 160
+WAIT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def session():
+    return calcium_imaging_session(n_frames=N_FRAMES, shape=(32, 32), n_cells=6, seed=1)
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer, session):
+    viewer = make_napari_viewer()
+    viewer.add_image(session.movie, name="movie")
+    viewer.add_labels(session.rois, name="rois")
+    viewer.add_image(
+        session.behaviour,
+        name="behaviour",
+        metadata={"columns": ["position", "right", "left"]},
+        visible=False,
+    )
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", "Train CEBRA")
+    widget.neural.value = "movie"
+    widget.rois.value = "rois"
+    widget.behaviour.value = "behaviour"
+    widget.preset.value = "CEBRA-Behavior"
+    widget.batch_size.value = 32
+    widget.num_hidden_units.value = 8
+    widget.valid_fraction.value = 0.25
+    return viewer, widget
+
+
+def _wait_until_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+
+def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    assert widget.variables.value == ["position", "right", "left"]
+    widget.max_iterations.value = 6
+    n_models = len(session_models())
+    widget.train_button.click()
+    assert not widget.train_button.isEnabled() and not widget.data_box.enabled
+    _wait_until_idle(qtbot, widget)
+
+    assert widget.train_button.isEnabled() and widget.data_box.enabled
+    assert widget.loss_plot.n_points == 6
+    assert np.isfinite(widget.loss_plot.curve("total")[:, 1]).all()
+    entry = list(session_models())[-1]
+    assert len(session_models()) == n_models + 1
+    assert entry.trained_on["labels"] == ["position", "right", "left"]
+    assert entry.trained_on["steps_done"] == 6
+    view = viewer.window.dock_widgets[EMBEDDING_DOCK]
+    points = view.layer(entry.name)
+    assert points.data.shape == (N_FRAMES, 3)
+    assert list(points.features.columns) == ["frame", "position", "right", "left", "split"]
+    np.testing.assert_array_equal(points.features["frame"], np.arange(N_FRAMES))
+    assert (points.features["split"] == "validation").sum() == N_FRAMES // 4
+    # unit-sphere embedding (cosine distance)
+    np.testing.assert_allclose(np.linalg.norm(points.data, axis=1), 1.0, atol=1e-4)
+    # colour by a behaviour variable, then by the split
+    view.color_by.value = "position"
+    assert points.face_colorbar.visible
+    view.color_by.value = "split"
+    assert len({tuple(c) for c in np.round(points.face_color, 3)}) == 2
+
+
+def test_stop_ends_training_within_a_second_and_keeps_the_model(qtbot, viewer_and_widget):
+    _, widget = viewer_and_widget
+    widget.max_iterations.value = 100_000
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.loss_plot.n_points >= 3, timeout=WAIT_MS)
+    started = time.perf_counter()
+    with qtbot.waitSignal(widget.worker.finished, timeout=WAIT_MS):
+        widget.stop_button.click()
+    assert time.perf_counter() - started < 1.0
+    result = widget.last_result
+    assert result.stopped and 3 <= result.steps_done < 100_000
+    assert result.embedding.shape == (N_FRAMES, 3)
+    assert list(session_models())[-1].trained_on["stopped"] is True
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda v, w: setattr(w.rois, "value", None), "choose the Labels layer of its ROIs"),
+        (
+            lambda v, w: v.layers["behaviour"].__setattr__("data", np.zeros((N_FRAMES - 10, 3))),
+            f"has {N_FRAMES} frames but behaviour layer 'behaviour' has {N_FRAMES - 10}",
+        ),
+        (
+            lambda v, w: (
+                v.add_image(np.zeros((N_FRAMES, 1)), name="one trace"),
+                setattr(w.neural, "value", "one trace"),
+            ),
+            "needs at least 2 frames and 2 neurons",
+        ),
+        (
+            lambda v, w: setattr(w.variables, "value", []),
+            "choose a behaviour layer and at least one continuous label",
+        ),
+    ],
+    ids=["movie-without-rois", "length-mismatch", "single-trace", "behavior-without-labels"],
+)
+def test_bad_layer_combinations_show_an_error_and_add_nothing(
+    qtbot, viewer_and_widget, monkeypatch, setup, message
+):
+    viewer, widget = viewer_and_widget
+    setup(viewer, widget)
+    widget._on_data_choice()
+    errors = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", errors.append)
+    n_layers, n_models = len(viewer.layers), len(session_models())
+    widget.train_button.click()
+    assert widget.worker is None
+    assert len(errors) == 1 and message in errors[0]
+    assert len(viewer.layers) == n_layers and len(session_models()) == n_models
+    assert EMBEDDING_DOCK not in viewer.window.dock_widgets
+
+
+def test_common_prefix_option_trains_on_the_shorter_length(viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    viewer.layers["behaviour"].data = np.random.default_rng(0).random((N_FRAMES - 10, 3))
+    widget.refresh_layers()
+    widget.common_prefix.value = True
+    request, description = widget.build_request()
+    assert request.n_frames == N_FRAMES - 10
+    assert request.labels[0].shape == (N_FRAMES - 10, 3)
+    assert description["time_layer"] == "movie"
+
+
+def test_presets_set_the_authors_parameters(viewer_and_widget):
+    _, widget = viewer_and_widget
+    widget.preset.value = "CEBRA-Time"
+    params = widget.estimator_params()
+    assert params["model_architecture"] == "offset10-model"
+    assert (params["batch_size"], params["learning_rate"], params["temperature"]) == (
+        512,
+        3e-4,
+        1.12,
+    )
+    assert (params["output_dimension"], params["time_offsets"], params["conditional"]) == (
+        3,
+        10,
+        "time",
+    )
+    assert params["max_iterations"] == 5000
+    assert widget.training_label_names() == []
+    widget.preset.value = "CEBRA-Behavior"
+    params = widget.estimator_params()
+    assert (params["temperature"], params["conditional"]) == (1.0, "time_delta")
+    widget.betas.value = "0.8, oops"
+    with pytest.raises(ValueError, match="Adam betas: cannot read"):
+        widget.estimator_params()
+
+
+def test_closing_the_widget_mid_run_does_not_crash(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    widget.max_iterations.value = 100_000
+    widget.train_button.click()
+    worker = widget.worker
+    qtbot.waitUntil(lambda: widget.loss_plot.n_points >= 2, timeout=WAIT_MS)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.window.remove_dock_widget(widget.parent())
+    qtbot.wait(50)
+    assert "Train CEBRA" not in str(list(viewer.window.dock_widgets))
