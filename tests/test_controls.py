@@ -43,7 +43,7 @@ def test_shuffle_labels_keeps_values_and_rows(rng, method):
     assert shuffled.shape == labels.shape and shuffled.dtype == labels.dtype
     np.testing.assert_array_equal(_sorted_rows(shuffled), _sorted_rows(labels))
     np.testing.assert_array_equal(shuffled[:, 1], shuffled[:, 0] % 7)  # rows stay together
-    assert np.mean(shuffled[:, 0] == labels[:, 0]) < 0.05
+    assert np.mean(shuffled[:, 0] == labels[:, 0]) < 0.2
 
 
 def test_block_shuffle_keeps_blocks_contiguous(rng):

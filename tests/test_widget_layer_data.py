@@ -73,7 +73,11 @@ def test_keypoints_become_per_frame_columns_with_gaps_interpolated():
         dtype=float,
     )
     features = pd.DataFrame(
-        {"bodypart": ["nose", "nose", "tail", "tail", "tail"], "likelihood": [0.9, 0.8, 1, 1, 1]}
+        {
+            "scorer": ["DLC"] * 5,
+            "bodypart": ["nose", "nose", "tail", "tail", "tail"],
+            "likelihood": [0.9, 0.8, 1, 1, 1],
+        }
     )
     table = layer_data.behaviour_table(Points(data, features=features, name="dlc"))
     assert list(table.columns) == [
@@ -117,6 +121,18 @@ def test_integer_feature_columns_are_discrete_labels():
     assert labels[0].dtype == np.float32 and labels[0].shape == (2, 1)
     assert labels[1].dtype == np.int64
     np.testing.assert_array_equal(labels[1], [0, 1])
+
+
+def test_sample_behaviour_flags_become_discrete_labels():
+    values = np.column_stack([np.linspace(0, 1.6, 4), [1, 1, 0, 0], [0, 0, 1, 1]])
+    layer = Image(
+        values.astype(np.float32),
+        name="behaviour",
+        metadata={"columns": ["position", "right", "left"], "discrete_columns": ["right", "left"]},
+    )
+    table = layer_data.behaviour_table(layer)
+    assert layer_data.discrete_columns(table) == ["right", "left"]
+    assert table["position"].dtype == np.float32
 
 
 def test_length_mismatch_needs_the_common_prefix_option():

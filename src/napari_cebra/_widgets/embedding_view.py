@@ -14,14 +14,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
+from napari.utils.colormaps import ensure_colormap
+from napari.utils.colormaps.standardize_color import transform_color
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from napari_cebra._widgets.colour_legend import ColourLegend, Legend
 from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
 
 EMBEDDING_DOCK = "CEBRA embedding"
 HIGHLIGHT_LAYER = "current frame"
 COLORMAPS = ("viridis", "turbo", "plasma", "twilight", "magma", "gray")
 CLICK_TOLERANCE_PX = 4
+MAX_CATEGORIES = 12
+# Okabe-Ito colour-blind-safe palette
+CATEGORY_COLOURS = (
+    "#e69f00",
+    "#56b4e9",
+    "#009e73",
+    "#f0e442",
+    "#0072b2",
+    "#d55e00",
+    "#cc79a7",
+    "#999999",
+)
 
 
 @dataclass
@@ -57,6 +72,34 @@ def embedding_coordinates(embedding: np.ndarray, axes: tuple[int, ...]) -> np.nd
     if embedding.shape[1] == 1:
         return np.column_stack([embedding[:, 0], np.arange(len(embedding))])
     return np.ascontiguousarray(embedding[:, list(axes)])
+
+
+def is_categorical(values: pd.Series) -> bool:
+    """Colour by category (not a colormap): text, bool, or integers with few distinct values."""
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return True
+    return pd.api.types.is_integer_dtype(values) and values.nunique() <= MAX_CATEGORIES
+
+
+def feature_colours(values: pd.Series, colormap: str) -> tuple[np.ndarray, Legend]:
+    """RGBA colour of every point for one features column, and what the legend shows.
+
+    Numeric columns go through ``colormap`` between their minimum and maximum; categorical
+    columns get one colour-blind-safe colour per category.
+    """
+    if is_categorical(values):
+        categories = list(pd.unique(values.astype(str)))
+        palette = {
+            category: transform_color(CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)])[0]
+            for i, category in enumerate(categories)
+        }
+        colours = np.array([palette[v] for v in values.astype(str)], dtype=np.float32)
+        return colours, Legend(categories=palette)
+    numbers = values.to_numpy(dtype=np.float64)
+    low, high = float(np.nanmin(numbers)), float(np.nanmax(numbers))
+    scaled = (numbers - low) / (high - low) if high > low else np.zeros_like(numbers)
+    colours = ensure_colormap(colormap).map(np.nan_to_num(scaled)).astype(np.float32)
+    return colours, Legend(colormap=colormap, low=low, high=high)
 
 
 def embedding_view(viewer: Any) -> EmbeddingView:
@@ -117,7 +160,9 @@ class EmbeddingView(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.legend = ColourLegend(self)
         layout.addWidget(self.controls.native)
+        layout.addWidget(self.legend)
         layout.addWidget(self.qt_viewer, stretch=1)
 
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
@@ -178,7 +223,7 @@ class EmbeddingView(QWidget):
             shading="spherical" if len(axes) == 3 else "none",
             metadata={"cebra_axes": axes},
         )
-        layer.selected_data.events.changed.connect(self._on_selection)
+        layer.selected_data.events.items_changed.connect(self._on_selection)
         self.entries[name] = entry
         self.choice.reset_choices()
         self.choice.value = name
@@ -295,7 +340,7 @@ class EmbeddingView(QWidget):
             with spin.changed.blocked():
                 spin.value = 0
                 spin.max = max(0, dims - 1)
-                spin.value = axes[i] if i < len(axes) else 0
+                spin.value = min(axes[i] if i < len(axes) else 0, spin.max)
             spin.visible = dims > 3 or (dims >= 2 and i < min(dims, 3))
         with self.color_by.changed.blocked():
             previous = self.color_by.value
@@ -325,13 +370,10 @@ class EmbeddingView(QWidget):
         if entry is None or not column:
             return
         layer = self.layer(entry.name)
-        values = layer.features[column]
-        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        if numeric:
-            layer.face_colormap = self.colormap.value
-        layer.face_color = column
-        layer.refresh_colors(update_color_mapping=True)
-        layer.face_colorbar.visible = bool(numeric)
+        colours, legend = feature_colours(layer.features[column], self.colormap.value)
+        layer.face_color = colours
+        layer.metadata = {**layer.metadata, "cebra_colour_by": column}
+        self.legend.show_legend(column, legend)
 
     def _remove_current(self, _value: Any = None) -> None:
         entry = self.current

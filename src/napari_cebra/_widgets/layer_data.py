@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# features columns that say which keypoint/animal a point belongs to, in order of preference
-_IDENTITY_HINTS = ("individual", "bodypart", "label", "id", "track_id", "name")
+# numeric features columns that identify a point rather than measure something
+_IDENTITY_COLUMNS = ("id", "track_id")
 _AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
 
@@ -121,7 +121,8 @@ def behaviour_table(layer: Any) -> pd.DataFrame:
     ----------
     layer : napari layer
         A 2-D Image (time × variables; column names from ``layer.metadata["columns"]`` when
-        given), a Points layer whose first coordinate is time, a Tracks layer, or any layer with
+        given, integral columns named in ``layer.metadata["discrete_columns"]`` become integer
+        labels), a Points layer whose first coordinate is time, a Tracks layer, or any layer with
         a ``features`` table holding one row per frame.
 
     Returns
@@ -249,7 +250,12 @@ def _image_table(layer: Any) -> pd.DataFrame:
         )
     if np.issubdtype(values.dtype, np.integer):
         return pd.DataFrame(values.astype(np.int64), columns=names)
-    return pd.DataFrame(values.astype(np.float32), columns=names)
+    table = pd.DataFrame(values.astype(np.float32), columns=names)
+    for name in layer.metadata.get("discrete_columns", []):
+        column = table[name].to_numpy()
+        if np.array_equal(column, np.round(column)) and column.min() >= 0:
+            table[name] = column.astype(np.int64)
+    return table
 
 
 def _numeric_columns(features: pd.DataFrame) -> pd.DataFrame:
@@ -262,24 +268,32 @@ def _numeric_columns(features: pd.DataFrame) -> pd.DataFrame:
     return features[keep]
 
 
-def _identity_column(features: pd.DataFrame) -> str | None:
-    """The features column telling which keypoint/animal a point is, if any."""
-    candidates = [
+def _identity_labels(features: pd.DataFrame, n_points: int) -> pd.Series:
+    """Which keypoint/animal each point is: its non-numeric feature values joined ("mouse1 nose").
+
+    Columns with a single value (e.g. the DeepLabCut scorer) are left out; without any varying
+    non-numeric column every point gets the identity ``""``.
+    """
+    if len(features) != n_points:
+        return pd.Series(np.full(n_points, ""))
+    varying = [
         c
         for c in features.columns
-        if not pd.api.types.is_numeric_dtype(features[c])
-        or isinstance(features[c].dtype, pd.CategoricalDtype)
+        if (
+            not pd.api.types.is_numeric_dtype(features[c])
+            or isinstance(features[c].dtype, pd.CategoricalDtype)
+        )
+        and features[c].nunique() > 1
     ]
-    for hint in _IDENTITY_HINTS:
-        if hint in candidates:
-            return hint
-    return candidates[0] if candidates else None
+    if not varying:
+        return pd.Series(np.full(n_points, ""))
+    return features[varying].astype(str).agg(" ".join, axis=1)
 
 
 def _timed_points_table(layer: Any, data: np.ndarray, track_ids: np.ndarray | None) -> pd.DataFrame:
     """Per-frame table from points whose first coordinate is time.
 
-    Each identity (track id, or the string features column such as a DeepLabCut bodypart)
+    Each identity (track id, or the non-numeric features such as a DeepLabCut bodypart)
     contributes its coordinates and its numeric features as columns ``"<identity> <name>"``.
     Frames where an identity has no point are filled by linear interpolation (nearest value at the
     ends; nearest for integer columns).
@@ -299,14 +313,13 @@ def _timed_points_table(layer: Any, data: np.ndarray, track_ids: np.ndarray | No
     axes = _AXIS_NAMES.get(coords.shape[1], tuple(f"d{j}" for j in range(coords.shape[1])))
     values = pd.DataFrame(coords.astype(np.float32), columns=list(axes))
     numeric = _numeric_columns(features) if len(features) == len(data) else pd.DataFrame()
-    numeric = numeric.drop(columns=[c for c in _IDENTITY_HINTS if c in numeric.columns])
+    numeric = numeric.drop(columns=[c for c in _IDENTITY_COLUMNS if c in numeric.columns])
     values = pd.concat([values, numeric.reset_index(drop=True)], axis=1)
 
     if track_ids is not None:
         identity = pd.Series(track_ids).map(lambda i: f"track {i}")
     else:
-        column = _identity_column(features) if len(features) == len(data) else None
-        identity = features[column].astype(str) if column else pd.Series(np.full(len(data), ""))
+        identity = _identity_labels(features, len(data))
     n_frames = int(frames.max()) + 1
     columns: dict[str, np.ndarray] = {}
     for name in pd.unique(identity):

@@ -225,7 +225,9 @@ class ModelsWidget(QWidget):
             show_error(f"Transform: {error}")
             return
         self._stop = threading.Event()
-        worker = thread_worker(transform_steps, start_thread=False, ignore_errors=True)(entry.model, neural, self._stop)
+        worker = thread_worker(transform_steps, start_thread=False, ignore_errors=True)(
+            entry.model, neural, self._stop
+        )
         name = f"{entry.name} on {source.name}"
         time_layer = source.name if source.kind == "movie" else None
         worker.yielded.connect(self._on_progress)

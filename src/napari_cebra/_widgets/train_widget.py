@@ -18,6 +18,8 @@ from magicgui.widgets import (
     Select,
     SpinBox,
 )
+from qtpy.QtCore import QEvent
+from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from napari_cebra._widgets import layer_data
@@ -45,6 +47,11 @@ PRESETS = {
     "CEBRA-Time": {**_RECIPE, "temperature": 1.12, "conditional": "time"},
     "CEBRA-Behavior": {**_RECIPE, "temperature": 1.0, "conditional": "time_delta"},
 }
+
+
+KIND_KEY = "napari_cebra_kind"  # layer metadata set by napari_cebra.io's readers and samples
+NEURAL_KINDS = ("movie", "neural_matrix")
+BEHAVIOUR_KINDS = ("behaviour", "keypoints")
 
 
 def qt_alive(widget: Any) -> bool:
@@ -289,10 +296,29 @@ class TrainWidget(QWidget):
         """Refresh the layer pickers after layers were added, removed or renamed."""
         for layer in self.viewer.layers:
             layer.events.name.connect(self.refresh_layers)
+            layer.events.data.connect(self._on_data_choice)
         self._table_cache = ("", None)
         for widget in (self.neural, self.rois, self.behaviour):
             widget.reset_choices()
+        self._pick_by_kind()
         self._on_data_choice()
+
+    def _pick_by_kind(self) -> None:
+        """Preselect layers tagged by our readers/sample data (``metadata[KIND_KEY]``)."""
+        kinds = {
+            layer.name: layer.metadata.get(KIND_KEY)
+            for layer in self.viewer.layers
+            if isinstance(layer.metadata, dict)
+        }
+        current = kinds.get(self.neural.value)
+        if current not in NEURAL_KINDS:
+            tagged = [n for n in self.neural.choices if kinds.get(n) in NEURAL_KINDS]
+            if tagged:
+                self.neural.value = tagged[0]
+        if self.behaviour.value is None:
+            tagged = [n for n in self.behaviour.choices if kinds.get(n) in BEHAVIOUR_KINDS]
+            if tagged:
+                self.behaviour.value = tagged[0]
 
     def _on_data_choice(self, _value: Any = None) -> None:
         self._table_cache = ("", None)
@@ -476,7 +502,9 @@ class TrainWidget(QWidget):
             return
         self._stop = threading.Event()
         self.loss_plot.clear()
-        self.worker = thread_worker(train_steps, start_thread=False, ignore_errors=True)(request, self._stop)
+        self.worker = thread_worker(train_steps, start_thread=False, ignore_errors=True)(
+            request, self._stop
+        )
         # the run must outlive this call: Qt holds its bound-method slots only weakly
         self._run = _TrainingRun(self, self.worker, request, description)
         self._run.connect()
@@ -489,6 +517,22 @@ class TrainWidget(QWidget):
         self._stop.set()
         self.stop_button.setEnabled(False)
         self.status.value = "Stopping…"
+
+    def abort_training(self) -> None:
+        """Stop the worker without applying its result (the widget is going away)."""
+        self._stop.set()
+        if self.worker is not None:
+            self.worker.quit()
+
+    def event(self, event: QEvent) -> bool:
+        """Closing the dock un-parents this widget (napari keeps it alive): abort the run."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.abort_training()
+        return super().event(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        self.abort_training()
+        super().closeEvent(event)
 
     def _set_running(self, running: bool) -> None:
         for box in (self.data_box, self.train_box, self.advanced_box):

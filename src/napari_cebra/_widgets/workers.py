@@ -89,6 +89,8 @@ class TrainingResult:
         True when the run was stopped before ``max_iterations``.
     seconds : float
         Wall time of the training loop.
+    ended : float
+        ``time.perf_counter()`` when the training loop ended (before embedding the frames).
     """
 
     model: Any
@@ -97,6 +99,7 @@ class TrainingResult:
     steps_done: int
     stopped: bool
     seconds: float
+    ended: float
 
 
 def neural_matrix_steps(
@@ -161,7 +164,7 @@ def train_steps(
         if stop.is_set():
             fitting.close()
             break
-    seconds = time.perf_counter() - start
+    ended = time.perf_counter()
     if steps_done == 0:
         return None
     embedding = np.asarray(model.transform(matrix), dtype=np.float32)
@@ -171,7 +174,8 @@ def train_steps(
         n_train=n_train,
         steps_done=steps_done,
         stopped=steps_done < int(request.params["max_iterations"]),
-        seconds=seconds,
+        seconds=ended - start,
+        ended=ended,
     )
 
 

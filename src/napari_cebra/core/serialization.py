@@ -23,7 +23,6 @@ import os
 import pickle
 import tempfile
 import warnings
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,13 +278,13 @@ def read_payload(path: Path) -> Any:
             f"Refusing to load {str(path)!r}: it contains pickled objects that are not plain "
             f"model data and could execute code; nothing was executed. Details: {error}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # garbage makes the unpickler fail in arbitrary ways
         raise ValueError(
             f"Cannot read {str(path)!r}: the file is corrupt, truncated or not a torch model "
             f"file ({type(error).__name__}: {error})."
-        ) from None
+        ) from error
 
 
 def _safe_globals() -> list:

@@ -100,17 +100,25 @@ def check_data(X: Any, name: str = "X", min_samples: int = 1, requirement: str =
     TypeError
         For object arrays holding values that are neither numbers nor strings.
     """
+    if _is_sparse(X):
+        raise ValueError(
+            f"{name} is a sparse matrix, but sparse input is not supported: dense data is "
+            "required, convert it with X.toarray()."
+        )
     array = as_numpy(X)
     array = _numeric_array(array, name)
     if array.ndim != 2:
+        hint = " Reshape your data with X.reshape(-1, 1) if it has a single feature." if (
+            array.ndim == 1
+        ) else ""
         raise ValueError(
             f"{name} must be a 2-D array of shape (time steps, features), got a {array.ndim}-D "
-            f"array of shape {array.shape}."
+            f"array of shape {array.shape}.{hint}"
         )
     n_samples, n_features = array.shape
     if n_features == 0:
         raise ValueError(
-            f"{name} has 0 features (shape={array.shape}); at least 1 feature is required."
+            f"{name} has 0 feature(s) (shape={array.shape}) while a minimum of 1 is required."
         )
     if n_samples < max(min_samples, 1):
         reason = f" ({requirement})" if requirement else ""
@@ -118,11 +126,18 @@ def check_data(X: Any, name: str = "X", min_samples: int = 1, requirement: str =
             f"{name} has {n_samples} sample(s) (shape={array.shape}), but a minimum of "
             f"{max(min_samples, 1)} is required{reason}."
         )
-    result = np.array(array, dtype=np.float32, order="C", copy=True)
+    with np.errstate(over="ignore"):
+        result = np.array(array, dtype=np.float32, order="C", copy=True)
     check_finite(array if array.dtype.kind == "f" else result, name)
     if array.dtype.kind == "f":
         check_finite(result, name, what="value(s) too large for float32 (infinite after casting)")
     return result
+
+
+def _is_sparse(value: Any) -> bool:
+    """Whether ``value`` is a scipy sparse matrix/array (without importing scipy)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(value)
 
 
 def check_finite(array: np.ndarray, name: str, what: str = "") -> None:
@@ -217,9 +232,10 @@ def _numeric_array(array: np.ndarray, name: str) -> np.ndarray:
             return np.asarray(array, dtype=np.float64)
         except ValueError as error:
             raise ValueError(f"{name} must contain numbers: {error}.") from None
+    complex_note = "Complex data not supported. " if kind == "c" else ""
     raise ValueError(
-        f"{name} must contain numbers, got dtype {array.dtype} (shape={array.shape}); "
-        "convert text, dates or complex values before fitting."
+        f"{complex_note}{name} must contain numbers, got dtype {array.dtype} "
+        f"(shape={array.shape}); convert text, dates or complex values before fitting."
     )
 
 
@@ -236,8 +252,8 @@ def _check_label_dtype(array: np.ndarray, name: str) -> None:
     else:
         hint = " Encode categories as integers (discrete) or values as floats (continuous)."
     raise ValueError(
-        f"{name} has dtype {array.dtype} (shape={array.shape}); labels must be floating point "
-        f"(continuous) or integer (discrete).{hint}"
+        f"Unknown label type: {name} has dtype {array.dtype} (shape={array.shape}); labels must "
+        f"be floating point (continuous) or integer (discrete).{hint}"
     )
 
 
@@ -248,7 +264,9 @@ def _continuous_label(array: np.ndarray, name: str) -> np.ndarray:
             f"{name} must be 1-D or 2-D (time steps, label dimensions), got shape {array.shape}."
         )
     check_finite(array, name)
-    result = np.array(array, dtype=np.float32, order="C", copy=True).reshape(array.shape[0], -1)
+    with np.errstate(over="ignore"):
+        result = np.array(array, dtype=np.float32, order="C", copy=True)
+    result = result.reshape(array.shape[0], -1)
     check_finite(result, name, what="value(s) too large for float32 (infinite after casting)")
     if result.shape[1] == 0:
         raise ValueError(f"{name} has 0 label dimensions (shape={array.shape}).")

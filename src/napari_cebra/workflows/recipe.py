@@ -24,8 +24,10 @@ grid-search models, which live in a temporary folder removed at the end (also on
 from __future__ import annotations
 
 import datetime
+import shutil
+import tempfile
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ from napari_cebra.workflows.controls import (
     iter_label_shuffle_control,
     iter_neural_shuffle_control,
     iter_train_and_score,
+    run_to_end,
 )
 from napari_cebra.workflows.decoding import decode_behaviour
 from napari_cebra.workflows.report import to_jsonable
@@ -112,10 +115,20 @@ class RecipeProgress:
     elapsed: float
 
 
+def _check_finite(array: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(
+            f"{name} has {int(bad.sum())} NaN/inf values (first in row "
+            f"{int(np.argwhere(bad)[0][0])}); shape {array.shape}."
+        )
+
+
 def _check_inputs(neural: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | None]:
     data = np.asarray(neural, dtype=np.float32)
     if data.ndim != 2:
         raise ValueError(f"neural must be a 2-D (time, neurons) matrix, got shape {data.shape}.")
+    _check_finite(data, "neural")
     if labels is None:
         return data, None
     behaviour = np.asarray(labels)
@@ -130,6 +143,7 @@ def _check_inputs(neural: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | No
         )
     if not np.issubdtype(behaviour.dtype, np.floating):
         behaviour = behaviour.astype(np.float32)
+    _check_finite(behaviour, "labels")
     return data, behaviour
 
 
@@ -288,8 +302,121 @@ def _relay(
             return finished.value
         step = int(getattr(record, "step", 0) or 0)
         total = int(getattr(record, "total_steps", 0) or 0)
-        detail = str(getattr(record, "stage", "") or "")
-        yield stages.record(stage, step, total, detail)
+        yield stages.record(stage, step, total, str(getattr(record, "stage", "")))
+
+
+def _consistency_stage(
+    stages: _Stages,
+    params: Mapping[str, Any],
+    data: np.ndarray,
+    n_runs: int,
+    seed: int,
+    valid_fraction: float,
+) -> Generator[RecipeProgress, None, dict[str, Any]]:
+    """Train ``n_runs`` seeds as one batched ensemble and compare their embeddings."""
+    from napari_cebra.workflows.consistency_runs import iter_consistency_runs
+
+    seeds = list(range(seed, seed + n_runs))
+    runs = yield from _relay(
+        stages,
+        "consistency runs",
+        iter_consistency_runs(params, data, seeds=seeds, valid_fraction=valid_fraction),
+    )
+    return {
+        "status": "done",
+        "n_runs": n_runs,
+        "seeds": seeds,
+        "train": {"matrix": runs.train_matrix, "mean": runs.mean_train},
+        "valid": {"matrix": runs.valid_matrix, "mean": runs.mean_valid},
+        "final_losses": [float(model.state_dict_["loss"][-1]) for model in runs.models],
+    }
+
+
+def _grid_stage(
+    stages: _Stages,
+    params: Mapping[str, Any],
+    grid: Mapping[str, list[Any]],
+    data: np.ndarray,
+    valid_fraction: float,
+    models_dir: str | None,
+    gof_batches: int,
+) -> Generator[RecipeProgress, None, dict[str, Any]]:
+    """Grid search around ``params``, ranked by validation goodness of fit."""
+    from napari_cebra.workflows.grid_search import GridSearch
+
+    folder = models_dir or tempfile.mkdtemp(prefix="napari-cebra-grid-")
+    search = GridSearch(gof_batches=gof_batches, yield_every=max(1, params["max_iterations"] // 20))
+    try:
+        sweep = search.iter_fit_models(
+            {"recording": data},
+            {**params, **grid},
+            folder,
+            valid_fraction=valid_fraction,
+        )
+        for record in sweep:
+            detail = f"model {record.models_done + 1}/{record.n_models} {record.name}"
+            yield stages.record("grid search", record.step, record.total_steps, detail)
+        table = search.get_df_results()
+        _, best_name = search.get_best_model(scoring="gof_valid")
+    finally:
+        if models_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    rows = table.drop(columns=["dataset_name"]).to_dict(orient="records")
+    best = next(row for row in rows if row["name"] == best_name)
+    return {
+        "status": "done",
+        "scoring": "gof_valid",
+        "varied": dict(grid),
+        "results": rows,
+        "best": {
+            "name": best_name,
+            "params": {key: best[key] for key in grid},
+            "gof_valid": best["gof_valid"],
+        },
+    }
+
+
+def _grid_check(section: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Is the recipe's configuration (close to) the best of the grid?"""
+    best = section["best"]
+    recipe_row = next(
+        (
+            row
+            for row in section["results"]
+            if all(row.get(key) == params.get(key) for key in section["varied"])
+        ),
+        None,
+    )
+    title = "Grid search"
+    if recipe_row is None:
+        return _check(
+            "grid_search",
+            title,
+            "pass",
+            f"Best configuration {best['name']} ({best['gof_valid']:.2f} bits on validation); "
+            "the recipe's configuration is not part of this grid.",
+            best["gof_valid"],
+        )
+    gain = best["gof_valid"] - recipe_row["gof_valid"]
+    limit = THRESHOLDS["grid_gain_bits"]
+    if gain <= limit:
+        return _check(
+            "grid_search",
+            title,
+            "pass",
+            f"The recipe's configuration ({recipe_row['gof_valid']:.2f} bits on validation) is "
+            f"within {limit} bits of the best, {best['name']} ({best['gof_valid']:.2f} bits).",
+            gain,
+        )
+    return _check(
+        "grid_search",
+        title,
+        "warn",
+        f"{best['name']} fits the validation data better than the recipe's configuration by "
+        f"{gain:.2f} bits ({best['gof_valid']:.2f} vs {recipe_row['gof_valid']:.2f}); consider "
+        "its parameters.",
+        gain,
+    )
 
 
 def iter_recipe(
@@ -302,6 +429,7 @@ def iter_recipe(
     valid_fraction: float = 0.2,
     seed: int = 0,
     models_dir: str | None = None,
+    gof_batches: int = 100,
 ) -> Generator[RecipeProgress, None, dict[str, Any]]:
     """Generator form of :func:`run_recipe`: yields progress, returns the results dict."""
     from napari_cebra import __version__
@@ -345,6 +473,7 @@ def iter_recipe(
             "behaviour_params": behaviour_params,
             "grid": grid,
             "thresholds": THRESHOLDS,
+            "gof_batches": gof_batches,
         },
     }
     checks: list[dict[str, Any]] = []
@@ -361,6 +490,7 @@ def iter_recipe(
             valid_fraction=valid_fraction,
             stage="training",
             start=stages.start,
+            gof_batches=gof_batches,
         ),
     )
     results["time_model"] = _model_section(time_model, behaviour, valid, time_params)
@@ -379,7 +509,7 @@ def iter_recipe(
     # 3. grid search
     began = time.perf_counter()
     results["grid_search"] = yield from _grid_stage(
-        stages, time_params, grid, data, train, valid, seed, models_dir
+        stages, time_params, grid, data, valid_fraction, models_dir, gof_batches
     )
     checks.append(_grid_check(results["grid_search"], time_params))
     timings["grid_search"] = time.perf_counter() - began
@@ -395,7 +525,7 @@ def iter_recipe(
         results["decoding"] = _skipped(reason)
     else:
         began = time.perf_counter()
-        common = {"seed": seed, "valid_fraction": valid_fraction}
+        common = {"seed": seed, "valid_fraction": valid_fraction, "gof_batches": gof_batches}
         label_control = yield from _relay(
             stages,
             "CEBRA-Behavior and label shuffle",
@@ -453,3 +583,65 @@ def _decoding_stage(
         )
         section[name] = decoded.summary()
     return section
+
+
+def run_recipe(
+    neural: Any,
+    labels: Any = None,
+    *,
+    iterations: int = 5000,
+    n_runs: int = 5,
+    grid: Mapping[str, list[Any]] | None = None,
+    valid_fraction: float = 0.2,
+    seed: int = 0,
+    models_dir: str | None = None,
+    gof_batches: int = 100,
+    progress: Callable[[RecipeProgress], None] | None = None,
+) -> dict[str, Any]:
+    """Run the authors' best-practice recipe and return every number as a JSON-able dict.
+
+    Parameters
+    ----------
+    neural : array-like, (T, n)
+        Neural activity, rows are time points.
+    labels : array-like, (T,) or (T, k), optional
+        Behaviour; without it the CEBRA-Behavior, control and decoding steps are skipped.
+    iterations : int
+        Training steps of every model (the recipe uses 5,000).
+    n_runs : int
+        Seeds of the consistency runs (5–10 recommended).
+    grid : dict, optional
+        Parameters to vary in the grid search (lists of values); default :data:`DEFAULT_GRID`,
+        or :data:`SMALL_GRID` when ``iterations < SMALL_GRID_BELOW``.
+    valid_fraction : float
+        Last part of the recording held out for validation.
+    seed : int
+        Seed of the first model; consistency runs use ``seed … seed + n_runs - 1``.
+    models_dir : str, optional
+        Keep the grid-search models there (resumable); default a temporary folder removed at
+        the end.
+    gof_batches : int
+        Batches per goodness-of-fit score.
+    progress : callable, optional
+        Receives each :class:`RecipeProgress` record.
+
+    Returns
+    -------
+    dict
+        Sections ``input``, ``settings``, ``time_model``, ``consistency``, ``grid_search``,
+        ``behaviour_model``, ``controls``, ``decoding``, ``checks``, ``verdict``, ``timings``.
+    """
+    return run_to_end(
+        iter_recipe(
+            neural,
+            labels,
+            iterations=iterations,
+            n_runs=n_runs,
+            grid=grid,
+            valid_fraction=valid_fraction,
+            seed=seed,
+            models_dir=models_dir,
+            gof_batches=gof_batches,
+        ),
+        progress,
+    )

@@ -1,0 +1,1014 @@
+"""The "Consistency runs" dock widget: do several runs (or recordings) find the same embedding?
+
+Three sources of embeddings:
+
+* **train new runs**: K seeds of one configuration trained as one batched model on a neural layer
+  (the workflow library's ``iter_consistency_runs``); the first part of the recording is trained
+  on, the last part is validation.
+* **session models**: models already trained in this session, all applied to one neural layer.
+* **embedding layers**: embeddings already shown (the "CEBRA embedding" dock or Points layers of
+  the viewer), compared between runs, or between datasets after aligning on a 1-D label.
+
+The result is an annotated heatmap of the pairwise consistency (R² of a linear map from one
+embedding to another, in percent) for the training and the validation frames, the mean score, and
+the recipe's reading of it (training consistency in the 90s = good).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import Container
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from napari_cebra._widgets.background import BackgroundRunner, qt_alive
+from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.heatmap import Heatmap
+from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.train_widget import embedding_features
+from napari_cebra._widgets.workers import TraceProgress
+from napari_cebra.core.consistency import consistency_matrix, consistency_score
+
+if TYPE_CHECKING:
+    import napari
+
+SPLIT_COLUMN = "split"
+
+
+@dataclass(frozen=True)
+class ComparisonProgress:
+    """One pair of embeddings scored (``step`` of ``total_steps``)."""
+
+    step: int
+    total_steps: int
+    stage: str
+
+
+@dataclass
+class ConsistencyView:
+    """What the widget shows: consistency matrices, their means and the embeddings compared.
+
+    Attributes
+    ----------
+    names : list of str
+        Heatmap row/column labels (runs, models, layers or datasets).
+    between : str
+        ``"runs"`` or ``"datasets"``.
+    train : np.ndarray
+        ``(k, k)`` consistency (R², NaN diagonal) on the training frames (all frames when there
+        is no split).
+    valid : np.ndarray or None
+        The same on the validation frames.
+    embeddings : list of np.ndarray
+        Every frame's embedding of each run (training frames first), for adding layers.
+    n_train : int
+        Number of training frames at the start of each embedding.
+    features : list of pandas.DataFrame or None
+        Per-frame features of each embedding (for colouring its layer).
+    seeds : list of int
+        Seeds of trained runs (empty otherwise).
+    models : list
+        Fitted estimators of trained runs (empty otherwise).
+    """
+
+    names: list[str]
+    between: str
+    train: np.ndarray
+    valid: np.ndarray | None
+    embeddings: list[np.ndarray]
+    n_train: int
+    features: list[pd.DataFrame] | None = None
+    seeds: list[int] = field(default_factory=list)
+    models: list[Any] = field(default_factory=list)
+
+    @property
+    def mean_train(self) -> float:
+        """Mean off-diagonal consistency on the training frames."""
+        return mean_consistency(self.train)
+
+    @property
+    def mean_valid(self) -> float | None:
+        """Mean off-diagonal consistency on the validation frames (``None`` without a split)."""
+        return None if self.valid is None else mean_consistency(self.valid)
+
+
+def consistency_between(
+    embeddings: Sequence[np.ndarray],
+    between: str = "runs",
+    labels: Sequence[np.ndarray] | None = None,
+    dataset_ids: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Square matrix of :func:`consistency_score` (R², NaN where not compared).
+
+    Parameters
+    ----------
+    embeddings : sequence of np.ndarray
+        At least two ``(T_i, d_i)`` embeddings (same ``T`` for ``between="runs"``).
+    between : {"runs", "datasets"}
+    labels : sequence of np.ndarray, optional
+        One 1-D label per embedding to align on (``between="datasets"`` only).
+    dataset_ids : sequence of str, optional
+        Dataset of each embedding (``between="datasets"`` only).
+    """
+    if between == "runs":
+        result = consistency_score(list(embeddings), between="runs")
+    else:
+        result = consistency_score(
+            list(embeddings), between="datasets", labels=labels, dataset_ids=dataset_ids
+        )
+    return consistency_matrix(*result)
+
+
+def mean_consistency(matrix: np.ndarray) -> float:
+    """Mean of the compared (finite) entries of a consistency matrix."""
+    values = np.asarray(matrix, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def consistency_reading(
+    mean_train: float, mean_valid: float | None, between: str = "runs"
+) -> tuple[str, str]:
+    """The recipe's verdict (``"good"``, ``"fair"`` or ``"poor"``) and what it means in words.
+
+    The CEBRA authors expect the training consistency between runs in the 90s; below that the
+    embedding depends on the seed and should not be interpreted before the training is improved.
+    """
+    from napari_cebra.workflows.recipe import THRESHOLDS
+
+    good, fair = THRESHOLDS["consistency_train_pass"], THRESHOLDS["consistency_train_warn"]
+    what = "runs" if between == "runs" else "recordings"
+    score = f"Mean training consistency {100 * mean_train:.1f} %"
+    if mean_train >= good:
+        verdict = "good"
+        text = (
+            f"{score}: in the 90s, as the recipe asks. The {what} find the same embedding up to "
+            "a linear map, so its structure is not an accident of one seed."
+        )
+    else:
+        verdict = "fair" if mean_train >= fair else "poor"
+        advice = (
+            "Try more iterations (is the loss still falling?), a lower learning rate, another "
+            "output dimension or temperature: the Grid search widget compares them."
+        )
+        if between == "datasets":
+            advice = (
+                "Check that the label you align on describes the same behaviour in every "
+                "recording, and that each model is consistent between its own runs first."
+            )
+        opening = (
+            "not yet in the 90s the recipe asks for"
+            if verdict == "fair"
+            else f"the {what} find different embeddings: do not interpret a single one yet"
+        )
+        text = f"{score}: {opening}. {advice}"
+    if mean_valid is not None and np.isfinite(mean_valid):
+        text += f" Validation: {100 * mean_valid:.1f} %"
+        gap = mean_train - mean_valid
+        if gap > 1 - good:
+            text += (
+                " — clearly lower than on the training frames: the runs agree on what they were "
+                "trained on more than on new data (overfitting; fewer iterations or more data)."
+            )
+        else:
+            text += "."
+    return verdict, text
+
+
+def split_rows(features: pd.DataFrame | None, n_rows: int) -> np.ndarray | None:
+    """Boolean ``(n_rows,)`` mask of training rows from a ``split`` feature, if there is one."""
+    if features is None or SPLIT_COLUMN not in features or len(features) != n_rows:
+        return None
+    return (features[SPLIT_COLUMN].astype(str) == "train").to_numpy()
+
+
+def compare_embeddings(
+    embeddings: Sequence[np.ndarray],
+    names: Sequence[str],
+    *,
+    between: str = "runs",
+    train_masks: Sequence[np.ndarray | None] | None = None,
+    labels: Sequence[np.ndarray] | None = None,
+    features: Sequence[pd.DataFrame] | None = None,
+) -> ConsistencyView:
+    """Consistency of ``embeddings`` on their training rows and, if split, their validation rows.
+
+    Parameters
+    ----------
+    embeddings : sequence of np.ndarray
+        ``(T_i, d_i)`` embeddings; at least two.
+    names : sequence of str
+        One name per embedding (the datasets' names for ``between="datasets"``).
+    between : {"runs", "datasets"}
+    train_masks : sequence of (np.ndarray or None), optional
+        Boolean training-row mask per embedding; validation is compared only when every
+        embedding has one with both parts non-empty.
+    labels : sequence of np.ndarray, optional
+        1-D label per embedding to align on (``between="datasets"``).
+    features : sequence of pandas.DataFrame, optional
+        Per-frame features kept for adding the embeddings as layers.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two embeddings, names or labels of the wrong length, and every error of
+        :func:`consistency_score` (e.g. different lengths between runs).
+    """
+    arrays = [np.asarray(e) for e in embeddings]
+    if len(arrays) < 2:
+        raise ValueError(f"Choose at least 2 embeddings to compare, got {len(arrays)}.")
+    if len(names) != len(arrays):
+        raise ValueError(f"Got {len(names)} names for {len(arrays)} embeddings: {list(names)}.")
+    masks = list(train_masks) if train_masks is not None else [None] * len(arrays)
+    split = all(m is not None and m.any() and (~m).any() for m in masks)
+    if not split:
+        masks = [np.ones(len(e), dtype=bool) for e in arrays]
+
+    def matrix(rows: str) -> np.ndarray:
+        pick = [(m if rows == "train" else ~m) for m in masks]
+        parts = [e[p] for e, p in zip(arrays, pick, strict=True)]
+        if between == "runs":
+            return consistency_between(parts, "runs")
+        if labels is None:
+            raise ValueError("Between-datasets consistency needs a label to align on.")
+        aligned = [np.asarray(y)[p] for y, p in zip(labels, pick, strict=True)]
+        return consistency_between(parts, "datasets", aligned, list(names))
+
+    n_train = int(masks[0].sum())
+    return ConsistencyView(
+        names=list(names),
+        between=between,
+        train=matrix("train"),
+        valid=matrix("valid") if split else None,
+        embeddings=[np.asarray(e, dtype=np.float32) for e in embeddings],
+        n_train=n_train if split else len(arrays[0]),
+        features=None if features is None else list(features),
+    )
+
+
+@dataclass(frozen=True)
+class RunsRequest:
+    """Everything the "train new runs" worker needs.
+
+    Attributes
+    ----------
+    params : dict
+        ``CEBRA`` constructor parameters shared by the runs.
+    neural : NeuralInput
+        The neural data (matrix, or movie + ROIs).
+    labels : list of np.ndarray
+        Labels for ``fit`` (empty for CEBRA-Time), cut to ``n_frames``.
+    n_frames : int
+        Frames used.
+    n_runs : int
+        Number of runs K.
+    first_seed : int
+        Seeds are ``first_seed … first_seed + K − 1``.
+    valid_fraction : float
+        Last fraction of the frames held out.
+    """
+
+    params: dict[str, Any]
+    neural: Any
+    labels: list[np.ndarray]
+    n_frames: int
+    n_runs: int
+    first_seed: int
+    valid_fraction: float
+
+    @property
+    def seeds(self) -> list[int]:
+        """One seed per run."""
+        return list(range(self.first_seed, self.first_seed + self.n_runs))
+
+
+def train_runs_steps(
+    request: RunsRequest, stop: threading.Event
+) -> Generator[Any, None, ConsistencyView | None]:
+    """Train K seeds as one batched model and score their consistency (worker generator).
+
+    Yields trace-extraction and ensemble progress records; returns ``None`` when stopped.
+    """
+    from napari_cebra._widgets.workers import neural_matrix_steps
+    from napari_cebra.workflows.consistency_runs import iter_consistency_runs
+
+    matrix = yield from neural_matrix_steps(request.neural, stop)
+    if matrix is None:
+        return None
+    matrix = matrix[: request.n_frames]
+    runs = iter_consistency_runs(
+        request.params,
+        matrix,
+        *request.labels,
+        n_runs=request.n_runs,
+        seeds=request.seeds,
+        valid_fraction=request.valid_fraction,
+    )
+    while True:
+        try:
+            record = next(runs)
+        except StopIteration as done:
+            result = done.value
+            break
+        yield record
+        if stop.is_set():
+            runs.close()
+            return None
+    return view_of_runs(result, request.seeds)
+
+
+def view_of_runs(result: Any, seeds: Sequence[int]) -> ConsistencyView:
+    """A :class:`ConsistencyView` of the workflow library's ``ConsistencyRuns``."""
+    train = [np.asarray(e, dtype=np.float32) for e in result.train_embeddings]
+    valid = [np.asarray(e, dtype=np.float32) for e in result.valid_embeddings]
+    embeddings = (
+        [np.concatenate([t, v]) for t, v in zip(train, valid, strict=True)] if valid else train
+    )
+    return ConsistencyView(
+        names=[f"run {i + 1}" for i in range(len(train))],
+        between="runs",
+        train=np.asarray(result.train_matrix),
+        valid=np.asarray(result.valid_matrix) if valid else None,
+        embeddings=embeddings,
+        n_train=len(train[0]),
+        seeds=list(seeds),
+        models=list(result.models),
+    )
+
+
+def session_models_steps(
+    models: Sequence[Any],
+    names: Sequence[str],
+    neural: Any,
+    valid_fraction: float,
+    stop: threading.Event,
+) -> Generator[Any, None, ConsistencyView | None]:
+    """Embed one recording with several models and score their consistency (worker generator)."""
+    from napari_cebra._widgets.workers import neural_matrix_steps, split_point
+
+    matrix = yield from neural_matrix_steps(neural, stop)
+    if matrix is None:
+        return None
+    embeddings = []
+    for index, model in enumerate(models):
+        expected = getattr(model, "n_features_", None)
+        if expected is not None and matrix.shape[1] != expected:
+            raise ValueError(
+                f"Model {names[index]!r} was trained on {expected} neurons but the chosen neural "
+                f"data has shape {matrix.shape}."
+            )
+        embeddings.append(np.asarray(model.transform(matrix), dtype=np.float32))
+        yield ComparisonProgress(index + 1, len(models), f"embedded with {names[index]}")
+        if stop.is_set():
+            return None
+    n_train = split_point(len(matrix), valid_fraction)
+    mask = np.arange(len(matrix)) < n_train
+    return compare_embeddings(embeddings, names, train_masks=[mask] * len(embeddings))
+
+
+def layers_steps(
+    embeddings: Sequence[np.ndarray],
+    names: Sequence[str],
+    features: Sequence[pd.DataFrame | None],
+    between: str,
+    align_on: str | None,
+    stop: threading.Event,
+) -> Generator[Any, None, ConsistencyView | None]:
+    """Score the consistency of embeddings already shown in napari (worker generator)."""
+    yield ComparisonProgress(0, 1, "comparing embeddings")
+    if stop.is_set():
+        return None
+    masks = [split_rows(f, len(e)) for f, e in zip(features, embeddings, strict=True)]
+    labels = None
+    if between == "datasets":
+        if not align_on:
+            raise ValueError("Choose the label to align the datasets on ('align on').")
+        labels = [np.asarray(f[align_on], dtype=np.float64) for f in features]
+    return compare_embeddings(
+        embeddings,
+        names,
+        between=between,
+        train_masks=masks,
+        labels=labels,
+        features=[f if f is not None else pd.DataFrame() for f in features],
+    )
+
+
+@dataclass
+class Recording:
+    """Neural data and labels read from the recording form.
+
+    Attributes
+    ----------
+    neural : NeuralInput
+        Matrix or movie + ROIs.
+    labels : list of np.ndarray
+        Continuous label ``(n_frames, k)`` when behaviour columns are chosen (else empty).
+    n_frames : int
+        Frames used.
+    table : pandas.DataFrame or None
+        Behaviour table cut to ``n_frames`` (layer features).
+    description : dict
+        Layer names and label columns, for the session registry.
+    time_layer : str or None
+        Main-viewer layer whose first axis is time (the movie).
+    """
+
+    neural: Any
+    labels: list[np.ndarray]
+    n_frames: int
+    table: pd.DataFrame | None
+    description: dict[str, Any]
+    time_layer: str | None
+
+
+class RecordingForm:
+    """Neural layer (matrix, or movie + ROIs), behaviour layer and label columns.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Where the layers are.
+    with_behaviour : bool
+        Show the behaviour layer and label pickers.
+    """
+
+    def __init__(self, viewer: Any, with_behaviour: bool = True) -> None:
+        from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Select
+
+        self.viewer = viewer
+        self.neural = ComboBox(label="neural data", choices=self._neural_choices)
+        self.rois = ComboBox(label="ROI labels", choices=self._labels_choices, nullable=True)
+        self.dff = CheckBox(text="ΔF/F (running-percentile baseline)", value=False)
+        self.behaviour = ComboBox(label="behaviour", choices=self._behaviour_choices, nullable=True)
+        self.variables = Select(label="behaviour labels", choices=self._column_choices)
+        self.variables.native.setMaximumHeight(70)
+        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
+        self.valid_fraction = FloatSpinBox(
+            label="validation fraction",
+            min=0.0,
+            max=0.9,
+            step=0.05,
+            value=0.2,
+            tooltip="The last part of the recording is held out from training.",
+        )
+        widgets = [self.neural, self.rois, self.dff]
+        if with_behaviour:
+            widgets += [self.behaviour, self.variables, self.common_prefix]
+        self.container = Container(widgets=[*widgets, self.valid_fraction], label="data")
+        self.neural.changed.connect(self._on_neural)
+        self.behaviour.changed.connect(self._on_behaviour)
+        self.refresh()
+
+    def _layer(self, name: str | None) -> Any:
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _neural_choices(self, _widget: Any = None) -> list[str]:
+        from napari_cebra._widgets.layer_data import layer_kind
+
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if layer_kind(layer) == "image" and layer.ndim in (2, 3)
+        ]
+
+    def _labels_choices(self, _widget: Any = None) -> list[str]:
+        from napari_cebra._widgets.layer_data import layer_kind
+
+        return [layer.name for layer in self.viewer.layers if layer_kind(layer) == "labels"]
+
+    def _behaviour_choices(self, _widget: Any = None) -> list[str]:
+        from napari_cebra._widgets.layer_data import layer_kind
+
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if layer_kind(layer) in ("image", "points", "tracks")
+            or len(getattr(layer, "features", ())) > 0
+        ]
+
+    def _column_choices(self, _widget: Any = None) -> list[str]:
+        from napari_cebra._widgets.layer_data import continuous_columns
+
+        table = self.behaviour_table()
+        return [] if table is None else continuous_columns(table)
+
+    def behaviour_table(self) -> pd.DataFrame | None:
+        """Per-frame table of the chosen behaviour layer; ``None`` if unset or unusable."""
+        from napari_cebra._widgets.layer_data import behaviour_table
+
+        layer = self._layer(self.behaviour.value)
+        if layer is None:
+            return None
+        try:
+            return behaviour_table(layer)
+        except ValueError:
+            return None
+
+    def refresh(self, _event: Any = None) -> None:
+        """Refresh the layer pickers after layers were added or removed."""
+        for widget in (self.neural, self.rois, self.behaviour):
+            widget.reset_choices()
+        self._on_neural()
+        self._on_behaviour()
+
+    def _on_neural(self, _value: Any = None) -> None:
+        layer = self._layer(self.neural.value)
+        is_movie = layer is not None and layer.ndim == 3
+        self.rois.visible = self.dff.visible = is_movie
+        if is_movie and self.rois.value is None and self.rois.choices[1:]:
+            self.rois.value = self.rois.choices[1]
+
+    def _on_behaviour(self, _value: Any = None) -> None:
+        previous = set(self.variables.value)
+        self.variables.reset_choices()
+        keep = [c for c in self.variables.choices if c in previous]
+        self.variables.value = keep or list(self.variables.choices)
+
+    def read(self, use_labels: bool) -> Recording:
+        """The chosen data as arrays.
+
+        Parameters
+        ----------
+        use_labels : bool
+            Pass the chosen behaviour columns as a continuous label (CEBRA-Behavior).
+
+        Raises
+        ------
+        ValueError
+            No or unusable neural layer, movie without ROIs, lengths that differ, labels asked
+            for but none chosen.
+        """
+        from napari_cebra._widgets import layer_data
+        from napari_cebra._widgets.workers import NeuralInput
+
+        neural_layer = self._layer(self.neural.value)
+        is_movie = neural_layer is not None and neural_layer.ndim == 3
+        rois_layer = self._layer(self.rois.value) if is_movie else None
+        source = layer_data.neural_source(neural_layer, rois_layer)
+        if source.kind == "matrix":
+            neural = NeuralInput(matrix=layer_data.neural_matrix(neural_layer))
+        else:
+            neural = NeuralInput(
+                movie=neural_layer.data, rois=np.asarray(rois_layer.data), dff=bool(self.dff.value)
+            )
+        behaviour_layer = self._layer(self.behaviour.value)
+        table = None if behaviour_layer is None else layer_data.behaviour_table(behaviour_layer)
+        n_frames = layer_data.common_length(
+            source.n_frames,
+            None if table is None else len(table),
+            neural_name=source.name,
+            behaviour_name=getattr(behaviour_layer, "name", ""),
+            allow_prefix=bool(self.common_prefix.value),
+        )
+        columns = list(self.variables.value) if use_labels else []
+        if use_labels and not columns:
+            raise ValueError(
+                "CEBRA-Behavior trains on behaviour: choose a behaviour layer and at least one "
+                "behaviour label, or use the CEBRA-Time preset."
+            )
+        labels = layer_data.label_arrays(table, columns, None, n_frames)
+        description = {
+            "neural": source.name,
+            "rois": getattr(rois_layer, "name", None),
+            "behaviour": getattr(behaviour_layer, "name", None),
+            "labels": columns,
+            "n_frames": n_frames,
+            "valid_fraction": float(self.valid_fraction.value),
+        }
+        return Recording(
+            neural=neural,
+            labels=labels,
+            n_frames=n_frames,
+            table=None if table is None else table.iloc[:n_frames].reset_index(drop=True),
+            description=description,
+            time_layer=source.name if source.kind == "movie" else None,
+        )
+
+
+def embedding_candidates(viewer: Any) -> dict[str, tuple[np.ndarray, pd.DataFrame | None]]:
+    """Embeddings that can be compared: the "CEBRA embedding" dock's, then the viewer's Points.
+
+    Returns
+    -------
+    dict
+        name → (``(T, d)`` embedding with all output dimensions, per-frame features or ``None``).
+    """
+    from napari_cebra._widgets.embedding_view import EMBEDDING_DOCK
+    from napari_cebra._widgets.layer_data import layer_kind
+
+    found: dict[str, tuple[np.ndarray, pd.DataFrame | None]] = {}
+    view = viewer.window.dock_widgets.get(EMBEDDING_DOCK)
+    if view is not None:
+        for name, entry in view.entries.items():
+            features = view.layer(name).features if name in view.viewer.layers else None
+            found[name] = (entry.embedding, features)
+    for layer in viewer.layers:
+        if layer_kind(layer) == "points" and layer.name not in found and len(layer.data) > 1:
+            features = layer.features if len(layer.features) == len(layer.data) else None
+            found[layer.name] = (np.asarray(layer.data), features)
+    return found
+
+
+def common_numeric_columns(tables: Sequence[pd.DataFrame | None]) -> list[str]:
+    """Numeric feature columns present in every table (label candidates for alignment)."""
+    if not tables or any(t is None for t in tables):
+        return []
+    names = [
+        str(c)
+        for c in tables[0].columns
+        if c != "frame" and pd.api.types.is_numeric_dtype(tables[0][c])
+    ]
+    return [n for n in names if all(n in t and pd.api.types.is_numeric_dtype(t[n]) for t in tables)]
+
+
+SOURCES = ("train new runs", "session models", "embedding layers")
+VERDICT_COLOURS = {"good": "#7fd17f", "fair": "#f0c674", "poor": "#f08c7f"}
+
+
+class ConsistencyWidget(QWidget):
+    """Train K runs (or pick models / embeddings) and show how consistent their embeddings are.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer this widget is docked in.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        from magicgui.widgets import ComboBox, Label, PushButton, Select
+
+        self.viewer = napari_viewer
+        self.result: ConsistencyView | None = None
+        self._run_context: dict[str, Any] = {}
+
+        self.source = ComboBox(label="compare", choices=list(SOURCES), value=SOURCES[0])
+        self.recording = RecordingForm(napari_viewer)
+        self.params_box = self._build_params_box()
+        self.models = Select(label="session models", choices=self._model_names)
+        self.models.native.setMaximumHeight(90)
+        self.layers = Select(label="embeddings", choices=self._embedding_names)
+        self.layers.native.setMaximumHeight(90)
+        self.between = ComboBox(
+            label="between",
+            choices=["runs", "datasets"],
+            tooltip="runs: embeddings of one recording; datasets: different recordings, "
+            "aligned on a behaviour label first",
+        )
+        self.align_on = ComboBox(label="align on", choices=self._align_choices, nullable=True)
+        self.refresh_button = PushButton(text="Refresh lists")
+        self.choice_box = Container(
+            widgets=[self.models, self.layers, self.between, self.align_on, self.refresh_button]
+        )
+        self.run_button = QPushButton("Compute consistency")
+        self.stop_button = QPushButton("Stop")
+        self.status = Label(value="")
+        self.verdict = QLabel()
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextFormat(Qt.RichText)
+        self.heatmap_train = Heatmap(title="Training frames", height=200)
+        self.heatmap_valid = Heatmap(title="Validation frames", height=200)
+        self.run_choice = ComboBox(label="embedding", choices=self._result_names)
+        self.add_layer_button = PushButton(text="Add as embedding layer")
+        self.register_button = PushButton(text="Register runs as session models")
+        self.output_box = Container(
+            widgets=[self.run_choice, self.add_layer_button, self.register_button]
+        )
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.source.native)
+        layout.addWidget(self.recording.container.native)
+        layout.addWidget(self.params_box.native)
+        layout.addWidget(self.choice_box.native)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status.native)
+        layout.addWidget(self.verdict)
+        layout.addWidget(self.heatmap_train, stretch=1)
+        layout.addWidget(self.heatmap_valid, stretch=1)
+        layout.addWidget(self.output_box.native)
+
+        self.runner = BackgroundRunner(
+            self,
+            controls=[
+                self.source,
+                self.recording.container,
+                self.params_box,
+                self.choice_box,
+                self.run_button,
+                self.output_box,
+            ],
+            stop_button=self.stop_button,
+        )
+        self.run_button.clicked.connect(self.start)
+        self.source.changed.connect(self._on_source)
+        self.between.changed.connect(self._on_between)
+        self.layers.changed.connect(lambda _: self.align_on.reset_choices())
+        self.refresh_button.changed.connect(self.refresh)
+        self.preset.changed.connect(self.apply_preset)
+        self.n_runs.changed.connect(self._on_n_runs)
+        self.add_layer_button.changed.connect(self.add_embedding_layer)
+        self.register_button.changed.connect(self.register_models)
+        session_models().subscribe(self._on_registry)
+        self.destroyed.connect(lambda *_: session_models().unsubscribe(self._on_registry))
+        layers_events = self.viewer.layers.events
+        for event in (layers_events.inserted, layers_events.removed):
+            event.connect(self.refresh)
+        self.apply_preset(self.preset.value)
+        self._on_source()
+        self.show_result(None)
+
+    # ------------------------------------------------------------------ building
+    def _build_params_box(self) -> Container:
+        from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
+
+        from napari_cebra._widgets.train_widget import (
+            PRESETS,
+            architecture_names,
+            available_devices,
+        )
+
+        self.preset = ComboBox(label="preset", choices=list(PRESETS), value="CEBRA-Time")
+        self.n_runs = SpinBox(label="runs (seeds)", min=2, max=20, value=5)
+        self.first_seed = SpinBox(label="first seed", min=0, max=2**31 - 100, value=0)
+        self.model_architecture = ComboBox(label="model", choices=architecture_names())
+        self.output_dimension = SpinBox(label="output dimension", min=1, max=128, value=3)
+        self.max_iterations = SpinBox(label="iterations", min=1, max=1_000_000, value=5000)
+        self.batch_size = SpinBox(label="batch size", min=1, max=1_000_000, value=512)
+        self.learning_rate = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-5)
+        self.learning_rate.native.setDecimals(6)
+        self.temperature = FloatSpinBox(label="temperature τ", min=1e-3, max=100.0, step=0.01)
+        self.time_offsets = SpinBox(label="time offset Δt", min=1, max=100_000, value=10)
+        self.num_hidden_units = SpinBox(label="hidden units", min=1, max=4096, value=32)
+        self.device = ComboBox(label="device", choices=available_devices())
+        return Container(
+            widgets=[
+                self.preset,
+                self.n_runs,
+                self.first_seed,
+                self.model_architecture,
+                self.output_dimension,
+                self.max_iterations,
+                self.batch_size,
+                self.learning_rate,
+                self.temperature,
+                self.time_offsets,
+                self.num_hidden_units,
+                self.device,
+            ],
+            label="training",
+        )
+
+    def apply_preset(self, name: str) -> None:
+        """Set the recipe's parameters of preset ``name`` (the Train CEBRA widget's presets)."""
+        from napari_cebra._widgets.train_widget import PRESETS
+
+        for key, value in PRESETS[name].items():
+            control = getattr(self, key, None)
+            if control is not None:
+                control.value = value
+
+    def estimator_params(self) -> dict[str, Any]:
+        """``CEBRA`` constructor parameters shared by the runs."""
+        from napari_cebra._widgets.train_widget import PRESETS
+
+        preset = PRESETS[self.preset.value]
+        return {
+            "model_architecture": self.model_architecture.value,
+            "device": self.device.value,
+            "conditional": preset["conditional"],
+            "distance": preset["distance"],
+            "temperature_mode": preset["temperature_mode"],
+            "temperature": float(self.temperature.value),
+            "time_offsets": int(self.time_offsets.value),
+            "max_iterations": int(self.max_iterations.value),
+            "batch_size": int(self.batch_size.value),
+            "learning_rate": float(self.learning_rate.value),
+            "output_dimension": int(self.output_dimension.value),
+            "num_hidden_units": int(self.num_hidden_units.value),
+        }
+
+    # ------------------------------------------------------------------ choices
+    def _model_names(self, _widget: Any = None) -> list[str]:
+        return session_models().names()
+
+    def _embedding_names(self, _widget: Any = None) -> list[str]:
+        return list(embedding_candidates(self.viewer))
+
+    def _align_choices(self, _widget: Any = None) -> list[str]:
+        candidates = embedding_candidates(self.viewer)
+        tables = [candidates[n][1] for n in self.layers.value if n in candidates]
+        return common_numeric_columns(tables)
+
+    def _result_names(self, _widget: Any = None) -> list[str]:
+        return [] if self.result is None else list(self.result.names)
+
+    def refresh(self, _event: Any = None) -> None:
+        """Refresh every list (layers, session models, embeddings)."""
+        if not qt_alive(self):
+            return
+        self.recording.refresh()
+        for widget in (self.models, self.layers, self.align_on):
+            widget.reset_choices()
+
+    def _on_registry(self) -> None:
+        if qt_alive(self):
+            self.models.reset_choices()
+        else:
+            session_models().unsubscribe(self._on_registry)
+
+    def _on_source(self, _value: Any = None) -> None:
+        source = self.source.value
+        training, models, layers = (source == s for s in SOURCES)
+        self.recording.container.visible = training or models
+        for widget in (
+            self.recording.behaviour,
+            self.recording.variables,
+            self.recording.common_prefix,
+        ):
+            widget.visible = training
+        self.params_box.visible = training
+        self.models.visible = models
+        self.choice_box.visible = models or layers
+        for widget in (self.layers, self.between, self.refresh_button):
+            widget.visible = layers
+        self.refresh()
+        self._on_between()
+        self.run_button.setText(
+            f"Train {self.n_runs.value} runs" if training else "Compute consistency"
+        )
+
+    def _on_n_runs(self, value: int) -> None:
+        if self.source.value == SOURCES[0]:
+            self.run_button.setText(f"Train {value} runs")
+
+    def _on_between(self, _value: Any = None) -> None:
+        self.align_on.visible = self.source.value == SOURCES[2] and self.between.value == "datasets"
+        self.align_on.reset_choices()
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        """Read the form and start the chosen comparison in a worker; errors become notices."""
+        from napari.utils.notifications import show_error
+
+        if self.runner.running:
+            return
+        stop = threading.Event()
+        try:
+            steps, description = self._steps(stop)
+        except (ValueError, KeyError) as error:
+            show_error(f"Consistency: {error}")
+            self.status.value = f"Not started: {error}"
+            return
+        self.status.value = "Starting…"
+        self.runner.run(
+            steps,
+            description=description,
+            on_record=self._on_record,
+            on_result=self._on_result,
+            stop=stop,
+        )
+
+    def _steps(self, stop: threading.Event) -> tuple[Generator[Any, None, Any], str]:
+        """The worker generator for the chosen source, and its description."""
+        source = self.source.value
+        if source == SOURCES[0]:
+            params = self.estimator_params()
+            recording = self.recording.read(use_labels=params["conditional"] != "time")
+            request = RunsRequest(
+                params=params,
+                neural=recording.neural,
+                labels=recording.labels,
+                n_frames=recording.n_frames,
+                n_runs=int(self.n_runs.value),
+                first_seed=int(self.first_seed.value),
+                valid_fraction=float(self.recording.valid_fraction.value),
+            )
+            self._run_context = {"recording": recording, "preset": self.preset.value}
+            return train_runs_steps(request, stop), f"Consistency: {request.n_runs} runs"
+        if source == SOURCES[1]:
+            names = list(self.models.value)
+            if len(names) < 2:
+                raise ValueError(f"Choose at least 2 session models to compare, got {len(names)}.")
+            recording = self.recording.read(use_labels=False)
+            models = [session_models().get(name).model for name in names]
+            self._run_context = {"recording": recording}
+            steps = session_models_steps(
+                models, names, recording.neural, float(self.recording.valid_fraction.value), stop
+            )
+            return steps, f"Consistency of {len(names)} models"
+        names = list(self.layers.value)
+        candidates = embedding_candidates(self.viewer)
+        missing = [n for n in names if n not in candidates]
+        if missing:
+            raise ValueError(f"Embeddings {missing} are gone; press 'Refresh lists'.")
+        embeddings = [candidates[n][0] for n in names]
+        features = [candidates[n][1] for n in names]
+        self._run_context = {}
+        steps = layers_steps(
+            embeddings, names, features, self.between.value, self.align_on.value, stop
+        )
+        return steps, f"Consistency of {len(names)} embeddings"
+
+    def _on_record(self, record: Any) -> None:
+        if isinstance(record, TraceProgress):
+            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+        elif isinstance(record, ComparisonProgress):
+            self.status.value = f"{record.stage} ({record.step}/{record.total_steps})"
+        else:
+            losses = getattr(record, "losses", ())
+            loss = f"   mean loss {np.mean(losses):.4f}" if len(losses) else ""
+            self.status.value = (
+                f"Training {self.n_runs.value} runs: step {record.step}/{record.total_steps}"
+                f"{loss}   {getattr(record, 'elapsed', 0.0):.1f} s"
+            )
+
+    def _on_result(self, result: ConsistencyView | None) -> None:
+        if result is None:
+            self.status.value = "Stopped: no consistency computed."
+            return
+        recording = self._run_context.get("recording")
+        if recording is not None and result.features is None:
+            n_frames = len(result.embeddings[0])
+            table = recording.table
+            if table is not None and len(table) < n_frames:
+                table = None
+            result.features = [embedding_features(table, n_frames, result.n_train)] * len(
+                result.names
+            )
+        self.show_result(result)
+        self.status.value = f"Compared {len(result.names)} embeddings."
+
+    # ------------------------------------------------------------------ results
+    def show_result(self, result: ConsistencyView | None) -> None:
+        """Draw the heatmaps and the verdict of ``result`` (``None`` clears them)."""
+        self.result = result
+        self.run_choice.reset_choices()
+        self.output_box.visible = result is not None
+        if result is None:
+            self.heatmap_train.clear()
+            self.heatmap_valid.clear()
+            self.heatmap_valid.setVisible(False)
+            self.verdict.setText(
+                "<i>Consistency = R² of a linear map from one embedding to another; the recipe "
+                "expects the training consistency between runs in the 90s.</i>"
+            )
+            return
+        split = result.valid is not None
+        self.heatmap_train.set_title("Training frames" if split else "All frames")
+        self.heatmap_train.set_matrix(result.train, result.names)
+        self.heatmap_valid.setVisible(split)
+        if split:
+            self.heatmap_valid.set_matrix(result.valid, result.names)
+        verdict, text = consistency_reading(result.mean_train, result.mean_valid, result.between)
+        colour = VERDICT_COLOURS[verdict]
+        self.verdict.setText(f"<b style='color:{colour}'>{verdict.upper()}</b> — {text}")
+        self.register_button.visible = bool(result.models)
+        self.register_button.enabled = True
+
+    def add_embedding_layer(self, _value: Any = None) -> Any:
+        """Add the chosen run's embedding (every frame) to the "CEBRA embedding" dock."""
+        if self.result is None or not self.run_choice.value:
+            return None
+        index = self.result.names.index(self.run_choice.value)
+        features = None if self.result.features is None else self.result.features[index]
+        recording = self._run_context.get("recording")
+        time_layer = None if recording is None else recording.time_layer
+        view = embedding_view(self.viewer)
+        name = f"consistency · {self.result.names[index]}"
+        if self.result.seeds:
+            name += f" (seed {self.result.seeds[index]})"
+        return view.add_embedding(
+            self.result.embeddings[index],
+            name=name,
+            features=None if features is None or features.empty else features,
+            time_layer=time_layer,
+        )
+
+    def register_models(self, _value: Any = None) -> list[Any]:
+        """Register every trained run in the session's model list."""
+        if self.result is None or not self.result.models:
+            return []
+        recording = self._run_context.get("recording")
+        trained_on = {} if recording is None else dict(recording.description)
+        entries = []
+        for model, seed in zip(self.result.models, self.result.seeds, strict=True):
+            entries.append(
+                session_models().add(
+                    model,
+                    base_name=f"{self._run_context.get('preset', 'CEBRA')} seed {seed}",
+                    trained_on=trained_on,
+                )
+            )
+        self.register_button.enabled = False
+        self.status.value = f"Registered {len(entries)} models in the session."
+        return entries

@@ -1,0 +1,462 @@
+"""Fast training forward for the plain convolutional encoders.
+
+The reference encodes every training window separately with ``Conv1d`` layers on ``(B, n, L)``
+tensors. The same numbers come out of a *channels-last* formulation, which is faster on CPUs and
+GPUs alike:
+
+* each convolution becomes one matrix product: the ``k`` time-shifted copies of the activations
+  are laid side by side (``unfold``) and multiplied with the weight reshaped to ``(out, in · k)``;
+* references, positives and negatives go through the network in one pass;
+* the first layers can run once over the whole recording instead of once per window. Windows of
+  a batch overlap in the recording, so when ``B · T`` window positions of a layer outnumber the
+  ``N`` frames of the recording, computing that layer over the recording is cheaper; the windows
+  then gather their rows from it. The convolution is translation-equivariant and has no padding,
+  so this gives the per-window values exactly (up to float summation order).
+
+:class:`ProgramEncoder` turns the ``net`` of an :class:`~napari_cebra.core.models.Encoder` into
+such a program when every layer is supported (convolutions with stride 1, GELU, residual
+convolution blocks, Tanh, unit norm); :func:`fast_window_encoder` returns it, or ``None`` for the
+other architectures so that callers keep the generic path.
+
+Optionally the matrix products run in bfloat16 with float32 master weights, gradients, loss and
+optimizer state (``compute_dtype=torch.bfloat16``): on CPUs with AVX512-BF16/AMX and on GPUs this
+multiplies matrix throughput; results stay deterministic for a fixed seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_cebra.core.models import DropTimeAxis, Residual, UnitNorm
+from napari_cebra.core.windows import WindowEncoder
+
+if TYPE_CHECKING:
+    from napari_cebra.core.offset import Offset
+
+__all__ = ["FastWindowEncoder", "compile_encoder"]
+
+
+@dataclass(frozen=True)
+class _Conv:
+    """A stride-1 unpadded convolution run as ``unfold → matmul``."""
+
+    module: nn.Conv1d
+
+    @property
+    def kernel(self) -> int:
+        return int(self.module.kernel_size[0])
+
+
+@dataclass(frozen=True)
+class _Activation:
+    """An element-wise activation (GELU or Tanh)."""
+
+    function: str
+    approximate: str = "none"
+
+
+@dataclass(frozen=True)
+class _ResidualConv:
+    """``x[crop:-crop] + act(conv(x))`` with a kernel of ``2 · crop + 1``."""
+
+    conv: _Conv
+    activation: _Activation
+    crop: int
+
+
+_Layer = _Conv | _Activation | _ResidualConv
+
+
+def _compile_layers(modules: Sequence[nn.Module]) -> tuple[list[_Layer], bool] | None:
+    """Translate ``net`` into program layers; ``None`` if a module is not supported.
+
+    Returns the layers before the tail and whether the tail normalises the output.
+    """
+    layers: list[_Layer] = []
+    normalize = False
+    for module in modules:
+        if isinstance(module, nn.Conv1d):
+            if not _plain_conv(module):
+                return None
+            layers.append(_Conv(module))
+        elif isinstance(module, nn.GELU):
+            layers.append(_Activation("gelu", module.approximate))
+        elif isinstance(module, nn.Tanh):
+            layers.append(_Activation("tanh"))
+        elif isinstance(module, Residual):
+            block = _compile_residual(module)
+            if block is None:
+                return None
+            layers.append(block)
+        elif isinstance(module, UnitNorm):
+            normalize = True
+        elif isinstance(module, DropTimeAxis):
+            continue
+        else:
+            return None
+    if not layers or not isinstance(layers[0], _Conv):
+        return None
+    return layers, normalize
+
+
+def _plain_conv(module: nn.Conv1d) -> bool:
+    return (
+        module.stride == (1,)
+        and module.dilation == (1,)
+        and module.groups == 1
+        and module.padding == (0,)
+        and module.bias is not None
+    )
+
+
+def _compile_residual(module: Residual) -> _ResidualConv | None:
+    branch = list(module.module)
+    if len(branch) != 2 or not isinstance(branch[0], nn.Conv1d):
+        return None
+    if not (_plain_conv(branch[0]) and isinstance(branch[1], nn.GELU)):
+        return None
+    conv = _Conv(branch[0])
+    if module.crop < 1 or conv.kernel != 2 * module.crop + 1:
+        return None
+    return _ResidualConv(conv, _Activation("gelu", branch[1].approximate), module.crop)
+
+
+def _activate(x: torch.Tensor, activation: _Activation) -> torch.Tensor:
+    if activation.function == "gelu":
+        return F.gelu(x, approximate=activation.approximate)
+    return torch.tanh(x)
+
+
+@dataclass(frozen=True)
+class _Program:
+    """The compiled layers of one encoder."""
+
+    layers: list[_Layer]
+    normalize: bool
+    lengths: list[int]
+
+
+def compile_encoder(encoder: nn.Module) -> _Program | None:
+    """The channels-last program of ``encoder``, or ``None`` if it has unsupported layers.
+
+    Supported: convolutional encoders (no subsampling) built from stride-1 unpadded ``Conv1d``,
+    GELU, Tanh, residual ``Conv1d → GELU`` blocks, ``UnitNorm`` and ``DropTimeAxis``. Encoders with
+    dropout, linear layers or subsampling return ``None``.
+    """
+    if not getattr(encoder, "is_convolutional", False) or encoder.resample_factor != 1:
+        return None
+    compiled = _compile_layers(list(encoder.net))
+    if compiled is None:
+        return None
+    layers, normalize = compiled
+    return _Program(layers, normalize, _output_lengths(layers, len(encoder.get_offset())))
+
+
+class FastWindowEncoder(WindowEncoder):
+    """:class:`~napari_cebra.core.windows.WindowEncoder` with the channels-last fast forward.
+
+    ``self(encoder, centres)`` returns the same ``(B, d)`` float32 embeddings as the generic
+    path (up to float summation order, or bfloat16 rounding when ``compute_dtype`` is
+    ``torch.bfloat16``) with gradients flowing to ``encoder``'s parameters. Encoders that
+    :func:`compile_encoder` does not support take the generic path in float32.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        ``(N, n)`` float32 recording on the training device.
+    offset : Offset
+        Receptive field of the encoders that will be applied.
+    convolutional : bool
+        ``True`` for encoders taking ``(B, n, L)`` windows.
+    compute_dtype : torch.dtype
+        ``torch.float32`` or ``torch.bfloat16`` for the matrix products and activations.
+    """
+
+    def __init__(
+        self,
+        data: torch.Tensor,
+        offset: Offset,
+        convolutional: bool,
+        compute_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(data, offset, convolutional)
+        if compute_dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"compute_dtype must be float32 or bfloat16, got {compute_dtype}.")
+        self.compute_dtype = compute_dtype
+        self._window = len(offset)
+        self._input = data.to(compute_dtype).contiguous() if convolutional else data
+        self._columns: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._programs: dict[int, tuple[nn.Module, _Program | None]] = {}
+
+    def program(self, encoder: nn.Module) -> _Program | None:
+        """The compiled program of ``encoder`` (cached per encoder object)."""
+        cached = self._programs.get(id(encoder))
+        if cached is None or cached[0] is not encoder:
+            cached = (encoder, compile_encoder(encoder))
+            self._programs[id(encoder)] = cached
+        return cached[1]
+
+    def __call__(self, encoder: nn.Module, centres: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(B, d)`` of the windows around ``centres``."""
+        program = self.program(encoder) if self.convolutional else None
+        if program is None:
+            return super().__call__(encoder, centres)
+        starts = centres.clamp(self._low, self._high) - self._low
+        num_windows = int(starts.shape[0])
+        shared = self._shared_prefix(program, num_windows)
+        if shared:
+            sequence = self._first_layer_over_recording(program.layers[0])
+            for layer in program.layers[1:shared]:
+                sequence = self._apply_sequence(layer, sequence)
+            hidden = _gather_windows(sequence, starts, program.lengths[shared - 1])
+        else:
+            hidden = _gather_windows(self._input, starts, self._window)
+            hidden = self._apply_windows(program.layers[0], hidden)
+        for layer in program.layers[max(shared, 1) :]:
+            hidden = self._apply_windows(layer, hidden)
+        output = hidden.reshape(num_windows, -1).float()
+        if program.normalize:
+            output = output / torch.linalg.vector_norm(output, dim=1, keepdim=True)
+        return output
+
+    def _shared_prefix(self, program: _Program, num_windows: int) -> int:
+        """Number of leading layers cheaper to run over the whole recording than per window."""
+        count = 0
+        for length in program.lengths:
+            if num_windows * length <= self.num_samples:
+                break
+            count += 1
+        return count
+
+    def _weights(self, conv: _Conv) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = conv.module.weight
+        # (out, in, k) → (k · in, out): row j · in + i multiplies input channel i at shift j
+        matrix = weight.permute(2, 1, 0).reshape(-1, weight.shape[0])
+        return matrix.to(self.compute_dtype), conv.module.bias.to(self.compute_dtype)
+
+    def _first_layer_over_recording(self, conv: _Conv) -> torch.Tensor:
+        """The first convolution over the whole recording, from cached input columns."""
+        if conv.kernel not in self._columns:
+            columns = _ShiftedMatmul.columns(self._input[None], conv.kernel).contiguous()
+            self._columns[conv.kernel] = (columns, columns.t().contiguous())
+        columns, columns_t = self._columns[conv.kernel]
+        matrix, bias = self._weights(conv)
+        return _ConstantColumnsMatmul.apply(columns, columns_t, matrix, bias)
+
+    def _apply_sequence(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(layer, _Activation):
+            return _activate(x, layer)
+        conv = layer if isinstance(layer, _Conv) else layer.conv
+        matrix, bias = self._weights(conv)
+        convolved = _ShiftedMatmul.apply(x[None], matrix, bias, conv.kernel)[0]
+        if isinstance(layer, _Conv):
+            return convolved
+        return x[layer.crop : -layer.crop] + _activate(convolved, layer.activation)
+
+    def _apply_windows(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(layer, _Activation):
+            return _activate(x, layer)
+        conv = layer if isinstance(layer, _Conv) else layer.conv
+        matrix, bias = self._weights(conv)
+        convolved = _ShiftedMatmul.apply(x, matrix, bias, conv.kernel)
+        if isinstance(layer, _Conv):
+            return convolved
+        return x[:, layer.crop : -layer.crop] + _activate(convolved, layer.activation)
+
+
+class _ConstantColumnsMatmul(torch.autograd.Function):
+    """``columns @ matrix + bias`` for a constant column matrix kept in both layouts."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        columns: torch.Tensor,
+        columns_t: torch.Tensor,
+        matrix: torch.Tensor,
+        bias: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(columns_t)
+        return torch.addmm(bias, columns, matrix)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        (columns_t,) = ctx.saved_tensors
+        return None, None, columns_t @ grad_output, grad_output.sum(0)
+
+
+class _ShiftedMatmul(torch.autograd.Function):
+    """A stride-1 convolution on channels-last ``(B, T, c)`` activations as one matrix product.
+
+    The ``k`` consecutive time steps of ``c`` channels are ``k · c`` contiguous numbers, so the
+    column matrix is a strided view of the input, copied once. The backward pass adds the ``k``
+    column blocks of the input gradient back at their shifts (``k`` vectorised additions), which
+    is much cheaper than the generic ``unfold`` backward.
+    """
+
+    @staticmethod
+    def columns(x: torch.Tensor, kernel: int) -> torch.Tensor:
+        """``(B · (T − k + 1), k · c)`` column matrix of a contiguous ``(B, T, c)`` tensor."""
+        batch, length, channels = x.shape
+        out_length = length - kernel + 1
+        return x.as_strided(
+            (batch, out_length, kernel * channels), (length * channels, channels, 1)
+        ).reshape(batch * out_length, kernel * channels)
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        matrix: torch.Tensor,
+        bias: torch.Tensor,
+        kernel: int,
+    ) -> torch.Tensor:
+        x = x.contiguous()
+        batch, length, channels = x.shape
+        out_length = length - kernel + 1
+        columns = _ShiftedMatmul.columns(x, kernel)
+        ctx.save_for_backward(columns, matrix)
+        ctx.shape = (batch, length, channels, kernel)
+        return torch.addmm(bias, columns, matrix).reshape(batch, out_length, -1)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        columns, matrix = ctx.saved_tensors
+        batch, length, channels, kernel = ctx.shape
+        grad = grad_output.reshape(columns.shape[0], -1)
+        grad_matrix = columns.t() @ grad if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if ctx.needs_input_grad[2] else None
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            out_length = length - kernel + 1
+            grad_columns = (grad @ matrix.t()).reshape(batch, out_length, kernel, channels)
+            grad_input = grad_columns.new_zeros(batch, length, channels)
+            for shift in range(kernel):
+                grad_input[:, shift : shift + out_length] += grad_columns[:, :, shift]
+        return grad_input, grad_matrix, grad_bias, None
+
+
+def _output_lengths(layers: list[_Layer], window: int) -> list[int]:
+    """Time length of each layer's output for one input window."""
+    lengths = []
+    length = window
+    for layer in layers:
+        if isinstance(layer, _Conv):
+            length -= layer.kernel - 1
+        elif isinstance(layer, _ResidualConv):
+            length -= 2 * layer.crop
+        lengths.append(length)
+    return lengths
+
+
+def _gather_windows(sequence: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
+    """Rows ``starts[b] … starts[b] + length − 1`` of ``sequence`` → ``(B, length, c)``."""
+    steps = torch.arange(length, device=starts.device)
+    rows = (starts[:, None] + steps).reshape(-1)
+    return sequence.index_select(0, rows).reshape(starts.shape[0], length, -1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fused InfoNCE
+# --------------------------------------------------------------------------------------------------
+
+
+class _FusedInfoNCE(torch.autograd.Function):
+    """InfoNCE with a hand-written backward pass (spec §3; same terms as ``core.loss``).
+
+    With ``S = scale · φ(r, n)`` (``φ`` = dot product or negative squared distance), row maxima
+    ``c`` and ``P = softmax(S)`` by rows, the forward pass returns ``total``, ``pos_term`` and
+    ``neg_term``; the backward pass uses ``∂total/∂S = P / B`` and ``∂total/∂φ(r_i, p_i) =
+    −scale / B``, which saves the intermediate tensors and passes of autograd's generic graph.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        ref: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        scale: torch.Tensor,
+        euclidean: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raw_neg = ref @ neg.t()
+        raw_pos = (ref * pos).sum(1)
+        if euclidean:
+            ref_sq = (ref * ref).sum(1)
+            raw_neg = 2 * raw_neg - ref_sq[:, None] - (neg * neg).sum(1)[None, :]
+            raw_pos = 2 * raw_pos - ref_sq - (pos * pos).sum(1)
+        similarity = raw_neg * scale
+        shift = similarity.amax(dim=1, keepdim=True)
+        probability = (similarity - shift).exp_()
+        normaliser = probability.sum(1, keepdim=True)
+        probability /= normaliser
+        log_sum_exp = normaliser.log_() + shift
+        pos_term = -(raw_pos * scale).mean()
+        neg_term = log_sum_exp.mean()
+        ctx.save_for_backward(ref, pos, neg, scale, probability, raw_neg, raw_pos)
+        ctx.euclidean = euclidean
+        return pos_term + neg_term, pos_term, neg_term
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx,
+        grad_total: torch.Tensor,
+        grad_pos_term: torch.Tensor,
+        grad_neg_term: torch.Tensor,
+    ) -> tuple[torch.Tensor | None, ...]:
+        ref, pos, neg, scale, probability, raw_neg, raw_pos = ctx.saved_tensors
+        batch = ref.shape[0]
+        # ∂L/∂S_ij = weight_neg · P_ij and ∂L/∂(scale · raw_pos_i) = weight_pos
+        weight_neg = (grad_total + grad_neg_term) / batch
+        weight_pos = -(grad_total + grad_pos_term) / batch
+        grad_similarity = probability * (weight_neg * scale)
+        coefficient = weight_pos * scale
+        if ctx.euclidean:
+            grad_similarity = 2 * grad_similarity
+            coefficient = 2 * coefficient
+        grad_ref = grad_similarity @ neg + coefficient * pos
+        grad_neg = grad_similarity.t() @ ref
+        grad_pos = coefficient * ref
+        if ctx.euclidean:
+            grad_ref -= (grad_similarity.sum(1) + coefficient)[:, None] * ref
+            grad_neg -= grad_similarity.sum(0)[:, None] * neg
+            grad_pos -= coefficient * pos
+        grad_scale = None
+        if ctx.needs_input_grad[3]:
+            grad_scale = weight_neg * (probability * raw_neg).sum() + weight_pos * raw_pos.sum()
+        return grad_ref, grad_pos, grad_neg, grad_scale, None
+
+
+def fused_infonce(
+    ref: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    inverse_temperature: torch.Tensor | float,
+    distance: str = "cosine",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """InfoNCE ``(total, pos_term, neg_term)`` with a fused backward pass.
+
+    Equals :class:`napari_cebra.core.loss.InfoNCE` up to float rounding.
+
+    Parameters
+    ----------
+    ref, pos : torch.Tensor
+        ``(B, d)`` float32 reference and positive embeddings.
+    neg : torch.Tensor
+        ``(B', d)`` float32 negative embeddings.
+    inverse_temperature : torch.Tensor or float
+        ``1 / τ``; a tensor with gradient for a learnable temperature.
+    distance : {"cosine", "euclidean"}
+        Similarity measure (dot product or negative squared distance).
+    """
+    scale = torch.as_tensor(inverse_temperature, dtype=ref.dtype, device=ref.device)
+    return _FusedInfoNCE.apply(ref, pos, neg, scale, distance == "euclidean")

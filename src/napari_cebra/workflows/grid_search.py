@@ -1,0 +1,699 @@
+"""Grid search over CEBRA parameters, compatible with ``cebra.grid_search.GridSearch`` (spec §7).
+
+Beyond the reference:
+
+* string parameters (``model_architecture``, ``conditional``, …) can be varied;
+* every model is written to ``models_dir`` as soon as it is trained, with an index of results
+  (``grid_results.json``); both writes are atomic (temporary file + ``os.replace``), so an
+  interrupted sweep leaves only complete files behind, and a rerun trains only the models that are
+  missing (a model counts as present when its file exists and the index records the same
+  configuration and the same data);
+* the table has the goodness of fit in bits on the training data (``gof``) and, when validation data
+  are given (a dict or ``valid_fraction``), on the validation data (``gof_valid``); dataset names
+  are kept intact;
+* models can be trained on a dask cluster (``executor=``), see ``docs/cluster.md``;
+* :meth:`GridSearch.iter_fit_models` yields progress records and can be stopped between them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_cebra.workflows.executors import (
+    TaskDone,
+    TaskProgress,
+    close_executor,
+    resolve_executor,
+)
+from napari_cebra.workflows.splits import split_arrays
+
+RESULTS_FILE = "grid_results.json"
+RESULTS_FORMAT = 1
+SCORINGS = ("infonce_loss", "gof", "gof_valid")
+_MAX_STEM = 120
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class GridProgress:
+    """Where a grid search stands; yielded by :meth:`GridSearch.iter_fit_models`.
+
+    Attributes
+    ----------
+    name : str
+        Key of the model the record is about (``"{model_name}_{dataset_name}"``).
+    dataset_name : str
+        Its dataset.
+    status : {"training", "done", "present"}
+        ``"training"``: a step record of the model being trained (in-process only); ``"done"``: the
+        model was trained and saved; ``"present"``: it was found in ``models_dir`` and not
+        retrained.
+    step, total_steps : int
+        Training steps of this model done and planned.
+    loss : float
+        Latest (or final) training loss of this model.
+    models_done : int
+        Models finished or found so far.
+    n_models : int
+        Models in the sweep (configurations × datasets).
+    elapsed : float
+        Seconds since the sweep started.
+    """
+
+    name: str
+    dataset_name: str
+    status: str
+    step: int
+    total_steps: int
+    loss: float
+    models_done: int
+    n_models: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class _GridTask:
+    """One model to train: everything a worker needs besides the data."""
+
+    name: str
+    model_name: str
+    dataset_name: str
+    params: dict[str, Any]
+    varied: dict[str, Any]
+    path: str
+    fingerprint: str
+    data_fingerprint: str
+    gof_batches: int
+    yield_every: int
+
+
+@dataclass
+class _Datasets:
+    """Training and optional validation data per dataset name (shipped to workers once)."""
+
+    train: dict[str, tuple[Any, ...]]
+    valid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+
+class GridSearch:
+    """Train every combination of the varied parameters on every dataset and compare the models.
+
+    Parameters
+    ----------
+    gof_batches : int
+        Batches used for each goodness-of-fit score (``goodness_of_fit_score(num_batches=...)``).
+    yield_every : int
+        Training steps between progress records of :meth:`iter_fit_models`.
+
+    Attributes
+    ----------
+    models : dict
+        Fitted models (``CEBRA``) by name ``"{model_name}_{dataset_name}"``; models found in
+        ``models_dir`` are loaded when first needed.
+    parameter_grid : list of dict
+        The varied parameters of every configuration.
+    models_dir : pathlib.Path or None
+        Directory of the last sweep.
+    """
+
+    def __init__(self, gof_batches: int = 500, yield_every: int = 50) -> None:
+        for label, value in (("gof_batches", gof_batches), ("yield_every", yield_every)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+        self.gof_batches = int(gof_batches)
+        self.yield_every = int(yield_every)
+        self.models: dict[str, Any] = {}
+        self.parameter_grid: list[dict[str, Any]] = []
+        self.models_dir: Path | None = None
+        self._records: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------------------------------
+    # the grid
+    # ------------------------------------------------------------------------------------------
+
+    def generate_models(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict]]:
+        """Build one unfitted ``CEBRA`` per combination of the varied parameters.
+
+        Parameters
+        ----------
+        params : mapping
+            ``CEBRA`` parameters. A scalar, string, tuple or one-element list is a fixed value; a
+            list of two or more values (numbers, strings, booleans, ``None`` or tuples) is varied.
+
+        Returns
+        -------
+        models : dict
+            ``CEBRA`` estimators by model name (``"{param}_{value}"`` joined by ``_`` over the
+            varied parameters in sorted order; ``""`` when nothing is varied).
+        parameter_grid : list of dict
+            The varied parameters of each model, in the same order.
+
+        Raises
+        ------
+        ValueError
+            For dicts, arrays or tensors as values, or nested lists.
+        """
+        from napari_cebra.core.estimator import CEBRA
+
+        fixed, varied = _split_parameters(params)
+        grid = _parameter_grid(varied)
+        models = {}
+        for point in grid:
+            models[_model_name(point)] = CEBRA(**fixed, **point)
+        return models, grid
+
+    # ------------------------------------------------------------------------------------------
+    # fitting
+    # ------------------------------------------------------------------------------------------
+
+    def fit_models(
+        self,
+        datasets: Mapping[str, Any],
+        params: Mapping[str, Any],
+        models_dir: str | os.PathLike = "saved_models",
+        *,
+        valid_datasets: Mapping[str, Any] | None = None,
+        valid_fraction: float | None = None,
+        executor: Any = None,
+        progress: Callable[[GridProgress], None] | None = None,
+    ) -> GridSearch:
+        """Train (or find) every model of the grid on every dataset.
+
+        Parameters
+        ----------
+        datasets : mapping
+            Dataset name → ``X`` or ``(X, *labels)``.
+        params : mapping
+            Parameters as for :meth:`generate_models`.
+        models_dir : str or path
+            Where models and ``grid_results.json`` are written (and looked up to resume).
+        valid_datasets : mapping, optional
+            Dataset name → ``X_valid`` or ``(X_valid, *labels_valid)``: scored as ``gof_valid``.
+        valid_fraction : float, optional
+            Instead of ``valid_datasets``: hold out the last fraction of each dataset (in time).
+        executor : None, "local", str or distributed.Client
+            Where to train, see ``workflows.executors.resolve_executor``.
+        progress : callable, optional
+            Called with every :class:`GridProgress` record.
+
+        Returns
+        -------
+        GridSearch
+            ``self``.
+        """
+        for record in self.iter_fit_models(
+            datasets,
+            params,
+            models_dir,
+            valid_datasets=valid_datasets,
+            valid_fraction=valid_fraction,
+            executor=executor,
+        ):
+            if progress is not None:
+                progress(record)
+        return self
+
+    def iter_fit_models(
+        self,
+        datasets: Mapping[str, Any],
+        params: Mapping[str, Any],
+        models_dir: str | os.PathLike = "saved_models",
+        *,
+        valid_datasets: Mapping[str, Any] | None = None,
+        valid_fraction: float | None = None,
+        executor: Any = None,
+    ) -> Iterator[GridProgress]:
+        """Generator form of :meth:`fit_models`.
+
+        Closing the generator stops the sweep; every model finished so far stays in
+        ``models_dir`` and in the index, and a rerun continues with the missing ones.
+        """
+        data = _prepare_datasets(datasets, valid_datasets, valid_fraction)
+        directory = Path(models_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.models_dir = directory
+        models, self.parameter_grid = self.generate_models(params)
+        index = _read_index(directory)
+        tasks, present, order = self._plan(models, data, directory, index)
+        self._records = {name: index[name] for name in present}
+        self.models = dict.fromkeys(present)
+        start = time.perf_counter()
+        n_models = len(tasks) + len(present)
+        done = len(present)
+        for name in present:
+            record = index[name]
+            yield self._progress(record, "present", done, n_models, start)
+        self._write_index()
+        resolved = resolve_executor(executor)
+        try:
+            for event in resolved.run(_train_task, tasks, data):
+                task = tasks[event.index]
+                if isinstance(event, TaskProgress):
+                    step = event.record
+                    yield GridProgress(
+                        name=task.name,
+                        dataset_name=task.dataset_name,
+                        status="training",
+                        step=step.step,
+                        total_steps=step.total_steps,
+                        loss=step.total,
+                        models_done=done,
+                        n_models=n_models,
+                        elapsed=time.perf_counter() - start,
+                    )
+                elif isinstance(event, TaskDone):
+                    done += 1
+                    self._records[task.name] = event.result
+                    self._records = {n: self._records[n] for n in order if n in self._records}
+                    self.models[task.name] = None
+                    self._write_index()
+                    yield self._progress(event.result, "done", done, n_models, start)
+        finally:
+            if resolved is not executor:
+                close_executor(resolved)
+
+    def _plan(
+        self,
+        models: dict[str, Any],
+        data: _Datasets,
+        directory: Path,
+        index: dict[str, dict[str, Any]],
+    ) -> tuple[list[_GridTask], list[str], list[str]]:
+        """Tasks still to train, names of the models already present in ``directory``, and all
+        names in grid order."""
+        tasks, present, names = [], [], []
+        for dataset_name, arrays in data.train.items():
+            data_fingerprint = _data_fingerprint(arrays, data.valid.get(dataset_name))
+            for (model_name, model), point in zip(models.items(), self.parameter_grid, strict=True):
+                name = f"{model_name}_{dataset_name}"
+                if name in names:
+                    raise ValueError(
+                        f"Two models of the sweep are both named {name!r}; rename dataset "
+                        f"{dataset_name!r}."
+                    )
+                names.append(name)
+                model_params = model.get_params()
+                fingerprint = _fingerprint(model_params, dataset_name)
+                path = directory / _file_name(model_name, dataset_name, fingerprint)
+                record = index.get(name)
+                if (
+                    record is not None
+                    and record.get("fingerprint") == fingerprint
+                    and record.get("data_fingerprint") == data_fingerprint
+                    and path.is_file()
+                    and record.get("file") == path.name
+                ):
+                    present.append(name)
+                    continue
+                tasks.append(
+                    _GridTask(
+                        name=name,
+                        model_name=model_name,
+                        dataset_name=dataset_name,
+                        params=model_params,
+                        varied=dict(point),
+                        path=str(path),
+                        fingerprint=fingerprint,
+                        data_fingerprint=data_fingerprint,
+                        gof_batches=self.gof_batches,
+                        yield_every=self.yield_every,
+                    )
+                )
+        return tasks, present, names
+
+    def _progress(
+        self, record: dict[str, Any], status: str, done: int, n_models: int, start: float
+    ) -> GridProgress:
+        return GridProgress(
+            name=record["name"],
+            dataset_name=record["dataset_name"],
+            status=status,
+            step=record["iterations"],
+            total_steps=record["iterations"],
+            loss=record["loss"],
+            models_done=done,
+            n_models=n_models,
+            elapsed=time.perf_counter() - start,
+        )
+
+    def _write_index(self) -> None:
+        """Write ``grid_results.json`` atomically (all models found or trained so far)."""
+        assert self.models_dir is not None
+        payload = {
+            "format": RESULTS_FORMAT,
+            "parameter_grid": self.parameter_grid,
+            "models": list(self._records.values()),
+        }
+        _write_json_atomically(self.models_dir / RESULTS_FILE, payload)
+
+    # ------------------------------------------------------------------------------------------
+    # results
+    # ------------------------------------------------------------------------------------------
+
+    def load(self, dir: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Read a sweep from ``dir`` (its ``grid_results.json`` and model files).
+
+        Returns
+        -------
+        models : dict
+            Fitted ``CEBRA`` by name.
+        parameter_grid : list of dict
+
+        Raises
+        ------
+        ValueError
+            If ``dir`` has no results index or a listed model file is missing.
+        """
+        directory = Path(dir)
+        payload = _read_payload(directory)
+        if payload is None:
+            raise ValueError(
+                f"{directory} holds no {RESULTS_FILE}: it is not a grid-search folder."
+            )
+        self.models_dir = directory
+        self.parameter_grid = list(payload.get("parameter_grid", []))
+        self._records = {record["name"]: record for record in payload["models"]}
+        self.models = {name: None for name in self._records}
+        for name in self._records:
+            self._model(name)
+        return dict(self.models), self.parameter_grid
+
+    def _model(self, name: str) -> Any:
+        """The fitted model ``name``, loaded from its file on first use."""
+        from napari_cebra.core.estimator import CEBRA
+
+        if self.models.get(name) is None:
+            path = self._directory() / self._records[name]["file"]
+            if not path.is_file():
+                raise ValueError(f"The model file {path} of {name!r} is missing.")
+            self.models[name] = CEBRA.load(path)
+        return self.models[name]
+
+    def _directory(self, models_dir: str | os.PathLike | None = None) -> Path:
+        if models_dir is not None:
+            if self.models_dir is None or Path(models_dir) != self.models_dir:
+                self.load(models_dir)
+            return Path(models_dir)
+        if self.models_dir is None:
+            raise ValueError(
+                "No grid search has been fitted or loaded yet: call fit_models or load."
+            )
+        return self.models_dir
+
+    def get_df_results(self, models_dir: str | os.PathLike | None = None) -> Any:
+        """One row per model: the varied parameters, ``loss``, ``gof``, ``gof_valid`` (when
+        validation data were given), ``dataset_name`` and ``train_time`` (seconds).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        import pandas as pd
+
+        self._directory(models_dir)
+        varied = sorted({key for record in self._records.values() for key in record["params"]})
+        with_valid = any(r.get("gof_valid") is not None for r in self._records.values())
+        rows = []
+        for record in self._records.values():
+            row = {"name": record["name"]}
+            row.update({key: record["params"].get(key) for key in varied})
+            row["loss"] = record["loss"]
+            row["gof"] = record["gof"]
+            if with_valid:
+                row["gof_valid"] = record.get("gof_valid")
+            row["dataset_name"] = record["dataset_name"]
+            row["train_time"] = record["train_time"]
+            rows.append(row)
+        columns = ["name", *varied, "loss", "gof", *(["gof_valid"] if with_valid else [])]
+        return pd.DataFrame(rows, columns=[*columns, "dataset_name", "train_time"])
+
+    def get_best_model(
+        self,
+        scoring: str = "infonce_loss",
+        dataset_name: str | None = None,
+        models_dir: str | os.PathLike | None = None,
+    ) -> tuple[Any, str]:
+        """The best model by ``scoring``.
+
+        Parameters
+        ----------
+        scoring : {"infonce_loss", "gof", "gof_valid"}
+            Lowest final training loss (the reference's choice), highest goodness of fit on the
+            training data, or highest goodness of fit on the validation data.
+        dataset_name : str, optional
+            Only models of this dataset (exact name).
+        models_dir : str or path, optional
+            Read the sweep from this folder first.
+
+        Returns
+        -------
+        model : CEBRA
+        name : str
+
+        Raises
+        ------
+        NotImplementedError
+            For another scoring.
+        ValueError
+            If no model matches, or ``gof_valid`` is asked for without validation scores.
+        """
+        if scoring not in SCORINGS:
+            raise NotImplementedError(
+                f"scoring={scoring!r} is not supported; use one of {SCORINGS}."
+            )
+        self._directory(models_dir)
+        records = [
+            r
+            for r in self._records.values()
+            if dataset_name is None or r["dataset_name"] == dataset_name
+        ]
+        if not records:
+            known = sorted({r["dataset_name"] for r in self._records.values()})
+            raise ValueError(f"No model of dataset {dataset_name!r}; datasets: {known}.")
+        key, sign = {"infonce_loss": ("loss", 1.0), "gof": ("gof", -1.0)}.get(
+            scoring, ("gof_valid", -1.0)
+        )
+        scored = [r for r in records if _is_number(r.get(key))]
+        if not scored:
+            raise ValueError(
+                f"No model has a {key!r} score; gof_valid needs validation data "
+                "(valid_datasets or valid_fraction in fit_models)."
+            )
+        best = min(scored, key=lambda r: sign * r[key])
+        return self._model(best["name"]), best["name"]
+
+    def plot_loss_comparison(self, **kwargs: Any) -> Any:
+        """Loss curves of all models (``compare_models``); keyword arguments are passed on."""
+        from napari_cebra.workflows.plotting import compare_models
+
+        names = list(self._records)
+        models = [self._model(name) for name in names]
+        kwargs.setdefault("labels", names)
+        return compare_models(models, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# training one grid point (runs in this process or on a dask worker)
+# ----------------------------------------------------------------------------------------------
+
+
+def _train_task(task: _GridTask, data: _Datasets) -> Generator[Any, None, dict[str, Any]]:
+    """Train one model, save it, score it and return its index record."""
+    from napari_cebra.core.estimator import CEBRA
+    from napari_cebra.metrics import goodness_of_fit_score
+
+    arrays = data.train[task.dataset_name]
+    model = CEBRA(**task.params)
+    began = time.perf_counter()
+    yield from model.iter_fit(*arrays, yield_every=task.yield_every)
+    train_time = time.perf_counter() - began
+    model.save(task.path)
+    loss = model.state_dict_["loss"]
+    record = {
+        "name": task.name,
+        "model_name": task.model_name,
+        "dataset_name": task.dataset_name,
+        "params": task.varied,
+        "file": Path(task.path).name,
+        "fingerprint": task.fingerprint,
+        "data_fingerprint": task.data_fingerprint,
+        "iterations": int(loss.shape[0]),
+        "loss": float(loss[-1]),
+        "gof": _gof(goodness_of_fit_score, model, arrays, task.gof_batches),
+        "gof_valid": None,
+        "train_time": train_time,
+    }
+    valid = data.valid.get(task.dataset_name)
+    if valid is not None:
+        record["gof_valid"] = _gof(goodness_of_fit_score, model, valid, task.gof_batches)
+    return record
+
+
+def _gof(score: Callable[..., float], model: Any, arrays: tuple[Any, ...], batches: int) -> Any:
+    """Goodness of fit in bits, or ``None`` where it is not defined (full-batch models)."""
+    if model.batch_size is None:
+        return None
+    return float(score(model, *arrays, num_batches=batches))
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _split_parameters(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+    """Fixed and varied parameters (spec §7, with strings and tuples allowed as values)."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params must be a dict of CEBRA parameters, got {type(params).__name__}.")
+    fixed, varied = {}, {}
+    for name, value in params.items():
+        if isinstance(value, list):
+            for element in value:
+                _check_value(name, element)
+            if not value:
+                raise ValueError(f"Invalid parameter {name}: the list of values is empty.")
+            if len(value) == 1:
+                fixed[name] = value[0]
+            else:
+                varied[name] = list(value)
+        else:
+            _check_value(name, value)
+            fixed[name] = value
+    return fixed, varied
+
+
+def _check_value(name: str, value: Any) -> None:
+    if value is None or isinstance(value, (str, bool, numbers.Number)):
+        return
+    if isinstance(value, tuple):
+        return
+    raise ValueError(
+        f"Invalid parameter {name}: {value!r} ({type(value).__name__}); use a number, a string, a "
+        "tuple or a list of those."
+    )
+
+
+def _parameter_grid(varied: Mapping[str, list]) -> list[dict[str, Any]]:
+    """Every combination, keys in sorted order, the last key varying fastest (as sklearn)."""
+    grid: list[dict[str, Any]] = [{}]
+    for name in sorted(varied):
+        grid = [{**point, name: value} for point in grid for value in varied[name]]
+    return grid
+
+
+def _model_name(point: Mapping[str, Any]) -> str:
+    return "_".join(f"{key}_{value}" for key, value in point.items())
+
+
+def _fingerprint(params: Mapping[str, Any], dataset_name: str) -> str:
+    """Hash of every constructor parameter and the dataset name."""
+    text = json.dumps({"params": params, "dataset": dataset_name}, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _data_fingerprint(train: tuple[Any, ...], valid: tuple[Any, ...] | None) -> str:
+    """Hash of the training (and validation) arrays' shapes, dtypes and bytes."""
+    digest = hashlib.sha256()
+    for array in (*train, *(valid or ())):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _file_name(model_name: str, dataset_name: str, fingerprint: str) -> str:
+    """A filesystem-safe, unambiguous file name: readable stem plus the configuration hash."""
+    stem = _UNSAFE.sub("-", f"{model_name or 'model'}__{dataset_name}").strip(".-")
+    return f"{stem[:_MAX_STEM]}__{fingerprint}.pt"
+
+
+def _prepare_datasets(
+    datasets: Mapping[str, Any],
+    valid_datasets: Mapping[str, Any] | None,
+    valid_fraction: float | None,
+) -> _Datasets:
+    """Check the datasets and build training/validation arrays per name."""
+    if not isinstance(datasets, Mapping) or not datasets:
+        raise ValueError("datasets must be a non-empty dict: dataset name -> X or (X, *labels).")
+    if valid_datasets is not None and valid_fraction is not None:
+        raise ValueError("Give either valid_datasets or valid_fraction, not both.")
+    train, valid = {}, {}
+    for name, value in datasets.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Dataset names must be non-empty strings, got {name!r}.")
+        arrays = _as_arrays(value)
+        if valid_fraction is not None:
+            train[name], valid[name] = split_arrays(*arrays, valid_fraction=valid_fraction)
+        else:
+            train[name] = arrays
+    for name, value in (valid_datasets or {}).items():
+        if name not in train:
+            raise ValueError(
+                f"valid_datasets has {name!r}, which is not a training dataset ({sorted(train)})."
+            )
+        valid[name] = _as_arrays(value)
+    return _Datasets(train, valid)
+
+
+def _as_arrays(value: Any) -> tuple[Any, ...]:
+    arrays = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return tuple(np.asarray(array) for array in arrays)
+
+
+def _read_payload(directory: Path) -> dict[str, Any] | None:
+    path = directory / RESULTS_FILE
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _read_index(directory: Path) -> dict[str, dict[str, Any]]:
+    """Records of a previous sweep in ``directory`` by name (empty if there is none)."""
+    payload = _read_payload(directory)
+    if payload is None:
+        return {}
+    return {record["name"]: record for record in payload.get("models", [])}
+
+
+def _write_json_atomically(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(_jsonable(payload), file, indent=1)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,152 @@
+"""Batched ensembles (core.ensemble): K seeds trained as one model equal K single runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cebra import CEBRA
+from napari_cebra.core.ensemble import (
+    EnsembleProgress,
+    fit_ensemble,
+    iter_fit_ensemble,
+    make_ensemble,
+)
+from napari_cebra.io.synthetic import place_cell_recording
+
+STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return place_cell_recording(n_frames=600, n_neurons=20, seed=3)
+
+
+def _params(**extra):
+    params = dict(
+        model_architecture="offset10-model",
+        batch_size=32,
+        max_iterations=STEPS,
+        output_dimension=3,
+        num_hidden_units=16,
+        device="cpu",
+        time_offsets=5,
+    )
+    params.update(extra)
+    return params
+
+
+def _loss(model):
+    return np.asarray(model.state_dict_["loss"].tolist())
+
+
+CASES = {
+    "time, offset10": (_params(), lambda r: ()),
+    "time_delta, offset1, euclidean": (
+        _params(model_architecture="offset1-model", distance="euclidean"),
+        lambda r: (r.position,),
+    ),
+    "discrete, offset5, learnable temperature": (
+        _params(model_architecture="offset5-model", temperature_mode="auto"),
+        lambda r: (r.direction,),
+    ),
+    "mixed, offset10-mse": (
+        _params(model_architecture="offset10-model-mse"),
+        lambda r: (r.behaviour, r.direction),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_members_follow_their_single_runs(recording, case):
+    """Member k uses the init and batches of CEBRA(seed=k): losses agree to float rounding."""
+    params, labels = CASES[case]
+    y = labels(recording)
+    members = fit_ensemble(params, recording.neural, *y, seeds=[7, 8])
+    single = CEBRA(**params, seed=8).fit(recording.neural, *y)
+    np.testing.assert_allclose(_loss(members[1]), _loss(single), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        members[1].state_dict_["log"]["temperature"],
+        single.state_dict_["log"]["temperature"],
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        members[1].transform(recording.neural), single.transform(recording.neural), atol=1e-4
+    )
+    assert not np.allclose(_loss(members[0]), _loss(members[1]))
+
+
+def test_members_are_normal_fitted_estimators(recording, tmp_path):
+    members = fit_ensemble(_params(), recording.neural, seeds=[1, 2, 3])
+    assert [m.seed for m in members] == [1, 2, 3]
+    embeddings = [m.transform(recording.neural) for m in members]
+    for member, embedding in zip(members, embeddings, strict=True):
+        state = member.state_dict_
+        assert len(state["loss"]) == STEPS
+        assert all(len(state["log"][key]) == STEPS for key in ("pos", "neg", "total"))
+        assert embedding.shape == (600, 3)
+        np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+        adam = state["optimizer"]["state"]
+        assert len(adam) == len(list(member.model_.parameters()))
+        assert all(float(entry["step"]) == STEPS for entry in adam.values())
+    assert not np.allclose(embeddings[0], embeddings[1], atol=1e-3)
+    members[2].save(tmp_path / "member.pt")
+    loaded = CEBRA.load(tmp_path / "member.pt")
+    np.testing.assert_allclose(loaded.transform(recording.neural), embeddings[2], atol=1e-6)
+
+
+def test_identical_seeds_give_identical_members(recording):
+    members = fit_ensemble(_params(), recording.neural, seeds=[5, 5])
+    np.testing.assert_array_equal(_loss(members[0]), _loss(members[1]))
+    np.testing.assert_array_equal(
+        members[0].transform(recording.neural), members[1].transform(recording.neural)
+    )
+
+
+def test_generator_reports_progress_and_stops_cleanly(recording):
+    members = make_ensemble(_params(max_iterations=40), [0, 1])
+    steps = iter_fit_ensemble(members, recording.neural, yield_every=5)
+    records = [next(steps) for _ in range(3)]
+    steps.close()
+    assert [r.step for r in records] == [5, 10, 15]
+    assert all(isinstance(r, EnsembleProgress) and r.batched for r in records)
+    assert records[-1].total_steps == 40 and len(records[-1].losses) == 2
+    for member in members:
+        assert len(member.state_dict_["loss"]) == 15
+        assert member.state_dict_["loss"][-1].item() in records[-1].losses
+        assert member.transform(recording.neural).shape == (600, 3)
+
+
+def test_progress_callback_and_bfloat16_precision(recording):
+    records = []
+    members = fit_ensemble(
+        _params(), recording.neural, seeds=[0, 1], progress=records.append, precision="bfloat16"
+    )
+    assert records[-1].step == STEPS
+    single = CEBRA(**_params(), seed=0).fit(recording.neural)
+    # bfloat16 matrix products: same batches, losses within bfloat16 rounding of float32
+    np.testing.assert_allclose(_loss(members[0]), _loss(single), atol=0.05)
+
+
+def test_unsupported_configurations_train_one_after_another(recording):
+    params = _params(model_architecture="offset36-model-dropout", batch_size=16, max_iterations=4)
+    records = []
+    members = fit_ensemble(params, recording.neural, seeds=[0, 1], progress=records.append)
+    assert not records[-1].batched
+    assert records[-1].step == records[-1].total_steps == 8
+    single = CEBRA(**params, seed=1).fit(recording.neural)
+    np.testing.assert_array_equal(_loss(members[1]), _loss(single))
+
+
+def test_bad_arguments_raise(recording):
+    with pytest.raises(ValueError, match="must not contain 'seed'"):
+        make_ensemble({"seed": 1}, [0])
+    with pytest.raises(ValueError, match="seeds is empty"):
+        make_ensemble({}, [])
+    with pytest.raises(ValueError, match="seeds must be integers"):
+        make_ensemble({}, [0, 1.5])
+    with pytest.raises(ValueError, match="Unknown precision"):
+        fit_ensemble(_params(), recording.neural, seeds=[0], precision="float16")
+    mixed = [CEBRA(**_params(), seed=0), CEBRA(**_params(output_dimension=4), seed=1)]
+    with pytest.raises(ValueError, match=r"differs from members\[0\] in \['output_dimension'\]"):
+        next(iter_fit_ensemble(mixed, recording.neural))

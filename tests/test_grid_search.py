@@ -1,0 +1,215 @@
+"""GridSearch: reference-compatible API, string parameters, resuming, atomic files, validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_cebra import CEBRA, GridSearch
+from napari_cebra.io.synthetic import place_cell_recording
+from napari_cebra.workflows import grid_search as grid_module
+from napari_cebra.workflows.grid_search import RESULTS_FILE, GridProgress
+
+FIXED = dict(
+    batch_size=32,
+    max_iterations=6,
+    num_hidden_units=8,
+    device="cpu",
+    time_offsets=3,
+    seed=11,
+)
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return place_cell_recording(n_frames=300, n_neurons=12, seed=5)
+
+
+@pytest.fixture()
+def datasets(recording):
+    return {"my_data": (recording.neural, recording.position), "other": recording.neural}
+
+
+@pytest.fixture()
+def count_fits(monkeypatch):
+    """Count the models the sweep trains (CEBRA.iter_fit calls)."""
+    calls = []
+    original = CEBRA.iter_fit
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.get_params()["output_dimension"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CEBRA, "iter_fit", counting)
+    return calls
+
+
+def _params(**extra):
+    return {
+        **FIXED,
+        "output_dimension": [2, 3],
+        "model_architecture": ["offset1-model", "offset5-model"],
+        **extra,
+    }
+
+
+def test_generate_models_varies_lists_and_strings():
+    models, grid = GridSearch().generate_models(
+        {"learning_rate": [1e-3, 1e-2], "conditional": ["time", "time_delta"], "batch_size": 8}
+    )
+    assert grid == [
+        {"conditional": "time", "learning_rate": 1e-3},
+        {"conditional": "time", "learning_rate": 1e-2},
+        {"conditional": "time_delta", "learning_rate": 1e-3},
+        {"conditional": "time_delta", "learning_rate": 1e-2},
+    ]
+    assert list(models)[0] == "conditional_time_learning_rate_0.001"
+    assert all(m.batch_size == 8 for m in models.values())
+    assert models["conditional_time_delta_learning_rate_0.01"].conditional == "time_delta"
+
+
+def test_generate_models_fixed_values_and_errors():
+    models, grid = GridSearch().generate_models({"output_dimension": [4], "temperature": 2.0})
+    assert list(models) == [""] and grid == [{}]
+    assert models[""].output_dimension == 4 and models[""].temperature == 2.0
+    with pytest.raises(ValueError, match="Invalid parameter temperature"):
+        GridSearch().generate_models({"temperature": np.ones(2)})
+    with pytest.raises(ValueError, match="Invalid parameter optimizer_kwargs"):
+        GridSearch().generate_models({"optimizer_kwargs": {"eps": 1e-8}})
+
+
+def test_sweep_table_best_model_and_load(datasets, tmp_path, count_fits):
+    grid = GridSearch(gof_batches=5)
+    records = []
+    grid.fit_models(datasets, _params(), tmp_path, progress=records.append)
+    assert len(count_fits) == 8  # 4 configurations x 2 datasets
+    df = grid.get_df_results()
+    assert isinstance(df, pd.DataFrame) and len(df) == 8
+    assert list(df.columns) == [
+        "name",
+        "model_architecture",
+        "output_dimension",
+        "loss",
+        "gof",
+        "dataset_name",
+        "train_time",
+    ]
+    assert set(df["dataset_name"]) == {"my_data", "other"}  # names kept intact
+    assert set(df["model_architecture"]) == {"offset1-model", "offset5-model"}
+    assert np.isfinite(df["loss"]).all() and np.isfinite(df["gof"]).all()
+    assert (df["train_time"] > 0).all()
+    assert records[-1].status == "done" and records[-1].models_done == 8
+
+    model, name = grid.get_best_model(dataset_name="my_data")
+    best = df[df.dataset_name == "my_data"].sort_values("loss").iloc[0]
+    assert name == best["name"] and name.endswith("_my_data")
+    assert model.state_dict_["loss"][-1].item() == pytest.approx(best["loss"])
+    _, by_gof = grid.get_best_model(scoring="gof")
+    assert by_gof == df.sort_values("gof", ascending=False).iloc[0]["name"]
+    with pytest.raises(ValueError, match="gof_valid needs validation data"):
+        grid.get_best_model(scoring="gof_valid")
+    with pytest.raises(NotImplementedError, match="scoring='r2'"):
+        grid.get_best_model(scoring="r2")
+    with pytest.raises(ValueError, match="No model of dataset 'data'"):
+        grid.get_best_model(dataset_name="data")
+
+    models, parameter_grid = GridSearch().load(tmp_path)
+    assert len(models) == 8 and len(parameter_grid) == 4
+    X = datasets["other"]
+    key = "model_architecture_offset5-model_output_dimension_3_other"
+    np.testing.assert_allclose(models[key].transform(X), grid._model(key).transform(X))
+    pd.testing.assert_frame_equal(GridSearch().get_df_results(tmp_path), df)
+    assert grid.plot_loss_comparison() is not None
+
+
+def test_files_are_safe_unambiguous_and_written_atomically(datasets, tmp_path):
+    odd = {"a/b c": datasets["other"], "a_b_c": datasets["other"]}
+    GridSearch(gof_batches=2).fit_models(odd, {**FIXED, "output_dimension": [2, 3]}, tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert RESULTS_FILE in files
+    assert not [name for name in files if name.startswith(".") or "tmp" in name]
+    models = [name for name in files if name.endswith(".pt")]
+    assert len(models) == 4 and len(set(models)) == 4
+    assert all(" " not in name and "/" not in name for name in models)
+    index = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert {r["dataset_name"] for r in index["models"]} == {"a/b c", "a_b_c"}
+
+
+def test_resumed_sweep_trains_only_missing_models(datasets, tmp_path, count_fits):
+    params = _params()
+    GridSearch(gof_batches=2).fit_models(datasets, params, tmp_path)
+    assert len(count_fits) == 8
+    first = GridSearch().get_df_results(tmp_path)
+
+    # a rerun finds every model
+    records = list(GridSearch(gof_batches=2).iter_fit_models(datasets, params, tmp_path))
+    assert len(count_fits) == 8
+    assert [r.status for r in records] == ["present"] * 8
+
+    # a deleted model file is trained again, and only that one
+    index = json.loads((tmp_path / RESULTS_FILE).read_text())
+    (tmp_path / index["models"][0]["file"]).unlink()
+    GridSearch(gof_batches=2).fit_models(datasets, params, tmp_path)
+    assert len(count_fits) == 9
+    again = GridSearch().get_df_results(tmp_path)
+    pd.testing.assert_frame_equal(
+        first.drop(columns="train_time").sort_values("name").reset_index(drop=True),
+        again.drop(columns="train_time").sort_values("name").reset_index(drop=True),
+    )
+
+    # changed data under the same name is not taken for the old models
+    changed = {"other": datasets["other"] * 2}
+    GridSearch(gof_batches=2).fit_models(changed, params, tmp_path)
+    assert len(count_fits) == 13
+
+
+def test_interrupted_sweep_resumes(datasets, tmp_path, count_fits):
+    params = _params()
+    sweep = GridSearch(gof_batches=2, yield_every=2).iter_fit_models(datasets, params, tmp_path)
+    done = 0
+    for record in sweep:
+        assert isinstance(record, GridProgress)
+        done += record.status == "done"
+        if done == 3 and record.status == "training":
+            break  # stopped inside the fourth model
+    sweep.close()
+    assert len(count_fits) == 4
+    assert len(GridSearch().get_df_results(tmp_path)) == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    GridSearch(gof_batches=2).fit_models(datasets, params, tmp_path)
+    assert len(count_fits) == 9  # the 5 missing models
+    assert len(GridSearch().get_df_results(tmp_path)) == 8
+
+
+def test_validation_scores(recording, tmp_path):
+    datasets = {"pc": (recording.neural, recording.position)}
+    params = {**FIXED, "output_dimension": [2, 3]}
+    grid = GridSearch(gof_batches=3).fit_models(datasets, params, tmp_path, valid_fraction=0.25)
+    df = grid.get_df_results()
+    assert "gof_valid" in df.columns and np.isfinite(df["gof_valid"]).all()
+    model, name = grid.get_best_model(scoring="gof_valid")
+    assert name == df.sort_values("gof_valid", ascending=False).iloc[0]["name"]
+    assert model.n_features_ == 12
+    valid = {"pc": (recording.neural[200:], recording.position[200:])}
+    explicit = GridSearch(gof_batches=3).fit_models(
+        {"pc": (recording.neural[:200], recording.position[:200])},
+        params,
+        tmp_path / "explicit",
+        valid_datasets=valid,
+    )
+    assert np.isfinite(explicit.get_df_results()["gof_valid"]).all()
+    with pytest.raises(ValueError, match="either valid_datasets or valid_fraction"):
+        GridSearch().fit_models(
+            datasets, params, tmp_path, valid_datasets=valid, valid_fraction=0.2
+        )
+    with pytest.raises(ValueError, match="'nope', which is not a training dataset"):
+        GridSearch().fit_models(datasets, params, tmp_path, valid_datasets={"nope": valid["pc"]})
+
+
+def test_file_names_stay_short_and_distinct():
+    long = grid_module._file_name("x" * 300, "data", "0123456789abcdef")
+    assert len(long) < 160 and long.endswith("__0123456789abcdef.pt")
+    assert grid_module._file_name("", "d", "f") == "model__d__f.pt"

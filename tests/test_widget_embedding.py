@@ -1,0 +1,118 @@
+"""The docked embedding canvas: time link in both directions, axes choice, colours."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_cebra._widgets.embedding_view import EMBEDDING_DOCK, embedding_view
+
+pytestmark = pytest.mark.gui
+
+N_FRAMES = 60
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    """A movie and a unit-sphere embedding in the docked canvas.
+
+    Only the viewer is returned: a fixture value that holds the embedding view's QtViewer
+    would outlive the viewer and fail napari's leak check.
+    """
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((N_FRAMES, 8, 8), dtype=np.uint16), name="movie")
+    view = embedding_view(viewer)
+    rng = np.random.default_rng(0)
+    sphere = rng.normal(size=(N_FRAMES, 3))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    features = pd.DataFrame({"position": np.linspace(0, 1.6, N_FRAMES)})
+    view.add_embedding(sphere, name="emb", features=features, time_layer="movie")
+    return viewer
+
+
+def _click(view, position, view_direction, dims_displayed, moves=()):
+    """Drive the embedding canvas' drag callback like a press, optional moves, release."""
+    event = SimpleNamespace(
+        type="mouse_press",
+        pos=np.array([100.0, 100.0]),
+        position=np.asarray(position, dtype=float),
+        view_direction=view_direction,
+        dims_displayed=dims_displayed,
+    )
+    steps = view._on_mouse_drag(view.viewer, event)
+    next(steps)
+    for offset in moves:
+        event.type, event.pos = "mouse_move", event.pos + offset
+        next(steps)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(steps)
+
+
+def test_embedding_is_docked_once_and_kept_apart_from_the_movie_dims(viewer):
+    view = embedding_view(viewer)
+    assert embedding_view(viewer) is view
+    assert viewer.window.dock_widgets[EMBEDDING_DOCK] is view
+    assert "emb" not in viewer.layers and viewer.dims.ndim == 3
+    assert view.viewer.dims.ndisplay == 3
+    layer = view.layer("emb")
+    assert layer.data.shape == (N_FRAMES, 3)
+    assert list(layer.features.columns) == ["frame", "position"]
+    assert 0.02 <= layer.size[0] <= 0.05
+
+
+def test_moving_the_time_slider_highlights_the_frame_and_its_trail(viewer):
+    view = embedding_view(viewer)
+    view.trail.value = 5
+    viewer.dims.current_step = (20, 0, 0)
+    np.testing.assert_array_equal(view.highlighted_frames(), np.arange(15, 21))
+    highlight = view.viewer.layers["current frame"]
+    np.testing.assert_allclose(highlight.data[-1], view.layer("emb").data[20])
+    assert highlight.size[-1] > highlight.size[0]
+    viewer.dims.current_step = (2, 0, 0)
+    np.testing.assert_array_equal(view.highlighted_frames(), [0, 1, 2])
+
+
+def test_selecting_or_clicking_a_point_moves_the_movie(viewer):
+    view = embedding_view(viewer)
+    view.layer("emb").selected_data = {33}
+    assert viewer.dims.current_step[0] == 33
+    assert view.highlighted_frames()[-1] == 33
+
+    flat = view.add_embedding(
+        np.column_stack([np.arange(N_FRAMES), np.zeros(N_FRAMES)]) / N_FRAMES,
+        name="flat",
+        time_layer="movie",
+    )
+    assert view.viewer.dims.ndisplay == 2
+    _click(view, flat.data[12], None, [0, 1])
+    assert viewer.dims.current_step[0] == 12
+    # a drag (rotating/panning the camera) is not a click
+    _click(view, flat.data[40], None, [0, 1], moves=[np.array([30.0, 0.0])])
+    assert viewer.dims.current_step[0] == 12
+
+
+def test_clicking_in_3d_picks_a_point_on_the_ray(viewer):
+    view = embedding_view(viewer)
+    layer = view.layer("emb")
+    target = layer.data[45]
+    _click(view, target, np.array([1.0, 0.0, 0.0]), [0, 1, 2])
+    frame = viewer.dims.current_step[0]
+    hit = layer.data[frame]
+    # the picked point lies on the clicked ray (within its marker size)
+    assert np.abs(hit[1:] - target[1:]).max() <= layer.size[0]
+
+
+def test_axes_choice_for_higher_dimensional_embeddings(viewer):
+    view = embedding_view(viewer)
+    embedding = np.random.default_rng(1).normal(size=(N_FRAMES, 5)).astype(np.float32)
+    layer = view.add_embedding(embedding, name="five", time_layer="movie")
+    assert [spin.max for spin in view.axis_spins] == [4, 4, 4]
+    view.axis_spins[0].value = 3
+    view.axis_spins[1].value = 4
+    np.testing.assert_allclose(layer.data, embedding[:, [3, 4, 2]])
+    view.remove_button.clicked()
+    assert "five" not in view.viewer.layers and view.choice.value == "emb"

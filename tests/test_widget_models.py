@@ -1,0 +1,86 @@
+"""The CEBRA models widget: session list, save, load (ours and cebra's files), transform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cebra import CEBRA
+from napari_cebra._widgets.embedding_view import EMBEDDING_DOCK
+from napari_cebra._widgets.session import session_models
+
+pytestmark = pytest.mark.gui
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer, small_data):
+    viewer = make_napari_viewer()
+    viewer.add_image(small_data, name="recording B")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", "CEBRA models")
+    return viewer, widget
+
+
+def _transform(qtbot, widget, layer_name):
+    widget.neural.value = layer_name
+    widget.transform_button.clicked()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+
+def test_save_load_and_transform_a_session_model(qtbot, viewer_and_widget, fast_params, tmp_path):
+    viewer, widget = viewer_and_widget
+    model = CEBRA(**fast_params).fit(viewer.layers["recording B"].data)
+    entry = session_models().add(model, base_name="scripted", trained_on={"neural": "X"})
+    assert widget.model.value == entry.name
+    assert "offset5-model, 3-D" in widget.details.value
+
+    widget.save_path.value = tmp_path / "model.pt"
+    assert widget.save_model() == tmp_path / "model.pt"
+    widget.load_path.value = tmp_path / "model.pt"
+    loaded = widget.load_model()
+    assert loaded.name == "model #1" and loaded.source == str(tmp_path / "model.pt")
+    assert widget.model.value == loaded.name
+
+    _transform(qtbot, widget, "recording B")
+    view = viewer.window.dock_widgets[EMBEDDING_DOCK]
+    layer = view.layer("model #1 on recording B")
+    expected = model.transform(viewer.layers["recording B"].data)
+    np.testing.assert_allclose(layer.data, expected, atol=1e-5)
+    np.testing.assert_array_equal(layer.features["frame"], np.arange(len(expected)))
+
+
+def test_transform_with_the_wrong_number_of_neurons_is_refused(
+    qtbot, viewer_and_widget, fast_params, monkeypatch
+):
+    viewer, widget = viewer_and_widget
+    model = CEBRA(**fast_params).fit(viewer.layers["recording B"].data)
+    session_models().add(model, base_name="eight neurons")
+    viewer.add_image(np.zeros((50, 5), dtype=np.float32), name="five neurons")
+    errors = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", errors.append)
+    widget.neural.value = "five neurons"
+    widget.transform_button.clicked()
+    assert widget.worker is None
+    assert errors and "trained on 8 neurons" in errors[0] and "(50, 5)" in errors[0]
+    assert EMBEDDING_DOCK not in viewer.window.dock_widgets
+
+
+def test_a_cebra_model_file_loads_and_transforms(qtbot, viewer_and_widget, small_data, tmp_path):
+    cebra = pytest.importorskip("cebra")
+    reference = cebra.CEBRA(
+        model_architecture="offset5-model",
+        batch_size=32,
+        max_iterations=3,
+        output_dimension=3,
+        num_hidden_units=8,
+        device="cpu",
+    ).fit(small_data)
+    reference.save(str(tmp_path / "cebra_model.pt"))
+    viewer, widget = viewer_and_widget
+    widget.load_path.value = tmp_path / "cebra_model.pt"
+    entry = widget.load_model()
+    assert entry.params["model_architecture"] == "offset5-model"
+    _transform(qtbot, widget, "recording B")
+    layer = viewer.window.dock_widgets[EMBEDDING_DOCK].layer(f"{entry.name} on recording B")
+    np.testing.assert_allclose(layer.data, reference.transform(small_data), atol=1e-4)
