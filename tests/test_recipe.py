@@ -31,7 +31,7 @@ SECTIONS = (
     "verdict",
     "timings",
 )
-TINY = {"iterations": 4, "n_runs": 2, "gof_batches": 2}
+TINY = {"iterations": 4, "n_runs": 2, "gof_batches": 2, "model_params": {"batch_size": 128}}
 
 
 @pytest.fixture(scope="module")

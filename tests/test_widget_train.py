@@ -64,6 +64,8 @@ def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_w
     assert len(session_models()) == n_models + 1
     assert entry.trained_on["labels"] == ["position", "right", "left"]
     assert entry.trained_on["steps_done"] == 6
+    assert np.isfinite(entry.trained_on["goodness_of_fit_bits"])
+    assert "bits" in widget.status.value
     view = viewer.window.dock_widgets[EMBEDDING_DOCK]
     points = view.layer(entry.name)
     assert points.data.shape == (N_FRAMES, 3)
@@ -184,3 +186,26 @@ def test_closing_the_widget_mid_run_does_not_crash(qtbot, viewer_and_widget):
     assert EMBEDDING_DOCK not in viewer.window.dock_widgets
     assert len(session_models()) == n_models
     assert not any(k.startswith("Train CEBRA") for k in viewer.window.dock_widgets)
+
+
+def test_the_demo_sample_trains_end_to_end(qtbot, make_napari_viewer):
+    from napari_cebra._widgets.demo import open_demo
+
+    viewer = make_napari_viewer()
+    widget = open_demo(viewer)
+    assert (widget.neural.value, widget.rois.value, widget.behaviour.value) == (
+        "calcium movie",
+        "ROIs",
+        "behaviour",
+    )
+    assert widget.variables.value == ["position", "right", "left"]
+    assert set(widget.discrete.choices) >= {"right", "left"}
+    widget.preset.value = "CEBRA-Behavior"
+    widget.max_iterations.value = 3
+    widget.batch_size.value = 32
+    widget.train_button.click()
+    _wait_until_idle(qtbot, widget)
+    n_frames = viewer.layers["calcium movie"].data.shape[0]
+    points = viewer.window.dock_widgets[EMBEDDING_DOCK].layer(list(session_models())[-1].name)
+    assert points.data.shape == (n_frames, 3)
+    assert list(points.features.columns) == ["frame", "position", "right", "left", "split"]

@@ -129,14 +129,26 @@ def _summary_lines(results: dict[str, Any]) -> list[str]:
 
 
 def run_report(
-    neural: np.ndarray, labels: np.ndarray | None, out: str, iterations: int, runs: int, seed: int
+    neural: np.ndarray,
+    labels: np.ndarray | None,
+    out: str,
+    iterations: int,
+    runs: int,
+    seed: int,
+    model_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the recipe with console progress and write the report; return the results."""
     from napari_cebra.workflows.recipe import run_recipe
     from napari_cebra.workflows.report import write_report
 
     results = run_recipe(
-        neural, labels, iterations=iterations, n_runs=runs, seed=seed, progress=ConsoleProgress()
+        neural,
+        labels,
+        iterations=iterations,
+        n_runs=runs,
+        seed=seed,
+        model_params=model_params,
+        progress=ConsoleProgress(),
     )
     report_path, results_path = write_report(results, out)
     for line in _summary_lines(results):
@@ -147,7 +159,8 @@ def run_report(
 
 def _command_report(args: argparse.Namespace) -> int:
     neural, labels = load_inputs(args)
-    run_report(neural, labels, args.out, args.iterations, args.runs, args.seed)
+    overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    run_report(neural, labels, args.out, args.iterations, args.runs, args.seed, overrides)
     return 0
 
 
@@ -224,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--iterations", type=_positive_int, default=5000)
     report.add_argument("--runs", type=_positive_int, default=5, help="consistency runs (≥ 2)")
     report.add_argument("--seed", type=int, default=0)
+    report.add_argument(
+        "--batch-size", type=_positive_int, help="replace the recipe's batch size (512)"
+    )
     report.add_argument("--key", help="array name in an .npz/.h5 neural file")
     report.add_argument("--labels-key", help="array name in an .npz/.h5 labels file")
     report.add_argument(

@@ -24,8 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from magicgui.widgets import Container
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_cebra._widgets.background import BackgroundRunner, qt_alive
 from napari_cebra._widgets.embedding_view import embedding_view
@@ -628,6 +636,45 @@ def common_numeric_columns(tables: Sequence[pd.DataFrame | None]) -> list[str]:
     return [n for n in names if all(n in t and pd.api.types.is_numeric_dtype(t[n]) for t in tables)]
 
 
+def scrolling_layout(widget: QWidget) -> QVBoxLayout:
+    """Put a vertical scroll area into ``widget`` and return the layout of its contents.
+
+    Docks are often shorter than a form with plots; scrolling keeps every control at its natural
+    height instead of squeezing them.
+    """
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    scroll = QScrollArea(widget)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setWidget(content)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    return layout
+
+
+class StopWhenClosed(QObject):
+    """Stops a widget's :class:`BackgroundRunner` when the widget's dock is closed.
+
+    napari's close button (``remove_dock_widget``) takes the widget out of its dock with
+    ``setParent(None)`` instead of deleting it, so ``destroyed`` only fires once every reference
+    (including the running worker's) is gone; losing the parent is the moment to stop.
+    """
+
+    def __init__(self, widget: QWidget, runner: BackgroundRunner) -> None:
+        super().__init__(widget)
+        self.runner = runner
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        """Stop the run when ``watched`` has lost its parent (dock closed)."""
+        if event.type() == QEvent.ParentChange and watched.parent() is None:
+            self.runner.stop()
+        return False
+
+
 SOURCES = ("train new runs", "session models", "embedding layers")
 VERDICT_COLOURS = {"good": "#7fd17f", "fair": "#f0c674", "poor": "#f08c7f"}
 
@@ -685,17 +732,20 @@ class ConsistencyWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.stop_button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(self.source.native)
         layout.addWidget(self.recording.container.native)
         layout.addWidget(self.params_box.native)
+        layout.addWidget(self.more_toggle)
+        layout.addWidget(self.more_box.native)
         layout.addWidget(self.choice_box.native)
         layout.addLayout(buttons)
         layout.addWidget(self.status.native)
         layout.addWidget(self.verdict)
-        layout.addWidget(self.heatmap_train, stretch=1)
-        layout.addWidget(self.heatmap_valid, stretch=1)
+        layout.addWidget(self.heatmap_train)
+        layout.addWidget(self.heatmap_valid)
         layout.addWidget(self.output_box.native)
+        layout.addStretch(1)
 
         self.runner = BackgroundRunner(
             self,
@@ -703,12 +753,15 @@ class ConsistencyWidget(QWidget):
                 self.source,
                 self.recording.container,
                 self.params_box,
+                self.more_toggle,
+                self.more_box,
                 self.choice_box,
                 self.run_button,
                 self.output_box,
             ],
             stop_button=self.stop_button,
         )
+        self._close_watcher = StopWhenClosed(self, self.runner)
         self.run_button.clicked.connect(self.start)
         self.source.changed.connect(self._on_source)
         self.between.changed.connect(self._on_between)
@@ -750,23 +803,30 @@ class ConsistencyWidget(QWidget):
         self.time_offsets = SpinBox(label="time offset Δt", min=1, max=100_000, value=10)
         self.num_hidden_units = SpinBox(label="hidden units", min=1, max=4096, value=32)
         self.device = ComboBox(label="device", choices=available_devices())
-        return Container(
+        self.more_box = Container(
             widgets=[
-                self.preset,
-                self.n_runs,
-                self.first_seed,
                 self.model_architecture,
                 self.output_dimension,
-                self.max_iterations,
                 self.batch_size,
                 self.learning_rate,
                 self.temperature,
                 self.time_offsets,
                 self.num_hidden_units,
                 self.device,
-            ],
+            ]
+        )
+        self.more_box.visible = False
+        self.more_toggle = QPushButton("More parameters ▸")
+        self.more_toggle.setCheckable(True)
+        self.more_toggle.toggled.connect(self._toggle_more)
+        return Container(
+            widgets=[self.preset, self.n_runs, self.first_seed, self.max_iterations],
             label="training",
         )
+
+    def _toggle_more(self, shown: bool) -> None:
+        self.more_box.visible = shown
+        self.more_toggle.setText("More parameters ▾" if shown else "More parameters ▸")
 
     def apply_preset(self, name: str) -> None:
         """Set the recipe's parameters of preset ``name`` (the Train CEBRA widget's presets)."""
@@ -837,6 +897,8 @@ class ConsistencyWidget(QWidget):
         ):
             widget.visible = training
         self.params_box.visible = training
+        self.more_toggle.setVisible(training)
+        self.more_box.visible = training and self.more_toggle.isChecked()
         self.models.visible = models
         self.choice_box.visible = models or layers
         for widget in (self.layers, self.between, self.refresh_button):

@@ -17,7 +17,8 @@ def open_demo(viewer: Any) -> Any:
     TrainWidget
         The docked widget, with the sample's movie, ROIs and behaviour already chosen.
     """
-    viewer.open_sample(PLUGIN, DEMO_SAMPLE)
+    layers = viewer.open_sample(PLUGIN, DEMO_SAMPLE)
+    viewer.layers.selection.active = layers[0]  # the movie: its contrast controls are shown
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN_WIDGET)
     return widget
 

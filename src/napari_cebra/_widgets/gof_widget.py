@@ -206,6 +206,11 @@ class DataPicker(Container):
         self.rois.visible = self.dff.visible = is_movie
         if is_movie and self.rois.value is None and self.rois.choices[1:]:
             self.rois.value = self.rois.choices[1]
+        if self.labels_required and self.behaviour.value is None:
+            others = [c for c in self.behaviour.choices[1:] if c != self.neural.value]
+            if others:
+                self.behaviour.value = others[0]  # triggers this method again
+                return
         previous = set(self.variables.value)
         self.variables.reset_choices()
         self.discrete.reset_choices()

@@ -42,6 +42,8 @@ class LossPlot(QWidget):
         x_axis.height_max = 40
         grid.add_widget(y_axis, row=0, col=0)
         grid.add_widget(x_axis, row=1, col=1)
+        right_margin = grid.add_widget(row=0, col=2)  # room for the last x tick label
+        right_margin.width_max = 16
         y_axis.link_view(self.view)
         x_axis.link_view(self.view)
         self.lines = {

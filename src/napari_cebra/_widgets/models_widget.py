@@ -141,7 +141,8 @@ class ModelsWidget(QWidget):
             lines.append(
                 f"trained on {trained.get('neural')} ({trained.get('n_frames')} frames), "
                 f"labels: {', '.join(trained.get('labels') or ['none'])}, "
-                f"{trained.get('steps_done')} steps"
+                f"{trained.get('steps_done')} steps, "
+                f"goodness of fit {trained.get('goodness_of_fit_bits')} bits"
             )
         else:
             lines.append(f"loaded from {entry.source}")

@@ -27,28 +27,23 @@ from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.loss_plot import LossPlot
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.workers import NeuralInput, TraceProgress, TrainingRequest, train_steps
+from napari_cebra.workflows.recipe import BEHAVIOUR_PARAMS, TIME_PARAMS
 
 if TYPE_CHECKING:
     import napari
 
-# The CEBRA authors' recipe (Schneider, Lee & Mathis 2023, hippocampus demos).
-_RECIPE = {
-    "model_architecture": "offset10-model",
-    "batch_size": 512,
-    "learning_rate": 3e-4,
-    "output_dimension": 3,
-    "time_offsets": 10,
-    "max_iterations": 5000,
-    "distance": "cosine",
-    "temperature_mode": "constant",
-    "hybrid": False,
-}
+
+def _without_device(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "device"}
+
+
+# The CEBRA authors' recipe (workflows.recipe), minus the device (chosen in the widget), with
+# 5,000 iterations; CEBRA-Behavior uses temperature 1 as in the authors' hippocampus demo.
+_GUI_DEFAULTS = {"max_iterations": 5000, "temperature_mode": "constant", "hybrid": False}
 PRESETS = {
-    "CEBRA-Time": {**_RECIPE, "temperature": 1.12, "conditional": "time"},
-    "CEBRA-Behavior": {**_RECIPE, "temperature": 1.0, "conditional": "time_delta"},
+    "CEBRA-Time": {**_without_device(TIME_PARAMS), **_GUI_DEFAULTS},
+    "CEBRA-Behavior": {**_without_device(BEHAVIOUR_PARAMS), **_GUI_DEFAULTS, "temperature": 1.0},
 }
-
-
 KIND_KEY = "napari_cebra_kind"  # layer metadata set by napari_cebra.io's readers and samples
 NEURAL_KINDS = ("movie", "neural_matrix")
 BEHAVIOUR_KINDS = ("behaviour", "keypoints")
@@ -595,7 +590,11 @@ class _TrainingRun:
             return
         description = dict(self.description)
         table = description.pop("table")
-        description.update(steps_done=result.steps_done, stopped=result.stopped)
+        description.update(
+            steps_done=result.steps_done,
+            stopped=result.stopped,
+            goodness_of_fit_bits=round(result.goodness_of_fit, 4),
+        )
         entry = session_models().add(
             result.model, base_name=description["preset"], trained_on=description
         )
@@ -611,7 +610,8 @@ class _TrainingRun:
             )
             stopped = " (stopped early)" if result.stopped else ""
             self.widget.status.value = (
-                f"{entry.name}: {result.steps_done} steps in {result.seconds:.1f} s{stopped}."
+                f"{entry.name}: {result.steps_done} steps in {result.seconds:.1f} s{stopped}; "
+                f"goodness of fit {result.goodness_of_fit:.2f} bits (last steps)."
             )
             show_info(
                 f"{entry.name} trained{stopped}; its embedding is in the '{view.viewer.title}' "

@@ -91,6 +91,8 @@ class TrainingResult:
         Wall time of the training loop.
     ended : float
         ``time.perf_counter()`` when the training loop ended (before embedding the frames).
+    goodness_of_fit : float
+        Goodness of fit in bits, averaged over the last tenth of the training steps.
     """
 
     model: Any
@@ -100,6 +102,7 @@ class TrainingResult:
     stopped: bool
     seconds: float
     ended: float
+    goodness_of_fit: float
 
 
 def neural_matrix_steps(
@@ -146,6 +149,7 @@ def train_steps(
     the first step.
     """
     from napari_cebra import CEBRA
+    from napari_cebra.metrics import goodness_of_fit_history
 
     matrix = yield from neural_matrix_steps(request.neural, stop)
     if matrix is None:
@@ -168,6 +172,7 @@ def train_steps(
     if steps_done == 0:
         return None
     embedding = np.asarray(model.transform(matrix), dtype=np.float32)
+    history = goodness_of_fit_history(model)
     return TrainingResult(
         model=model,
         embedding=embedding,
@@ -176,6 +181,7 @@ def train_steps(
         stopped=steps_done < int(request.params["max_iterations"]),
         seconds=ended - start,
         ended=ended,
+        goodness_of_fit=float(np.mean(history[-max(1, len(history) // 10) :])),
     )
 
 

@@ -496,7 +496,12 @@ class CEBRA(TransformerMixin, BaseEstimator):
         minimum, reason = architecture.minimum_samples()
         data = validation.check_data(X, "X", min_samples=minimum, requirement=reason)
         for index, label in enumerate(y):
-            if isinstance(label, (list, tuple)) and len(label) and np.ndim(label[0]) >= 1:
+            if (
+                isinstance(label, (list, tuple))
+                and len(label) != data.shape[0]
+                and len(label) > 0
+                and np.ndim(label[0]) >= 1
+            ):
                 raise ValueError(
                     f"Invalid number of sessions: X is one recording but y[{index}] is a list of "
                     f"{len(label)} arrays; pass X as a list of recordings for multi-session "

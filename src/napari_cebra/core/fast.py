@@ -376,7 +376,12 @@ class _FusedInfoNCE(torch.autograd.Function):
     With ``S = scale · φ(r, n)`` (``φ`` = dot product or negative squared distance), row maxima
     ``c`` and ``P = softmax(S)`` by rows, the forward pass returns ``total``, ``pos_term`` and
     ``neg_term``; the backward pass uses ``∂total/∂S = P / B`` and ``∂total/∂φ(r_i, p_i) =
-    −scale / B``, which saves the intermediate tensors and passes of autograd's generic graph.
+    −scale / B``. Only one ``B × B'`` matrix is kept (``exp(S − c)``, updated in place), and the
+    products with it are laid out as ``(d, B) @ (B, B')`` so that the small embedding dimension
+    is the outer one (much faster than ``(B, B') @ (B', d)`` on CPUs).
+
+    For the Euclidean similarity the row constant ``−scale · ‖r_i‖²`` is added to the log-sum-exp
+    after the softmax, which it does not change.
     """
 
     @staticmethod
@@ -388,21 +393,23 @@ class _FusedInfoNCE(torch.autograd.Function):
         scale: torch.Tensor,
         euclidean: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        raw_neg = ref @ neg.t()
         raw_pos = (ref * pos).sum(1)
         if euclidean:
             ref_sq = (ref * ref).sum(1)
-            raw_neg = 2 * raw_neg - ref_sq[:, None] - (neg * neg).sum(1)[None, :]
+            neg_sq = (neg * neg).sum(1)
             raw_pos = 2 * raw_pos - ref_sq - (pos * pos).sum(1)
-        similarity = raw_neg * scale
+            similarity = torch.addmm(-scale * neg_sq, ref * (2 * scale), neg.t())
+        else:
+            similarity = (ref * scale) @ neg.t()
         shift = similarity.amax(dim=1, keepdim=True)
-        probability = (similarity - shift).exp_()
-        normaliser = probability.sum(1, keepdim=True)
-        probability /= normaliser
-        log_sum_exp = normaliser.log_() + shift
+        exponential = similarity.sub_(shift).exp_()
+        normaliser = exponential.sum(1)
+        log_sum_exp = normaliser.log() + shift[:, 0]
+        if euclidean:
+            log_sum_exp = log_sum_exp - scale * ref_sq
         pos_term = -(raw_pos * scale).mean()
         neg_term = log_sum_exp.mean()
-        ctx.save_for_backward(ref, pos, neg, scale, probability, raw_neg, raw_pos)
+        ctx.save_for_backward(ref, pos, neg, scale, exponential, normaliser, raw_pos)
         ctx.euclidean = euclidean
         return pos_term + neg_term, pos_term, neg_term
 
@@ -413,26 +420,32 @@ class _FusedInfoNCE(torch.autograd.Function):
         grad_pos_term: torch.Tensor,
         grad_neg_term: torch.Tensor,
     ) -> tuple[torch.Tensor | None, ...]:
-        ref, pos, neg, scale, probability, raw_neg, raw_pos = ctx.saved_tensors
+        ref, pos, neg, scale, exponential, normaliser, raw_pos = ctx.saved_tensors
         batch = ref.shape[0]
         # ∂L/∂S_ij = weight_neg · P_ij and ∂L/∂(scale · raw_pos_i) = weight_pos
         weight_neg = (grad_total + grad_neg_term) / batch
         weight_pos = -(grad_total + grad_pos_term) / batch
-        grad_similarity = probability * (weight_neg * scale)
-        coefficient = weight_pos * scale
+        weighted = exponential * (weight_neg / normaliser)[:, None]  # ∂L/∂S
+        # (d, B) @ (B, B') layouts: Σ_j w_ij n_j and Σ_i w_ij r_i
+        neg_mix = (neg.t() @ weighted.t()).t()
+        ref_mix = (ref.t() @ weighted).t()
+        factor = 2 * scale if ctx.euclidean else scale
+        grad_ref = factor * (neg_mix + weight_pos * pos)
+        grad_neg = factor * ref_mix
+        grad_pos = factor * weight_pos * ref
         if ctx.euclidean:
-            grad_similarity = 2 * grad_similarity
-            coefficient = 2 * coefficient
-        grad_ref = grad_similarity @ neg + coefficient * pos
-        grad_neg = grad_similarity.t() @ ref
-        grad_pos = coefficient * ref
-        if ctx.euclidean:
-            grad_ref -= (grad_similarity.sum(1) + coefficient)[:, None] * ref
-            grad_neg -= grad_similarity.sum(0)[:, None] * neg
-            grad_pos -= coefficient * pos
+            column_weight = weighted.sum(0)
+            grad_ref = grad_ref - factor * (weight_neg + weight_pos) * ref
+            grad_neg = grad_neg - factor * column_weight[:, None] * neg
+            grad_pos = grad_pos - factor * weight_pos * pos
         grad_scale = None
         if ctx.needs_input_grad[3]:
-            grad_scale = weight_neg * (probability * raw_neg).sum() + weight_pos * raw_pos.sum()
+            # Σ_ij (∂L/∂S_ij) φ_ij + Σ_i (∂L/∂(scale·φ_ii⁺)) φ_ii⁺
+            mixed = (ref * neg_mix).sum()
+            if ctx.euclidean:
+                mixed = 2 * mixed - weight_neg * (ref * ref).sum()
+                mixed = mixed - (column_weight * (neg * neg).sum(1)).sum()
+            grad_scale = mixed + weight_pos * raw_pos.sum()
         return grad_ref, grad_pos, grad_neg, grad_scale, None
 
 

@@ -108,9 +108,11 @@ def check_data(X: Any, name: str = "X", min_samples: int = 1, requirement: str =
     array = as_numpy(X)
     array = _numeric_array(array, name)
     if array.ndim != 2:
-        hint = " Reshape your data with X.reshape(-1, 1) if it has a single feature." if (
-            array.ndim == 1
-        ) else ""
+        hint = (
+            " Reshape your data with X.reshape(-1, 1) if it has a single feature."
+            if (array.ndim == 1)
+            else ""
+        )
         raise ValueError(
             f"{name} must be a 2-D array of shape (time steps, features), got a {array.ndim}-D "
             f"array of shape {array.shape}.{hint}"

@@ -13,6 +13,7 @@ Two paths turn data into embeddings:
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,6 +21,9 @@ import torch
 if TYPE_CHECKING:
     from napari_cebra.core.models import Encoder
     from napari_cebra.core.offset import Offset
+
+
+CPU_WINDOWS_PER_CALL = 512
 
 
 class WindowEncoder:
@@ -40,27 +44,35 @@ class WindowEncoder:
         self.data = data
         self.num_samples = int(data.shape[0])
         self.convolutional = convolutional
-        self._low = offset.left
+        self._left = offset.left
         self._high = self.num_samples - offset.right
-        self._steps = torch.arange(-offset.left, offset.right, device=data.device)
+        # (N - L + 1, n, L) view: window k covers rows k … k + L - 1 (no copy)
+        self._windows = data.unfold(0, len(offset), 1) if convolutional else data
 
     def windows(self, centres: torch.Tensor) -> torch.Tensor:
-        """Input windows for ``centres`` (any shape ``(B,)``, int64 on the data's device).
+        """Input windows for ``centres`` (shape ``(B,)``, int64 on the data's device).
 
         Returns
         -------
         torch.Tensor
-            ``(B, n, L)`` for convolutional encoders, ``(B, n)`` otherwise.
+            Contiguous ``(B, n, L)`` for convolutional encoders, ``(B, n)`` otherwise.
         """
-        clamped = centres.clamp(self._low, self._high)
+        clamped = centres.clamp(self._left, self._high)
         if not self.convolutional:
             return self.data[clamped]
-        rows = clamped[:, None] + self._steps[None, :]
-        return self.data[rows].transpose(1, 2)
+        return self._windows[clamped - self._left]
 
     def __call__(self, encoder: torch.nn.Module, centres: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``(B, d)`` of the windows around ``centres``."""
-        return encoder(self.windows(centres))
+        """Embeddings ``(B, d)`` of the windows around ``centres``.
+
+        On the CPU the encoder runs over at most :data:`CPU_WINDOWS_PER_CALL` windows per call
+        (smaller convolutions stay in cache: a 3 × 512 batch of offset10-model trains ~25 %
+        faster in three calls than in one); on GPUs all windows go through in one call.
+        """
+        windows = self.windows(centres)
+        if self.data.device.type != "cpu" or windows.shape[0] <= CPU_WINDOWS_PER_CALL:
+            return encoder(windows)
+        return torch.cat([encoder(part) for part in windows.split(CPU_WINDOWS_PER_CALL)])
 
 
 def replicate_pad(data: torch.Tensor, offset: Offset) -> torch.Tensor:
@@ -109,7 +121,7 @@ def embed_recording(
     sequence = replicate_pad(data, offset) if pad and length > 1 else data
     num_rows = sequence.shape[0] - length + 1
     if batch_size is not None:
-        _check_batch_size(batch_size, offset)
+        _check_batch_size(batch_size)
     batched = (
         batch_size is not None
         and encoder.resample_factor == 1
@@ -118,6 +130,7 @@ def embed_recording(
     )
     if not batched:
         return encoder.embed_sequence(sequence)
+    _check_batch_covers_window(batch_size, offset)
     starts = list(range(0, num_rows, batch_size))
     ends = [*starts[1:-1], num_rows]
     chunks = [
@@ -127,10 +140,17 @@ def embed_recording(
     return torch.cat(chunks)
 
 
-def _check_batch_size(batch_size: int, offset: Offset) -> None:
-    """Reject batch sizes the reference rejects (non-positive, or too short for the window)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+def _check_batch_size(batch_size: int) -> None:
+    """Reject non-positive batch sizes."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+
+
+def _check_batch_covers_window(batch_size: int, offset: Offset) -> None:
+    """The first chunk (batch plus ``right - 1`` real neighbours) must exceed the window, as in
+    the reference."""
     first_chunk = batch_size + offset.right - 1
     if len(offset) > 1 and first_chunk <= len(offset):
         raise ValueError(

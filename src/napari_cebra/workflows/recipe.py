@@ -430,6 +430,7 @@ def iter_recipe(
     seed: int = 0,
     models_dir: str | None = None,
     gof_batches: int = 100,
+    model_params: Mapping[str, Any] | None = None,
 ) -> Generator[RecipeProgress, None, dict[str, Any]]:
     """Generator form of :func:`run_recipe`: yields progress, returns the results dict."""
     from napari_cebra import __version__
@@ -445,8 +446,9 @@ def iter_recipe(
         if grid is not None
         else (SMALL_GRID if iterations < SMALL_GRID_BELOW else DEFAULT_GRID)
     )
-    time_params = {**TIME_PARAMS, "max_iterations": iterations}
-    behaviour_params = {**BEHAVIOUR_PARAMS, "max_iterations": iterations}
+    overrides = dict(model_params or {})
+    time_params = {**TIME_PARAMS, **overrides, "max_iterations": iterations}
+    behaviour_params = {**BEHAVIOUR_PARAMS, **overrides, "max_iterations": iterations}
     train, valid = train_valid_split(len(data), valid_fraction)
 
     names = ["CEBRA-Time", "consistency runs", "grid search"]
@@ -596,6 +598,7 @@ def run_recipe(
     seed: int = 0,
     models_dir: str | None = None,
     gof_batches: int = 100,
+    model_params: Mapping[str, Any] | None = None,
     progress: Callable[[RecipeProgress], None] | None = None,
 ) -> dict[str, Any]:
     """Run the authors' best-practice recipe and return every number as a JSON-able dict.
@@ -622,6 +625,9 @@ def run_recipe(
         the end.
     gof_batches : int
         Batches per goodness-of-fit score.
+    model_params : dict, optional
+        ``CEBRA`` parameters replacing the recipe's (:data:`TIME_PARAMS`) in every model, e.g.
+        ``{"batch_size": 256, "device": "cpu"}``.
     progress : callable, optional
         Receives each :class:`RecipeProgress` record.
 
@@ -642,6 +648,7 @@ def run_recipe(
             seed=seed,
             models_dir=models_dir,
             gof_batches=gof_batches,
+            model_params=model_params,
         ),
         progress,
     )

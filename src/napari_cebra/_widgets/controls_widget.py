@@ -1,0 +1,355 @@
+"""The "CEBRA shuffle controls" dock widget.
+
+For a CEBRA-Behavior configuration it trains the real model, a label-shuffle control (behaviour
+shuffled in time) and a neural-shuffle control (each neuron shuffled in time) with the same
+parameters and seed (``napari_cebra.workflows.controls``), plots their loss and goodness of fit
+side by side, adds their embeddings as layers and shows each control's verdict with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, SpinBox
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from napari_cebra._widgets.background import BackgroundRunner
+from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.gof_widget import (
+    VERDICT_COLOURS,
+    DataPicker,
+    DataSelection,
+    neural_frames,
+)
+from napari_cebra._widgets.line_plot import LinePlot
+from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.train_widget import (
+    PRESETS,
+    architecture_names,
+    available_devices,
+    embedding_features,
+)
+from napari_cebra._widgets.workers import TraceProgress, split_point
+
+if TYPE_CHECKING:
+    import napari
+
+RUNS = ("real model", "label shuffle", "neural shuffle")
+RUN_COLOURS = {"real model": "#56b4e9", "label shuffle": "#e69f00", "neural shuffle": "#cc79a7"}
+
+
+@dataclass(frozen=True)
+class ControlsStep:
+    """Progress of the three trainings: which run, its stage and step, its last loss."""
+
+    run: str
+    stage: str
+    step: int
+    total_steps: int
+    loss: float
+
+
+@dataclass
+class ControlsOutcome:
+    """Both controls (they share the real model) and the training part's length."""
+
+    label: Any
+    neural: Any
+    n_train: int
+
+
+def _relabel(run: str, records: Generator[Any, None, Any]) -> Generator[ControlsStep, None, Any]:
+    """Re-yield a control's progress naming the model being trained; return its result."""
+    while True:
+        try:
+            record = next(records)
+        except StopIteration as finished:
+            return finished.value
+        name = "real model" if record.stage == "real" else run
+        yield ControlsStep(name, record.stage, record.step, record.total_steps, record.loss)
+
+
+def controls_steps(
+    params: dict[str, Any],
+    selection: DataSelection,
+    *,
+    seed: int,
+    label_method: str,
+    neural_method: str,
+    gof_batches: int,
+) -> Generator[TraceProgress | ControlsStep, None, ControlsOutcome]:
+    """Worker: the label-shuffle control, then the neural-shuffle control reusing its real model."""
+    from napari_cebra.workflows.controls import (
+        iter_label_shuffle_control,
+        iter_neural_shuffle_control,
+    )
+
+    matrix = yield from neural_frames(selection)
+    labels = selection.labels[0]
+    common = {
+        "seed": seed,
+        "valid_fraction": selection.valid_fraction,
+        "gof_batches": gof_batches,
+    }
+    label = yield from _relabel(
+        "label shuffle",
+        iter_label_shuffle_control(params, matrix, labels, method=label_method, **common),
+    )
+    neural = yield from _relabel(
+        "neural shuffle",
+        iter_neural_shuffle_control(
+            params, matrix, labels, method=neural_method, real=label.real, **common
+        ),
+    )
+    return ControlsOutcome(label, neural, split_point(selection.n_frames, selection.valid_fraction))
+
+
+def overall_progress(record: Any) -> tuple[int, int] | None:
+    """Steps done over the three trainings, for the activity-dock bar."""
+    if not isinstance(record, ControlsStep) or record.total_steps <= 0:
+        return None
+    index = RUNS.index(record.run)
+    return index * record.total_steps + record.step, len(RUNS) * record.total_steps
+
+
+class ShuffleControlsWidget(QWidget):
+    """Train CEBRA-Behavior next to its label- and neural-shuffle controls and compare them.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer this widget is docked in.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.outcome: ControlsOutcome | None = None
+        self.data = DataPicker(napari_viewer, discrete=False, labels_required=True)
+        self.params_box = self._build_params_box()
+        self.run_button = QPushButton("Run real model + both controls")
+        self.stop_button = QPushButton("Stop")
+        self.status = Label(value="Pick the neural and behaviour layers, then press Run.")
+        self.verdicts = Label(value="")
+        self.verdicts.native.setWordWrap(True)
+        self.loss_plot = LinePlot(
+            x_label="step", y_label="InfoNCE loss", title="Loss: real model vs. controls"
+        )
+        self.gof_plot = LinePlot(
+            x_label="step", y_label="GoF (bits)", title="Goodness of fit over training"
+        )
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.data.native)
+        layout.addWidget(self.params_box.native)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status.native)
+        layout.addWidget(self.verdicts.native)
+        layout.addWidget(self.loss_plot, stretch=1)
+        layout.addWidget(self.gof_plot, stretch=1)
+        self.runner = BackgroundRunner(
+            self,
+            controls=[self.data, self.params_box, self.run_button],
+            stop_button=self.stop_button,
+        )
+        self.run_button.clicked.connect(self.start)
+
+    def _build_params_box(self) -> Container:
+        recipe = PRESETS["CEBRA-Behavior"]
+        self.model_architecture = ComboBox(
+            label="model", choices=architecture_names(), value=recipe["model_architecture"]
+        )
+        self.max_iterations = SpinBox(
+            label="iterations", min=1, max=1_000_000, value=recipe["max_iterations"]
+        )
+        self.output_dimension = SpinBox(
+            label="output dimension", min=1, max=128, value=recipe["output_dimension"]
+        )
+        self.batch_size = SpinBox(
+            label="batch size", min=2, max=100_000, value=recipe["batch_size"]
+        )
+        self.learning_rate = FloatSpinBox(
+            label="learning rate", min=1e-6, max=1.0, step=1e-5, value=recipe["learning_rate"]
+        )
+        self.learning_rate.native.setDecimals(6)
+        self.temperature = FloatSpinBox(
+            label="temperature τ", min=1e-3, max=100.0, step=0.01, value=recipe["temperature"]
+        )
+        self.time_offsets = SpinBox(
+            label="time offset Δt", min=1, max=100_000, value=recipe["time_offsets"]
+        )
+        self.num_hidden_units = SpinBox(label="hidden units", min=1, max=4096, value=32)
+        self.label_method = ComboBox(
+            label="label shuffle",
+            choices=["permutation", "block", "circular"],
+            tooltip="permutation: every frame; block: blocks of 40 frames; circular: a time shift",
+        )
+        self.neural_method = ComboBox(
+            label="neural shuffle",
+            choices=["permutation", "circular"],
+            tooltip="each neuron independently: permuted frames or a random time shift",
+        )
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.gof_batches = SpinBox(label="scoring batches", min=1, max=10_000, value=100)
+        self.device = ComboBox(label="device", choices=available_devices())
+        return Container(
+            widgets=[
+                self.model_architecture,
+                self.max_iterations,
+                self.output_dimension,
+                self.batch_size,
+                self.learning_rate,
+                self.temperature,
+                self.time_offsets,
+                self.num_hidden_units,
+                self.label_method,
+                self.neural_method,
+                self.seed,
+                self.gof_batches,
+                self.device,
+            ],
+            label="CEBRA-Behavior",
+        )
+
+    def estimator_params(self) -> dict[str, Any]:
+        """``CEBRA`` parameters of the configuration (``time_delta`` conditional, cosine)."""
+        return {
+            "model_architecture": self.model_architecture.value,
+            "conditional": "time_delta",
+            "distance": "cosine",
+            "temperature_mode": "constant",
+            "max_iterations": int(self.max_iterations.value),
+            "output_dimension": int(self.output_dimension.value),
+            "batch_size": int(self.batch_size.value),
+            "learning_rate": float(self.learning_rate.value),
+            "temperature": float(self.temperature.value),
+            "time_offsets": int(self.time_offsets.value),
+            "num_hidden_units": int(self.num_hidden_units.value),
+            "device": self.device.value,
+        }
+
+    # -------------------------------------------------------------- running
+    def start(self) -> None:
+        """Read layers and parameters and start the three trainings in a worker."""
+        from napari.utils.notifications import show_error
+
+        try:
+            selection = self.data.read()
+            if selection.valid_fraction <= 0:
+                raise ValueError(
+                    "The controls are judged on held-out frames: set a validation fraction > 0."
+                )
+        except ValueError as error:
+            show_error(f"Shuffle controls: {error}")
+            self.status.value = f"Not started: {error}"
+            return
+        self.selection = selection
+        self.outcome = None
+        self.verdicts.value = ""
+        self.loss_plot.clear()
+        self.gof_plot.clear()
+        for run in RUNS:
+            self.loss_plot.add_curve(run, colour=RUN_COLOURS[run])
+        self.status.value = "Training the real model…"
+        self.runner.run(
+            controls_steps(
+                self.estimator_params(),
+                selection,
+                seed=int(self.seed.value),
+                label_method=self.label_method.value,
+                neural_method=self.neural_method.value,
+                gof_batches=int(self.gof_batches.value),
+            ),
+            description="Shuffle controls",
+            on_record=self._on_record,
+            on_result=self.show_outcome,
+            on_stopped=lambda: setattr(self.status, "value", "Stopped: no verdict."),
+            measure=overall_progress,
+        )
+
+    def _on_record(self, record: Any) -> None:
+        if isinstance(record, TraceProgress):
+            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            return
+        if record.stage == "scoring":
+            self.status.value = f"Scoring the {record.run} (goodness of fit, embeddings)…"
+            return
+        self.loss_plot.append(record.run, record.step, record.loss)
+        self.status.value = (
+            f"Training the {record.run}: step {record.step}/{record.total_steps}, "
+            f"loss {record.loss:.4f}"
+        )
+
+    def trained_models(self) -> dict[str, Any]:
+        """The three ``TrainedModel`` records of the last run, by run name."""
+        if self.outcome is None:
+            return {}
+        return {
+            "real model": self.outcome.label.real,
+            "label shuffle": self.outcome.label.control,
+            "neural shuffle": self.outcome.neural.control,
+        }
+
+    def show_outcome(self, outcome: ControlsOutcome) -> None:
+        """Plot the curves, write the verdicts and add the three embeddings as layers."""
+        self.outcome = outcome
+        models = self.trained_models()
+        self.loss_plot.clear()
+        self.gof_plot.clear()
+        self.gof_plot.set_reference_lines([0.0])
+        for run, trained in models.items():
+            steps = np.arange(1, len(trained.loss) + 1)
+            self.loss_plot.set_curve(run, steps, trained.loss, colour=RUN_COLOURS[run])
+            self.gof_plot.set_curve(run, steps, trained.gof_history, colour=RUN_COLOURS[run])
+        self.loss_plot.redraw()
+        self.gof_plot.redraw()
+        self.verdicts.value = self.verdicts_html()
+        self.status.value = (
+            "Done: "
+            + ", ".join(
+                f"{run} {trained.gof_train:.2f} / {trained.gof_valid:.2f} bits"
+                for run, trained in models.items()
+            )
+            + " (GoF train / validation)."
+        )
+        self._register_real_model()
+        self._add_embeddings()
+
+    def verdicts_html(self) -> str:
+        """Each control's verdict badge, GoF numbers and reason."""
+        parts = []
+        for title, result in (
+            ("Label shuffle", self.outcome.label),
+            ("Neural shuffle", self.outcome.neural),
+        ):
+            colour = VERDICT_COLOURS[result.verdict]
+            parts.append(
+                f"<b>{title}</b> ({result.method}): "
+                f"<b style='color:{colour}'>{result.verdict.upper()}</b> — {result.reason}"
+            )
+        return "<br>".join(parts)
+
+    def _register_real_model(self) -> None:
+        description = dict(self.selection.description)
+        description.update(preset="CEBRA-Behavior (shuffle controls)")
+        real = self.outcome.label.real
+        self.real_entry = session_models().add(
+            real.model, base_name="CEBRA-Behavior (controls)", trained_on=description
+        )
+
+    def _add_embeddings(self) -> None:
+        n_train = self.outcome.n_train
+        view = embedding_view(self.viewer)
+        for run, trained in self.trained_models().items():
+            embedding = np.concatenate([trained.train_embedding, trained.valid_embedding])
+            features = embedding_features(self.selection.table, len(embedding), n_train)
+            name = self.real_entry.name if run == "real model" else f"{self.real_entry.name} {run}"
+            view.add_embedding(
+                embedding, name=name, features=features, time_layer=self.selection.time_layer
+            )

@@ -1,0 +1,222 @@
+"""The "CEBRA best-practice report" dock widget.
+
+One button runs the authors' whole recipe (``napari_cebra.workflows.recipe.iter_recipe``:
+CEBRA-Time, consistency runs, grid search, CEBRA-Behavior with both shuffle controls, decoding)
+on the chosen layers in a worker, writes ``report.html`` and ``results.json``
+(``napari_cebra.workflows.report.write_report``) to a folder and opens the report.
+"""
+
+from __future__ import annotations
+
+import html
+import webbrowser
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, SpinBox
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from napari_cebra._widgets.background import BackgroundRunner
+from napari_cebra._widgets.gof_widget import (
+    VERDICT_COLOURS,
+    DataPicker,
+    DataSelection,
+    neural_frames,
+)
+from napari_cebra._widgets.workers import TraceProgress
+
+if TYPE_CHECKING:
+    import napari
+
+STAGE_UNITS = 1000  # progress-bar units per recipe stage
+
+
+@dataclass(frozen=True)
+class WritingReport:
+    """Progress record: the results are being written to ``folder``."""
+
+    folder: str
+
+
+@dataclass
+class ReportOutcome:
+    """What a recipe run returns: the results dict and the two files written."""
+
+    results: dict[str, Any]
+    report_path: Path
+    results_path: Path
+
+
+def report_steps(
+    selection: DataSelection,
+    out_dir: Path,
+    *,
+    iterations: int,
+    n_runs: int,
+    seed: int,
+    gof_batches: int,
+) -> Generator[Any, None, ReportOutcome]:
+    """Worker: run the recipe on the selection and write the report to ``out_dir``."""
+    from napari_cebra.workflows.recipe import iter_recipe
+    from napari_cebra.workflows.report import write_report
+
+    matrix = yield from neural_frames(selection)
+    labels = selection.labels[0] if selection.labels else None
+    results = yield from iter_recipe(
+        matrix,
+        labels,
+        iterations=iterations,
+        n_runs=n_runs,
+        valid_fraction=selection.valid_fraction,
+        seed=seed,
+        gof_batches=gof_batches,
+    )
+    yield WritingReport(str(out_dir))
+    report_path, results_path = write_report(results, out_dir)
+    return ReportOutcome(results, report_path, results_path)
+
+
+def recipe_progress(record: Any) -> tuple[int, int] | None:
+    """Overall progress over the recipe's stages (each stage one equal share of the bar)."""
+    n_stages = getattr(record, "n_stages", None)
+    if not n_stages:
+        return None
+    inside = record.step / record.total_steps if record.total_steps else 0.0
+    done = (record.stage_index - 1 + min(inside, 1.0)) * STAGE_UNITS
+    return int(done), int(n_stages * STAGE_UNITS)
+
+
+def checks_html(results: dict[str, Any]) -> str:
+    """The overall verdict and one coloured line per check of the results dict."""
+    overall = results.get("verdict", "skipped")
+    lines = [
+        f"<b>Overall: <span style='color:{VERDICT_COLOURS.get(overall, '#9aa0a6')}'>"
+        f"{overall.upper()}</span></b>"
+    ]
+    for check in results.get("checks", []):
+        colour = VERDICT_COLOURS.get(check["verdict"], "#9aa0a6")
+        lines.append(
+            f"<b style='color:{colour}'>{check['verdict'].upper()}</b> "
+            f"<b>{html.escape(check['title'])}</b>: {html.escape(check['reason'])}"
+        )
+    return "<br>".join(lines)
+
+
+class ReportWidget(QWidget):
+    """Run the best-practice recipe on layers and write / open its HTML report.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer this widget is docked in.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.outcome: ReportOutcome | None = None
+        self.data = DataPicker(napari_viewer, discrete=False)
+        self.iterations = SpinBox(
+            label="iterations per model",
+            min=1,
+            max=1_000_000,
+            value=5000,
+            tooltip="The recipe trains every model for 5,000 steps.",
+        )
+        self.n_runs = SpinBox(
+            label="consistency runs", min=2, max=20, value=5, tooltip="5–10 recommended."
+        )
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.gof_batches = SpinBox(
+            label="scoring batches",
+            min=1,
+            max=10_000,
+            value=100,
+            tooltip="Batches averaged for every goodness-of-fit score.",
+        )
+        self.folder = FileEdit(label="report folder", mode="d", value=Path.home() / "cebra-report")
+        self.open_when_done = CheckBox(text="open the report when done", value=True)
+        self.settings_box = Container(
+            widgets=[
+                self.iterations,
+                self.n_runs,
+                self.seed,
+                self.gof_batches,
+                self.folder,
+                self.open_when_done,
+            ],
+            label="recipe",
+        )
+        self.run_button = QPushButton("Run the recipe and write the report")
+        self.stop_button = QPushButton("Stop")
+        self.status = Label(value="Pick the layers (behaviour is optional), then press Run.")
+        self.summary = Label(value="")
+        self.summary.native.setWordWrap(True)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.data.native)
+        layout.addWidget(self.settings_box.native)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status.native)
+        layout.addWidget(self.summary.native)
+        layout.addStretch(1)
+        self.runner = BackgroundRunner(
+            self,
+            controls=[self.data, self.settings_box, self.run_button],
+            stop_button=self.stop_button,
+        )
+        self.run_button.clicked.connect(self.start)
+
+    def start(self) -> None:
+        """Read the layers and start the recipe in a worker; problems become notifications."""
+        from napari.utils.notifications import show_error
+
+        try:
+            selection = self.data.read()
+            folder = Path(self.folder.value).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"Report folder {str(folder)!r} is a file, not a folder.")
+        except ValueError as error:
+            show_error(f"Best-practice report: {error}")
+            self.status.value = f"Not started: {error}"
+            return
+        self.outcome = None
+        self.summary.value = ""
+        self.status.value = "Starting the recipe…"
+        self.runner.run(
+            report_steps(
+                selection,
+                folder,
+                iterations=int(self.iterations.value),
+                n_runs=int(self.n_runs.value),
+                seed=int(self.seed.value),
+                gof_batches=int(self.gof_batches.value),
+            ),
+            description="Best-practice recipe",
+            on_record=self._on_record,
+            on_result=self.show_outcome,
+            on_stopped=lambda: setattr(self.status, "value", "Stopped: no report written."),
+            measure=recipe_progress,
+        )
+
+    def _on_record(self, record: Any) -> None:
+        if isinstance(record, TraceProgress):
+            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+        elif isinstance(record, WritingReport):
+            self.status.value = f"Writing the report to {record.folder}…"
+        else:
+            self.status.value = record.message
+
+    def show_outcome(self, outcome: ReportOutcome) -> None:
+        """Show the verdicts and where the report is; open it if asked."""
+        self.outcome = outcome
+        seconds = outcome.results.get("timings", {}).get("total", 0.0)
+        self.status.value = f"Report written in {seconds:.0f} s: {outcome.report_path}"
+        self.summary.value = checks_html(outcome.results)
+        if self.open_when_done.value:
+            webbrowser.open(outcome.report_path.resolve().as_uri())

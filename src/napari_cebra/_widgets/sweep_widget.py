@@ -1,0 +1,655 @@
+"""The "Grid search" dock widget: sweep CEBRA parameters, read a sortable table, keep the best.
+
+The grid is typed as text, one parameter per line (``learning_rate: 3e-4, 1e-3``); a parameter
+with several values is varied, one value is fixed. The sweep runs with the workflow library's
+resumable :class:`~napari_cebra.workflows.grid_search.GridSearch`, in this process or on a dask
+cluster, writing every model to the models folder as soon as it is trained: Stop keeps the
+finished models and pressing Run again trains only the missing ones.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import threading
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QFont
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from napari_cebra._widgets.background import BackgroundRunner
+from napari_cebra._widgets.consistency_widget import (
+    RecordingForm,
+    StopWhenClosed,
+    scrolling_layout,
+)
+from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.train_widget import embedding_features
+from napari_cebra._widgets.workers import TraceProgress
+
+if TYPE_CHECKING:
+    import napari
+
+LOCAL = "this computer"
+DASK = "dask scheduler"
+SCORINGS = {  # label -> GridSearch scoring
+    "validation GoF (bits)": "gof_valid",
+    "training GoF (bits)": "gof",
+    "final training loss": "infonce_loss",
+}
+RESULT_COLUMNS = {  # get_df_results column -> table header
+    "loss": "final loss",
+    "gof": "GoF train (bits)",
+    "gof_valid": "GoF valid (bits)",
+    "train_time": "time (s)",
+}
+STATUS_HEADER = "status"
+YIELD_EVERY = 10  # training steps between progress records: Stop acts within a few steps
+DEFAULT_MODELS_DIR = Path.home() / "napari-cebra" / "grid-search"
+
+
+def default_grid_text() -> str:
+    """The recipe's 16-point grid around its CEBRA-Time configuration, as editable text."""
+    from napari_cebra.workflows.recipe import DEFAULT_GRID, TIME_PARAMS
+
+    params = {**TIME_PARAMS, "max_iterations": 5000, **DEFAULT_GRID}
+    return "\n".join(f"{name}: {format_values(values)}" for name, values in params.items())
+
+
+def format_values(values: Any) -> str:
+    """``[3e-4, 1e-3]`` → ``"0.0003, 0.001"``; strings unquoted."""
+    items = values if isinstance(values, list) else [values]
+    return ", ".join(str(item) for item in items)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas that are not inside brackets or quotes."""
+    parts, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts]
+
+
+def _parse_value(token: str) -> Any:
+    """A Python literal (number, tuple, None, True/False, quoted string) or a bare string."""
+    try:
+        return ast.literal_eval(token)
+    except (ValueError, SyntaxError):
+        return token
+
+
+def parse_grid(text: str, known: set[str] | None = None) -> dict[str, Any]:
+    """Read grid text into ``GridSearch`` parameters.
+
+    Parameters
+    ----------
+    text : str
+        One ``name: value`` or ``name: v1, v2, …`` per line; ``#`` starts a comment.
+    known : set of str, optional
+        Accepted parameter names (default: every ``CEBRA`` constructor parameter).
+
+    Returns
+    -------
+    dict
+        name → value (fixed) or list of values (varied).
+
+    Raises
+    ------
+    ValueError
+        For a line without ``:``, an empty value, an unknown or repeated parameter name; the
+        message names the line.
+    """
+    if known is None:
+        from napari_cebra import CEBRA
+
+        known = set(CEBRA().get_params())
+    params: dict[str, Any] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, colon, values = line.partition(":")
+        name = name.strip()
+        where = f"Grid line {number} ({raw.strip()!r})"
+        if not colon:
+            raise ValueError(f"{where}: write 'parameter: value' or 'parameter: value1, value2'.")
+        if name not in known:
+            raise ValueError(
+                f"{where}: {name!r} is not a CEBRA parameter; known: {', '.join(sorted(known))}."
+            )
+        if name in params:
+            raise ValueError(f"{where}: {name!r} is given twice.")
+        tokens = _split_top_level(values)
+        if not all(tokens):
+            raise ValueError(f"{where}: a value is missing.")
+        parsed = [_parse_value(token) for token in tokens]
+        params[name] = parsed[0] if len(parsed) == 1 else parsed
+    return params
+
+
+def varied_parameters(params: Mapping[str, Any]) -> dict[str, list]:
+    """The parameters with two or more values."""
+    return {k: v for k, v in params.items() if isinstance(v, list) and len(v) > 1}
+
+
+def grid_size(params: Mapping[str, Any]) -> int:
+    """Number of configurations: the product of the numbers of values of varied parameters."""
+    return math.prod(len(v) for v in varied_parameters(params).values())
+
+
+def uses_labels(params: Mapping[str, Any]) -> bool:
+    """True when some configuration trains on behaviour (not only ``conditional: time``)."""
+    conditionals = params.get("conditional", "time")
+    conditionals = conditionals if isinstance(conditionals, list) else [conditionals]
+    hybrid = params.get("hybrid", False)
+    hybrids = hybrid if isinstance(hybrid, list) else [hybrid]
+    return any(c not in ("time", None) for c in conditionals) or any(hybrids)
+
+
+@dataclass(frozen=True)
+class SweepUpdate:
+    """A progress record of the sweep, with the results table when a model was finished.
+
+    Attributes
+    ----------
+    progress : GridProgress
+        The workflow library's record.
+    table : pandas.DataFrame or None
+        ``GridSearch.get_df_results()`` after a model was finished or found, else ``None``.
+    """
+
+    progress: Any
+    table: pd.DataFrame | None
+
+    @property
+    def step(self) -> int:
+        """Models finished (for the activity-dock bar)."""
+        return int(self.progress.models_done)
+
+    @property
+    def total_steps(self) -> int:
+        """Models in the sweep."""
+        return int(self.progress.n_models)
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep run returns: the search, its table and whether it was stopped."""
+
+    search: Any
+    table: pd.DataFrame | None
+    stopped: bool
+    trained: int
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """Everything a sweep run needs.
+
+    Attributes
+    ----------
+    params : dict
+        Grid parameters (see :func:`parse_grid`).
+    neural : NeuralInput
+        The neural data.
+    labels : list of np.ndarray
+        Behaviour labels (empty for a time-only grid).
+    n_frames : int
+        Frames used.
+    dataset_name : str
+        Name of the recording in the results.
+    models_dir : str
+        Folder the models are written to (and found in when resuming).
+    valid_fraction : float
+        Last fraction of the frames used for the validation GoF.
+    executor : str or None
+        ``None`` (this process) or a dask scheduler address.
+    """
+
+    params: dict[str, Any]
+    neural: Any
+    labels: list[np.ndarray]
+    n_frames: int
+    dataset_name: str
+    models_dir: str
+    valid_fraction: float
+    executor: str | None
+
+
+def sweep_steps(
+    request: SweepRequest, stop: threading.Event
+) -> Generator[Any, None, SweepOutcome | None]:
+    """Run (or resume) the grid search; yield progress; return the search and its table.
+
+    Setting ``stop`` ends the sweep at the next record; finished models stay in the folder.
+    """
+    from napari_cebra._widgets.workers import neural_matrix_steps
+    from napari_cebra.workflows.grid_search import GridSearch
+
+    matrix = yield from neural_matrix_steps(request.neural, stop)
+    if matrix is None:
+        return None
+    matrix = matrix[: request.n_frames]
+    data = (matrix, *request.labels) if request.labels else matrix
+    search = GridSearch(yield_every=YIELD_EVERY)
+    records = search.iter_fit_models(
+        {request.dataset_name: data},
+        request.params,
+        request.models_dir,
+        valid_fraction=request.valid_fraction or None,
+        executor=request.executor,
+    )
+    trained, table, stopped = 0, None, False
+    for record in records:
+        finished = record.status in ("done", "present")
+        trained += record.status == "done"
+        if finished:
+            table = search.get_df_results()
+        yield SweepUpdate(record, table if finished else None)
+        if stop.is_set():
+            records.close()
+            stopped = True
+            break
+    return SweepOutcome(search=search, table=table, stopped=stopped, trained=trained)
+
+
+def best_model_steps(
+    search: Any, scoring: str, neural: Any, stop: threading.Event
+) -> Generator[Any, None, tuple[Any, str, np.ndarray] | None]:
+    """Load the best model by ``scoring`` and embed the recording with it (worker generator)."""
+    from napari_cebra._widgets.workers import neural_matrix_steps
+
+    model, name = search.get_best_model(scoring=scoring)
+    matrix = yield from neural_matrix_steps(neural, stop)
+    if matrix is None:
+        return None
+    return model, name, np.asarray(model.transform(matrix), dtype=np.float32)
+
+
+def _item(value: Any) -> QTableWidgetItem:
+    """A table cell that sorts numbers as numbers."""
+    item = QTableWidgetItem()
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = float(value)
+        item.setData(Qt.DisplayRole, round(number, 4) if np.isfinite(number) else float("nan"))
+    else:
+        item.setData(Qt.DisplayRole, "" if value is None else str(value))
+    item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+    return item
+
+
+class SweepWidget(QWidget):
+    """Edit a parameter grid, run it (resumably), and compare the models in a sortable table.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer this widget is docked in.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.search: Any = None
+        self.table_data: pd.DataFrame | None = None
+        self.trainings = 0
+        self._request: SweepRequest | None = None
+        self._recording: Any = None
+        self._rows: dict[str, int] = {}
+        self._columns: list[str] = []
+
+        self.recording = RecordingForm(napari_viewer)
+        self.grid_text = QPlainTextEdit(default_grid_text())
+        self.grid_text.setFont(QFont("monospace", 9))
+        self.grid_text.setMinimumHeight(150)
+        self.grid_text.setToolTip(
+            "One CEBRA parameter per line: 'name: value' is fixed, 'name: v1, v2, …' is varied."
+        )
+        self.grid_summary = QLabel()
+        self.grid_summary.setWordWrap(True)
+        self.where = ComboBox(label="run on", choices=[LOCAL, DASK], value=LOCAL)
+        self.address = LineEdit(label="scheduler", value="tcp://127.0.0.1:8786")
+        self.models_dir = FileEdit(label="models folder", mode="d", value=str(DEFAULT_MODELS_DIR))
+        self.settings = Container(widgets=[self.where, self.address, self.models_dir])
+        self.run_button = QPushButton("Run sweep")
+        self.stop_button = QPushButton("Stop")
+        self.overall = QProgressBar()
+        self.overall.setFormat("models %v / %m")
+        self.current = QProgressBar()
+        self.current.setFormat("current model: step %v / %m")
+        self.status = Label(value="")
+        self.table = QTableWidget(0, 0)
+        self.table.setSortingEnabled(True)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setMinimumHeight(200)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.scoring = ComboBox(label="best by", choices=list(SCORINGS))
+        self.best_label = Label(value="")
+        self.add_best_button = PushButton(text="Best → embedding layer + session model")
+        self.best_box = Container(widgets=[self.scoring, self.best_label, self.add_best_button])
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        layout = scrolling_layout(self)
+        layout.addWidget(self.recording.container.native)
+        layout.addWidget(QLabel("Parameter grid (several values = varied):"))
+        layout.addWidget(self.grid_text)
+        layout.addWidget(self.grid_summary)
+        layout.addWidget(self.settings.native)
+        layout.addLayout(buttons)
+        layout.addWidget(self.overall)
+        layout.addWidget(self.current)
+        layout.addWidget(self.status.native)
+        layout.addWidget(self.table, stretch=1)
+        layout.addWidget(self.best_box.native)
+
+        self.runner = BackgroundRunner(
+            self,
+            controls=[
+                self.recording.container,
+                self.grid_text,
+                self.settings,
+                self.run_button,
+                self.best_box,
+            ],
+            stop_button=self.stop_button,
+        )
+        self._close_watcher = StopWhenClosed(self, self.runner)
+        self.run_button.clicked.connect(self.start)
+        self.grid_text.textChanged.connect(self._on_grid_text)
+        self.where.changed.connect(self._on_where)
+        self.scoring.changed.connect(self._show_best)
+        self.add_best_button.changed.connect(self.add_best)
+        layers_events = self.viewer.layers.events
+        for event in (layers_events.inserted, layers_events.removed):
+            event.connect(self.recording.refresh)
+        self._on_where()
+        self._on_grid_text()
+        self.best_box.enabled = False
+
+    # ------------------------------------------------------------------ form
+    def grid_params(self) -> dict[str, Any]:
+        """The grid as ``GridSearch`` parameters (``ValueError`` for unreadable text)."""
+        return parse_grid(self.grid_text.toPlainText())
+
+    def _on_grid_text(self) -> None:
+        try:
+            params = self.grid_params()
+        except ValueError as error:
+            self.grid_summary.setText(f"<span style='color:#f08c7f'>{error}</span>")
+            return
+        varied = varied_parameters(params)
+        names = ", ".join(varied) if varied else "nothing varied"
+        self.grid_summary.setText(f"<b>{grid_size(params)} models</b> ({names})")
+
+    def _on_where(self, _value: Any = None) -> None:
+        self.address.visible = self.where.value == DASK
+
+    def build_request(self) -> SweepRequest:
+        """Read layers, grid text and settings.
+
+        Raises
+        ------
+        ValueError
+            Unreadable grid, unusable layers, a behaviour grid without labels, no models folder.
+        """
+        params = self.grid_params()
+        with_labels = uses_labels(params)
+        recording = self.recording.read(use_labels=with_labels)
+        folder = str(self.models_dir.value).strip()
+        if not folder or folder == ".":
+            raise ValueError("Choose a models folder: finished models are kept there.")
+        address = self.address.value.strip() if self.where.value == DASK else None
+        if self.where.value == DASK and not address:
+            raise ValueError("Give the dask scheduler address, e.g. tcp://10.0.0.1:8786.")
+        self._recording = recording
+        return SweepRequest(
+            params=params,
+            neural=recording.neural,
+            labels=recording.labels,
+            n_frames=recording.n_frames,
+            dataset_name=recording.description["neural"],
+            models_dir=folder,
+            valid_fraction=float(self.recording.valid_fraction.value),
+            executor=address,
+        )
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        """Start (or resume) the sweep in a worker; errors become notifications."""
+        from napari.utils.notifications import show_error
+
+        if self.runner.running:
+            return
+        try:
+            request = self.build_request()
+            planned = self._planned_rows(request)
+        except (ValueError, KeyError, OSError) as error:
+            show_error(f"Grid search: {error}")
+            self.status.value = f"Not started: {error}"
+            return
+        self._request = request
+        self.search = None
+        self.trainings = 0
+        self._prepare_table(planned, request)
+        self.overall.setRange(0, len(planned))
+        self.overall.setValue(0)
+        self.current.setValue(0)
+        if request.executor is not None:  # the cluster reports finished models only
+            self.current.setRange(0, 0)
+        self.best_label.value = ""
+        self.status.value = "Starting…"
+        self.runner.run(
+            sweep_steps(request, stop := threading.Event()),
+            description=f"Grid search ({len(planned)} models)",
+            on_record=self._on_record,
+            on_result=self._on_result,
+            stop=stop,
+        )
+
+    @staticmethod
+    def _planned_rows(request: SweepRequest) -> list[tuple[str, dict[str, Any]]]:
+        """``(model key, varied values)`` of every grid point, in grid order."""
+        from napari_cebra.workflows.grid_search import GridSearch
+
+        names, grid = GridSearch().generate_models(request.params)
+        return [
+            (f"{name}_{request.dataset_name}", point)
+            for name, point in zip(names, grid, strict=True)
+        ]
+
+    def _prepare_table(
+        self, planned: list[tuple[str, dict[str, Any]]], request: SweepRequest
+    ) -> None:
+        varied = sorted(varied_parameters(request.params))
+        self._columns = [*varied, *RESULT_COLUMNS, STATUS_HEADER]
+        headers = [*varied, *RESULT_COLUMNS.values(), STATUS_HEADER]
+        self.table.setSortingEnabled(False)
+        self.table.clearContents()
+        self.table.setColumnCount(len(headers))
+        self.table.setHorizontalHeaderLabels(headers)
+        self.table.setRowCount(len(planned))
+        self._rows = {}
+        for row, (key, point) in enumerate(planned):
+            self._rows[key] = row
+            for column, name in enumerate(self._columns):
+                value = point.get(name) if name in varied else None
+                self.table.setItem(row, column, _item(value))
+            self._set_status(key, "waiting")
+        self.table.setSortingEnabled(True)
+
+    def _row_of(self, key: str) -> int | None:
+        """Current row of model ``key`` (rows move when the user sorts)."""
+        status_column = self._columns.index(STATUS_HEADER)
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, status_column)
+            if item is not None and item.data(Qt.UserRole) == key:
+                return row
+        return None
+
+    def _set_status(self, key: str, text: str) -> None:
+        status_column = self._columns.index(STATUS_HEADER)
+        row = self._row_of(key)
+        if row is None:
+            row = self._rows.get(key)
+        item = _item(text)
+        item.setData(Qt.UserRole, key)
+        self.table.setItem(row, status_column, item)
+
+    def _on_record(self, record: Any) -> None:
+        if isinstance(record, TraceProgress):
+            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            return
+        progress = record.progress
+        self.overall.setRange(0, progress.n_models)
+        self.overall.setValue(progress.models_done)
+        if progress.status == "training":
+            self.current.setRange(0, progress.total_steps)
+            self.current.setValue(progress.step)
+            self.status.value = (
+                f"Training {progress.name}: loss {progress.loss:.4f}   {progress.elapsed:.0f} s"
+            )
+            self._set_status(progress.name, f"training {progress.step}/{progress.total_steps}")
+            return
+        self.trainings += progress.status == "done"
+        if record.table is not None:
+            self.show_table(record.table)
+
+    def _on_result(self, outcome: SweepOutcome | None) -> None:
+        if outcome is None:
+            self.status.value = "Stopped before the sweep began."
+            return
+        self.search = outcome.search
+        if outcome.table is not None:
+            self.show_table(outcome.table)
+        finished = 0 if outcome.table is None else len(outcome.table)
+        total = self.table.rowCount()
+        if outcome.stopped:
+            self.status.value = (
+                f"Stopped: {finished} of {total} models are in the folder; press Run sweep to "
+                "train the rest."
+            )
+        else:
+            self.status.value = (
+                f"Done: {total} models ({outcome.trained} trained now, "
+                f"{total - outcome.trained} found in the folder)."
+            )
+        self.best_box.enabled = finished > 0
+        self._show_best()
+
+    # ------------------------------------------------------------------ results
+    def show_table(self, results: pd.DataFrame) -> None:
+        """Fill the rows of the finished models from ``GridSearch.get_df_results()``."""
+        self.table_data = results.reset_index(drop=True)
+        self.table.setSortingEnabled(False)
+        for record in self.table_data.to_dict("records"):
+            key = record["name"]
+            row = self._row_of(key)
+            if row is None:
+                continue
+            for column, name in enumerate(self._columns):
+                if name in record and name != STATUS_HEADER:
+                    self.table.setItem(row, column, _item(record[name]))
+            self._set_status(key, "done")
+        self.table.setSortingEnabled(True)
+
+    def _show_best(self, _value: Any = None) -> None:
+        if self.search is None or self.table_data is None or self.table_data.empty:
+            self.best_label.value = ""
+            return
+        try:
+            name = self.best_name()
+        except (ValueError, NotImplementedError) as error:
+            self.best_label.value = str(error)
+            return
+        self.best_label.value = f"best: {name}"
+        row = self._row_of(name)
+        if row is not None:
+            self.table.selectRow(row)
+
+    def best_name(self) -> str:
+        """Key of the best finished model by the chosen score (read from the table)."""
+        scoring = SCORINGS[self.scoring.value]
+        column = {"infonce_loss": "loss", "gof": "gof", "gof_valid": "gof_valid"}[scoring]
+        table = self.table_data
+        if column not in table or table[column].isna().all():
+            raise ValueError(f"No model has a {self.scoring.value} score.")
+        values = table[column].astype(float)
+        index = values.idxmin() if scoring == "infonce_loss" else values.idxmax()
+        return str(table.loc[index, "name"])
+
+    def add_best(self, _value: Any = None) -> None:
+        """Load the best model, embed the recording, add the layer and register the model."""
+        from napari.utils.notifications import show_error
+
+        if self.search is None or self.runner.running or self._recording is None:
+            return
+        scoring = SCORINGS[self.scoring.value]
+        try:
+            self.best_name()
+        except ValueError as error:
+            show_error(f"Grid search: {error}")
+            return
+        self.runner.run(
+            best_model_steps(
+                self.search, scoring, self._recording.neural, stop := threading.Event()
+            ),
+            description="Embedding with the best model",
+            on_result=self._on_best,
+            stop=stop,
+        )
+
+    def _on_best(self, result: tuple[Any, str, np.ndarray] | None) -> None:
+        if result is None:
+            return
+        from napari_cebra._widgets.workers import split_point
+
+        model, name, embedding = result
+        recording = self._recording
+        trained_on = {**recording.description, "grid_search": name}
+        entry = session_models().add(model, base_name=f"grid best {name}", trained_on=trained_on)
+        n_train = split_point(len(embedding), float(trained_on["valid_fraction"]))
+        table = recording.table
+        features = embedding_features(
+            table if table is not None and len(table) >= len(embedding) else None,
+            len(embedding),
+            n_train,
+        )
+        embedding_view(self.viewer).add_embedding(
+            embedding, name=entry.name, features=features, time_layer=recording.time_layer
+        )
+        self.status.value = f"{entry.name}: embedding added, model registered in the session."

@@ -1,0 +1,154 @@
+"""The step loop, window gathering and sequence embedding (spec §3, §4.1, §4.7, §5.6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cebra.core.loss import InfoNCE
+from napari_cebra.core.models import init
+from napari_cebra.core.offset import Offset
+from napari_cebra.core.sampling import TimeSampler
+from napari_cebra.core.training import (
+    STAT_KEYS,
+    ContrastiveObjective,
+    FullBatchObjective,
+    PrivateGlobalRNG,
+    Solver,
+    TrainingProgress,
+    format_stats,
+)
+from napari_cebra.core.windows import WindowEncoder, embed_recording, replicate_pad
+
+
+def test_stats_text_matches_the_reference_progress_bar():
+    stats = {"pos": -0.99234, "neg": 5.15081, "total": 4.15847, "temperature": 1.0}
+    assert format_stats(stats) == "pos: -0.9923 neg:  5.1508 total:  4.1585 temperature:  1.0000"
+
+
+def test_windows_are_gathered_around_clamped_centres():
+    data = torch.arange(20, dtype=torch.float32).reshape(10, 2)
+    windows = WindowEncoder(data, Offset(2, 3), convolutional=True)
+    batch = windows.windows(torch.tensor([0, 4, 9]))
+    assert batch.shape == (3, 2, 5)
+    # centre 0 is clamped to 2 (rows 0..4), centre 9 to N - right = 7 (rows 5..9)
+    np.testing.assert_array_equal(batch[0, 0].numpy(), [0, 2, 4, 6, 8])
+    np.testing.assert_array_equal(batch[1, 1].numpy(), [5, 7, 9, 11, 13])
+    np.testing.assert_array_equal(batch[2, 0].numpy(), [10, 12, 14, 16, 18])
+
+
+def test_offset1_windows_are_rows():
+    data = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+    windows = WindowEncoder(data, Offset(0, 1), convolutional=False)
+    np.testing.assert_array_equal(windows.windows(torch.tensor([5, 0])).numpy(), [[10, 11], [0, 1]])
+
+
+def test_window_embeddings_equal_sequence_embeddings():
+    torch.manual_seed(0)
+    encoder = init("offset10-model", 4, 8, 3).eval()
+    data = torch.randn(60, 4)
+    windows = WindowEncoder(data, encoder.get_offset(), convolutional=True)
+    centres = torch.arange(5, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(windows(encoder, centres), encoder.embed_sequence(data))
+
+
+def test_replicate_padding():
+    data = torch.tensor([[1.0], [2.0], [3.0]])
+    padded = replicate_pad(data, Offset(2, 3))
+    np.testing.assert_array_equal(padded[:, 0].numpy(), [1, 1, 1, 2, 3, 3, 3])
+
+
+@pytest.mark.parametrize("batch_size", [4, 10, 17])
+def test_embed_recording_batched_equals_unbatched(batch_size):
+    torch.manual_seed(0)
+    encoder = init("offset5-model", 3, 8, 2).eval()
+    data = torch.randn(50, 3)
+    with torch.no_grad():
+        full = embed_recording(encoder, data)
+        batched = embed_recording(encoder, data, batch_size=batch_size)
+    assert full.shape == (50, 2)
+    torch.testing.assert_close(batched, full, rtol=1e-5, atol=1e-6)
+
+
+def test_embed_recording_reference_batch_limits():
+    """§10.2 #2 helper test: 15 samples, offset5: batch 6 and 5 work, 2 raises."""
+    encoder = init("offset5-model", 3, 8, 2).eval()
+    data = torch.randn(15, 3)
+    with torch.no_grad():
+        for batch_size in (5, 6):
+            assert embed_recording(encoder, data, batch_size=batch_size).shape == (15, 2)
+        with pytest.raises(ValueError, match="required.*offset.*length"):
+            embed_recording(encoder, data, batch_size=2)
+
+
+def _solver(data: torch.Tensor, seed: int = 0) -> tuple[Solver, ContrastiveObjective]:
+    torch.manual_seed(seed)
+    encoder = init("offset5-model", data.shape[1], 8, 3)
+    criterion = InfoNCE()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    objective = ContrastiveObjective(
+        WindowEncoder(data, encoder.get_offset(), True),
+        TimeSampler(data.shape[0], 2, generator),
+        batch_size=16,
+    )
+    return Solver("single-session", encoder, criterion, optimizer, STAT_KEYS, 4), objective
+
+
+def test_solver_yields_every_k_steps_and_records_all_steps():
+    solver, objective = _solver(torch.randn(100, 4))
+    records = list(solver.run(objective, num_steps=7, yield_every=3))
+    assert all(isinstance(record, TrainingProgress) for record in records)
+    assert [record.step for record in records] == [3, 6, 7]
+    assert len(solver.history) == 7
+    assert {key: len(values) for key, values in solver.log.items()} == dict.fromkeys(STAT_KEYS, 7)
+    assert records[-1].total == solver.history[-1]
+    np.testing.assert_allclose(
+        np.add(solver.log["pos"], solver.log["neg"]), solver.log["total"], rtol=1e-5
+    )
+    assert solver.log["temperature"] == [1.0] * 7
+
+
+def test_solver_state_round_trip():
+    data = torch.randn(100, 4)
+    solver, objective = _solver(data)
+    list(solver.run(objective, num_steps=4, yield_every=2))
+    state = solver.state_dict()
+    assert state["loss"].shape == (4,)
+    assert state["version"] == "0.6.1"
+    other, _ = _solver(data, seed=1)
+    other.load_state_dict(state)
+    assert other.history == solver.history
+    for key, value in solver.model.state_dict().items():
+        torch.testing.assert_close(other.model.state_dict()[key], value)
+
+
+def test_full_batch_positives_beyond_the_output_are_replaced_by_references():
+    data = torch.randn(40, 3)
+    offset = Offset(5, 5)
+    sampler = TimeSampler(40, 10, torch.Generator().manual_seed(0))
+    objective = FullBatchObjective(data, sampler, offset, torch.Generator().manual_seed(0))
+    assert objective.reference.tolist() == list(range(5, 29))
+    encoder = init("offset10-model", 3, 8, 3)
+    total, pos, neg = objective.loss(encoder, InfoNCE())
+    assert torch.isfinite(total)
+    assert total.item() == pytest.approx(pos.item() + neg.item(), abs=1e-5)
+
+
+def test_private_rng_makes_dropout_reproducible_and_leaves_global_state():
+    torch.manual_seed(7)
+    expected_global = torch.rand(2)
+    torch.manual_seed(7)
+    draws = []
+    for _ in range(2):
+        private = PrivateGlobalRNG(seed=3, device="cpu")
+        with private.active():
+            first = torch.rand(2)
+        with private.active():
+            second = torch.rand(2)
+        draws.append(torch.cat([first, second]))
+    torch.testing.assert_close(draws[0], draws[1])
+    assert not torch.equal(draws[0][:2], draws[0][2:])
+    torch.testing.assert_close(torch.rand(2), expected_global)

@@ -1,0 +1,85 @@
+"""Best-practice report widget with a real viewer: writes report.html + results.json, Stop, close."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from napari_cebra.io.synthetic import place_cell_recording
+
+pytestmark = pytest.mark.gui
+
+WAIT_MS = 240_000
+
+
+@pytest.fixture
+def report_widget(make_napari_viewer, tmp_path):
+    recording = place_cell_recording(n_frames=500, n_neurons=20, seed=4)
+    viewer = make_napari_viewer()
+    viewer.add_image(recording.neural, name="neural")
+    viewer.add_image(
+        recording.behaviour, name="behaviour", metadata={"columns": ["position", "right", "left"]}
+    )
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", "CEBRA best-practice report")
+    widget.data.neural.value = "neural"
+    widget.data.behaviour.value = "behaviour"
+    widget.data.variables.value = ["position"]
+    widget.iterations.value = 4
+    widget.n_runs.value = 2
+    widget.gof_batches.value = 3
+    widget.folder.value = tmp_path / "report"
+    widget.open_when_done.value = False
+    return viewer, widget
+
+
+def test_report_widget_writes_the_report_and_results(qtbot, report_widget, tmp_path, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    _, widget = report_widget
+    widget.run_button.click()
+    assert not widget.run_button.isEnabled() and widget.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
+
+    outcome = widget.outcome
+    assert outcome is not None, widget.status.value
+    folder = tmp_path / "report"
+    assert outcome.report_path == folder / "report.html"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["input"]["n_frames"] == 500 and results["input"]["labels_shape"] == [500, 1]
+    settings = results["settings"]
+    assert (settings["iterations"], settings["n_runs"], settings["gof_batches"]) == (4, 2, 3)
+    assert "<html" in (folder / "report.html").read_text().lower()
+    assert results["verdict"].upper() in widget.summary.value
+    assert all(check["title"] in widget.summary.value for check in results["checks"])
+    assert str(outcome.report_path) in widget.status.value
+    assert opened == [] and widget.run_button.isEnabled()
+
+    widget.open_when_done.value = True
+    widget.show_outcome(outcome)
+    assert opened == [outcome.report_path.resolve().as_uri()]
+
+
+def test_report_widget_stop_and_close_mid_run(qtbot, report_widget, tmp_path):
+    viewer, widget = report_widget
+    widget.iterations.value = 1000
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.runner.progress.n >= 30, timeout=WAIT_MS)
+    started = time.perf_counter()
+    with qtbot.waitSignal(widget.runner.worker.finished, timeout=WAIT_MS):
+        widget.stop_button.click()
+    assert time.perf_counter() - started < 1.0
+    assert widget.outcome is None and widget.status.value.startswith("Stopped")
+    assert not (tmp_path / "report" / "report.html").exists()
+
+    widget.run_button.click()
+    worker = widget.runner.worker
+    qtbot.waitUntil(lambda: widget.runner.progress.n >= 30, timeout=WAIT_MS)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.window.remove_dock_widget(widget.parent())
+    qtbot.wait(50)
+    assert widget.outcome is None
+    assert not (tmp_path / "report" / "report.html").exists()

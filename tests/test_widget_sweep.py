@@ -1,0 +1,237 @@
+"""The Grid search widget with a real viewer: grid text, table, resume after Stop, best model,
+event-loop responsiveness, closing mid-run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_cebra._widgets.embedding_view import EMBEDDING_DOCK
+from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.sweep_widget import (
+    grid_size,
+    parse_grid,
+    uses_labels,
+    varied_parameters,
+)
+from napari_cebra.io.synthetic import place_cell_recording
+
+WIDGET = "Grid search"
+WAIT_MS = 180_000
+STALL_LIMIT_S = 0.5  # generous: the machine running the tests is shared
+SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "widget-sweep.png"
+GRID = """
+model_architecture: offset10-model
+conditional: time
+output_dimension: 2, 3   # varied
+learning_rate: 3e-4, 1e-3
+batch_size: 32
+num_hidden_units: 8
+max_iterations: {iterations}
+device: cpu
+"""
+
+
+def test_grid_text_is_read_line_by_line():
+    params = parse_grid(
+        "model_architecture: offset10-model, offset5-model\n"
+        "# a comment\n"
+        "learning_rate: 3e-4, 1e-3\n"
+        "conditional: time_delta\n"
+        "delta: None\n"
+        "optimizer_kwargs: (('betas', (0.9, 0.999)),)\n"
+    )
+    assert params["model_architecture"] == ["offset10-model", "offset5-model"]
+    assert params["learning_rate"] == [3e-4, 1e-3]
+    assert params["conditional"] == "time_delta" and params["delta"] is None
+    assert params["optimizer_kwargs"] == (("betas", (0.9, 0.999)),)
+    assert grid_size(params) == 4
+    assert list(varied_parameters(params)) == ["model_architecture", "learning_rate"]
+    assert uses_labels(params) and not uses_labels({"conditional": ["time"]})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("learning_rate 3e-4", "Grid line 1 ('learning_rate 3e-4'): write 'parameter: value'"),
+        ("lerning_rate: 3e-4", "'lerning_rate' is not a CEBRA parameter"),
+        ("batch_size: 32\nbatch_size: 64", "Grid line 2 ('batch_size: 64'): 'batch_size' is given"),
+        ("batch_size: 32,", "a value is missing"),
+    ],
+)
+def test_bad_grid_text_names_the_line(text, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_grid(text)
+
+
+class EventLoopStallMeter:
+    """A 10 ms QTimer; the longest gap between its ticks is the Qt event loop's longest stall."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.longest = 0.0
+        self._last: float | None = None
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.longest = max(self.longest, now - self._last)
+        self._last = now
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer, tmp_path):
+    recording = place_cell_recording(n_frames=300, n_neurons=20, seed=5)
+    viewer = make_napari_viewer()
+    viewer.add_image(recording.neural, name="neural")
+    viewer.add_image(
+        recording.behaviour,
+        name="behaviour",
+        metadata={"columns": ["position", "right", "left"]},
+        visible=False,
+    )
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", WIDGET)
+    widget.recording.neural.value = "neural"
+    widget.recording.behaviour.value = "behaviour"
+    widget.models_dir.value = str(tmp_path / "sweep")
+    return viewer, widget
+
+
+def _wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
+
+
+def _table_column(widget, header):
+    headers = [
+        widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())
+    ]
+    column = headers.index(header)
+    return [widget.table.item(r, column).data(0) for r in range(widget.table.rowCount())]
+
+
+@pytest.mark.gui
+def test_sweep_resumes_after_stop_and_keeps_the_gui_responsive(qtbot, viewer_and_widget, tmp_path):
+    viewer, widget = viewer_and_widget
+    widget.grid_text.setPlainText(GRID.format(iterations=60))
+    assert "4 models" in widget.grid_summary.text()
+    import torch  # noqa: F401
+    meter = EventLoopStallMeter()
+    meter.start()
+    widget.run_button.click()
+    assert not widget.run_button.isEnabled() and not widget.grid_text.isEnabled()
+    assert widget.table.rowCount() == 4
+    assert set(_table_column(widget, "status")) == {"waiting"}
+    qtbot.waitUntil(lambda: widget.trainings >= 1, timeout=WAIT_MS)
+    started = time.perf_counter()
+    widget.stop_button.click()
+    _wait_idle(qtbot, widget)
+    stop_latency = time.perf_counter() - started
+    first_run = widget.trainings
+    assert 1 <= first_run < 4
+    assert widget.status.value.startswith(f"Stopped: {first_run} of 4 models")
+    index = json.loads((tmp_path / "sweep" / "grid_results.json").read_text())
+    assert len(index["models"]) == first_run
+
+    widget.run_button.click()  # resume: only the missing models are trained
+    _wait_idle(qtbot, widget)
+    meter.stop()
+    assert widget.trainings == 4 - first_run
+    assert widget.status.value.startswith(f"Done: 4 models ({4 - first_run} trained now")
+    assert widget.table.rowCount() == 4
+    assert set(_table_column(widget, "status")) == {"done"}
+    combos = set(
+        zip(
+            _table_column(widget, "learning_rate"),
+            _table_column(widget, "output_dimension"),
+            strict=True,
+        )
+    )
+    assert combos == {(3e-4, 2), (3e-4, 3), (1e-3, 2), (1e-3, 3)}
+    for header in ("final loss", "GoF train (bits)", "GoF valid (bits)", "time (s)"):
+        assert all(np.isfinite(v) for v in _table_column(widget, header)), header
+    widget.table.sortItems(_table_column_index(widget, "final loss"))
+    losses = _table_column(widget, "final loss")
+    assert losses == sorted(losses)
+
+    print(
+        f"\nlongest Qt event-loop stall during the sweep: {1000 * meter.longest:.0f} ms; "
+        f"Stop took {stop_latency:.2f} s"
+    )
+    assert meter.longest < STALL_LIMIT_S
+    assert stop_latency < 3.0
+
+    widget.scoring.value = "validation GoF (bits)"
+    best = widget.table_data.loc[widget.table_data["gof_valid"].idxmax(), "name"]
+    assert widget.best_label.value == f"best: {best}"
+    n_models = len(session_models())
+    widget.add_best_button.changed.emit(True)
+    _wait_idle(qtbot, widget)
+    assert len(session_models()) == n_models + 1
+    entry = list(session_models())[-1]
+    assert entry.trained_on["grid_search"] == best
+    view = viewer.window.dock_widgets[EMBEDDING_DOCK]
+    layer = view.layer(entry.name)
+    assert layer.data.shape[0] == 300
+    assert (layer.features["split"] == "validation").sum() == 60
+
+
+def _table_column_index(widget, header):
+    headers = [
+        widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())
+    ]
+    return headers.index(header)
+
+
+@pytest.mark.gui
+def test_bad_input_is_a_notification_and_nothing_runs(qtbot, viewer_and_widget):
+    _, widget = viewer_and_widget
+    widget.grid_text.setPlainText("conditional: time_delta\nmax_iterations: 5, 6")
+    widget.recording.variables.value = []
+    widget.run_button.click()
+    assert not widget.runner.running
+    assert "choose a behaviour layer" in widget.status.value
+    widget.grid_text.setPlainText("learning rate: 1")
+    assert "not a CEBRA parameter" in widget.grid_summary.text()
+
+
+@pytest.mark.gui
+def test_closing_mid_run_stops_the_sweep(qtbot, viewer_and_widget, tmp_path):
+    viewer, widget = viewer_and_widget
+    widget.grid_text.setPlainText(GRID.format(iterations=100_000))
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.current.value() > 0, timeout=WAIT_MS)
+    worker = widget.runner.worker
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.window.remove_dock_widget(widget.parent())
+    qtbot.wait(50)
+    assert WIDGET not in "".join(viewer.window.dock_widgets)
+    index = json.loads((tmp_path / "sweep" / "grid_results.json").read_text())
+    assert index["models"] == []  # the unfinished model was not written
+
+
+@pytest.mark.gui
+def test_screenshot(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    widget.grid_text.setPlainText(GRID.format(iterations=80))
+    widget.run_button.click()
+    _wait_idle(qtbot, widget)
+    viewer.window._qt_window.resize(1500, 1150)
+    viewer.window._qt_window.show()
+    qtbot.wait(300)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    image = viewer.screenshot(canvas_only=False, path=str(SCREENSHOT))
+    assert image.shape[0] > 600 and SCREENSHOT.stat().st_size > 10_000
