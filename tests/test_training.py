@@ -152,3 +152,29 @@ def test_private_rng_makes_dropout_reproducible_and_leaves_global_state():
     torch.testing.assert_close(draws[0], draws[1])
     assert not torch.equal(draws[0][:2], draws[0][2:])
     torch.testing.assert_close(torch.rand(2), expected_global)
+
+
+def test_iter_fit_yields_by_time_when_steps_are_slow():
+    """A GUI must be able to stop within ~max_interval even if yield_every steps take long."""
+    import time
+
+    import numpy as np
+
+    from napari_cebra import CEBRA
+
+    X = np.random.default_rng(0).normal(size=(400, 6)).astype(np.float32)
+    model = CEBRA(model_architecture="offset10-model", batch_size=64, max_iterations=40, seed=0)
+    stamps, steps = [], []
+    for progress in model.iter_fit(X, yield_every=1000, max_interval=0.0):
+        stamps.append(time.perf_counter())
+        steps.append(progress.step)
+    # max_interval=0 yields after every step although yield_every is larger than the run
+    assert steps == list(range(1, 41))
+    quiet = list(
+        CEBRA(
+            model_architecture="offset10-model", batch_size=64, max_iterations=40, seed=0
+        ).iter_fit(X, yield_every=1000, max_interval=None)
+    )
+    assert [p.step for p in quiet] == [40]
+    # time-based yields do not change the training itself
+    assert quiet[-1].total == progress.total

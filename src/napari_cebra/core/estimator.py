@@ -269,6 +269,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
             X,
             *y,
             yield_every=chunk,
+            max_interval=None,
             reset=True,
             adapt=adapt,
             callback=callback,
@@ -301,6 +302,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
             X,
             *y,
             yield_every=chunk,
+            max_interval=None,
             reset=False,
             callback=callback,
             callback_frequency=callback_frequency,
@@ -321,6 +323,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         adapt: bool = False,
         callback: Callable[[int, Solver], None] | None = None,
         callback_frequency: int | None = None,
+        max_interval: float | None = 0.2,
     ) -> Iterator[TrainingProgress]:
         """Train step by step, yielding a :class:`TrainingProgress` every ``yield_every`` steps.
 
@@ -336,6 +339,10 @@ class CEBRA(TransformerMixin, BaseEstimator):
             As for :meth:`fit`.
         yield_every : int
             Steps between records (and the last step is always reported).
+        max_interval : float or None
+            Also yield whenever this many seconds passed since the last record (default 0.2 s),
+            so that a caller can stop within about one step plus ``max_interval`` however slow a
+            step is. ``None``: yield by step count only.
         reset : bool
             ``True``: start a new model (``fit``). ``False``: continue the current run if there is
             one (``partial_fit``), else start one.
@@ -360,7 +367,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
             else:
                 self._check_continuation(X)
             num_steps = self.max_iterations
-        yield from self._train(num_steps, yield_every, callback, callback_frequency)
+        yield from self._train(num_steps, yield_every, callback, callback_frequency, max_interval)
 
     def _train(
         self,
@@ -368,13 +375,19 @@ class CEBRA(TransformerMixin, BaseEstimator):
         yield_every: int,
         callback: Callable[[int, Solver], None] | None,
         callback_frequency: int | None,
+        max_interval: float | None,
     ) -> Iterator[TrainingProgress]:
         from napari_cebra.core.training import format_stats
 
         bar = self._progress_bar(num_steps)
         try:
             runs = self.solver_.run(
-                self._task.objective, num_steps, yield_every, callback, callback_frequency
+                self._task.objective,
+                num_steps,
+                yield_every,
+                callback,
+                callback_frequency,
+                max_interval,
             )
             for progress in runs:
                 if bar is not None:

@@ -220,10 +220,20 @@ class FastWindowEncoder(WindowEncoder):
             hidden = self._apply_windows(program.layers[0], hidden)
         for layer in program.layers[max(shared, 1) :]:
             hidden = self._apply_windows(layer, hidden)
-        output = hidden.reshape(num_windows, -1).float()
-        if program.normalize:
-            output = output / torch.linalg.vector_norm(output, dim=1, keepdim=True)
-        return output
+        return _finish(program, hidden.reshape(num_windows, -1))
+
+    def embed_sequence(self, encoder: nn.Module) -> torch.Tensor:
+        """Embeddings ``(N − L + 1, d)`` of every full window of the recording, in order.
+
+        Equals ``encoder.embed_sequence(data)`` (used by full-batch training).
+        """
+        program = self.program(encoder) if self.convolutional else None
+        if program is None:
+            return encoder.embed_sequence(self.data)
+        sequence = self._first_layer_over_recording(program.layers[0])
+        for layer in program.layers[1:]:
+            sequence = self._apply_sequence(layer, sequence)
+        return _finish(program, sequence)
 
     def _shared_prefix(self, program: _Program, num_windows: int) -> int:
         """Number of leading layers cheaper to run over the whole recording than per window."""
@@ -345,6 +355,14 @@ class _ShiftedMatmul(torch.autograd.Function):
         return grad_input, grad_matrix, grad_bias, None
 
 
+def _finish(program: _Program, output: torch.Tensor) -> torch.Tensor:
+    """Float32 output rows, divided by their norm for normalised encoders."""
+    output = output.float()
+    if program.normalize:
+        output = output / torch.linalg.vector_norm(output, dim=1, keepdim=True)
+    return output
+
+
 def _output_lengths(layers: list[_Layer], window: int) -> list[int]:
     """Time length of each layer's output for one input window."""
     lengths = []
@@ -370,18 +388,25 @@ def _gather_windows(sequence: torch.Tensor, starts: torch.Tensor, length: int) -
 # --------------------------------------------------------------------------------------------------
 
 
+_CHUNK_ELEMENTS = 1 << 22  # similarity entries per chunk of references (16 MiB in float32)
+
+
 class _FusedInfoNCE(torch.autograd.Function):
-    """InfoNCE with a hand-written backward pass (spec §3; same terms as ``core.loss``).
+    """InfoNCE with a hand-written, row-chunked backward pass (spec §3; terms of ``core.loss``).
 
-    With ``S = scale · φ(r, n)`` (``φ`` = dot product or negative squared distance), row maxima
-    ``c`` and ``P = softmax(S)`` by rows, the forward pass returns ``total``, ``pos_term`` and
-    ``neg_term``; the backward pass uses ``∂total/∂S = P / B`` and ``∂total/∂φ(r_i, p_i) =
-    −scale / B``. Only one ``B × B'`` matrix is kept (``exp(S − c)``, updated in place), and the
-    products with it are laid out as ``(d, B) @ (B, B')`` so that the small embedding dimension
-    is the outer one (much faster than ``(B, B') @ (B', d)`` on CPUs).
+    With ``S = scale · φ(r, n)`` (``φ`` = dot product or negative squared distance) and
+    ``P = softmax(S)`` by rows, the forward pass returns ``total``, ``pos_term`` and ``neg_term``;
+    the backward pass uses ``∂total/∂S = P / B`` and ``∂total/∂φ(r_i, p_i) = −scale / B``.
 
-    For the Euclidean similarity the row constant ``−scale · ‖r_i‖²`` is added to the log-sum-exp
-    after the softmax, which it does not change.
+    References are processed in chunks of at most ``_CHUNK_ELEMENTS`` similarity entries, so
+    the ``B × B'`` matrix is never materialised for large (full-batch) problems: the backward
+    pass recomputes each chunk's similarities from the saved embeddings and log-sum-exps. A
+    problem that fits in one chunk keeps ``exp(S − c)`` instead. Products with a chunk are laid
+    out as ``(d, B) @ (B, B')`` so that the small embedding dimension is the outer one, which is
+    much faster than ``(B, B') @ (B', d)`` on CPUs.
+
+    For the Euclidean similarity the row constant ``−scale · ‖r_i‖²`` is added to the
+    log-sum-exp after the softmax, which it does not change.
     """
 
     @staticmethod
@@ -396,21 +421,29 @@ class _FusedInfoNCE(torch.autograd.Function):
         raw_pos = (ref * pos).sum(1)
         if euclidean:
             ref_sq = (ref * ref).sum(1)
-            neg_sq = (neg * neg).sum(1)
             raw_pos = 2 * raw_pos - ref_sq - (pos * pos).sum(1)
-            similarity = torch.addmm(-scale * neg_sq, ref * (2 * scale), neg.t())
-        else:
-            similarity = (ref * scale) @ neg.t()
-        shift = similarity.amax(dim=1, keepdim=True)
-        exponential = similarity.sub_(shift).exp_()
-        normaliser = exponential.sum(1)
-        log_sum_exp = normaliser.log() + shift[:, 0]
+        chunk = _chunk_rows(ref.shape[0], neg.shape[0])
+        log_sum_exp = []
+        exponential = None
+        for start in range(0, ref.shape[0], chunk):
+            similarity = _similarities(ref[start : start + chunk], neg, scale, euclidean)
+            shift = similarity.amax(dim=1, keepdim=True)
+            exponential = similarity.sub_(shift).exp_()
+            log_sum_exp.append(exponential.sum(1).log_() + shift[:, 0])
+        log_sum_exp = torch.cat(log_sum_exp)
+        single_chunk = chunk >= ref.shape[0]
+        if single_chunk:
+            # softmax of the only chunk, kept for the backward pass
+            exponential = exponential.mul_((shift[:, 0] - log_sum_exp).exp_()[:, None])
+        saved = exponential if single_chunk else log_sum_exp
         if euclidean:
             log_sum_exp = log_sum_exp - scale * ref_sq
         pos_term = -(raw_pos * scale).mean()
         neg_term = log_sum_exp.mean()
-        ctx.save_for_backward(ref, pos, neg, scale, exponential, normaliser, raw_pos)
+        ctx.save_for_backward(ref, pos, neg, scale, raw_pos, saved)
         ctx.euclidean = euclidean
+        ctx.chunk = chunk
+        ctx.single_chunk = single_chunk
         return pos_term + neg_term, pos_term, neg_term
 
     @staticmethod
@@ -420,33 +453,57 @@ class _FusedInfoNCE(torch.autograd.Function):
         grad_pos_term: torch.Tensor,
         grad_neg_term: torch.Tensor,
     ) -> tuple[torch.Tensor | None, ...]:
-        ref, pos, neg, scale, exponential, normaliser, raw_pos = ctx.saved_tensors
+        ref, pos, neg, scale, raw_pos, saved = ctx.saved_tensors
+        euclidean = ctx.euclidean
         batch = ref.shape[0]
         # ∂L/∂S_ij = weight_neg · P_ij and ∂L/∂(scale · raw_pos_i) = weight_pos
         weight_neg = (grad_total + grad_neg_term) / batch
         weight_pos = -(grad_total + grad_pos_term) / batch
-        weighted = exponential * (weight_neg / normaliser)[:, None]  # ∂L/∂S
-        # (d, B) @ (B, B') layouts: Σ_j w_ij n_j and Σ_i w_ij r_i
-        neg_mix = (neg.t() @ weighted.t()).t()
-        ref_mix = (ref.t() @ weighted).t()
-        factor = 2 * scale if ctx.euclidean else scale
+        neg_mix = torch.empty_like(ref)  # Σ_j ∂L/∂S_ij n_j
+        ref_mix = torch.zeros_like(neg)  # Σ_i ∂L/∂S_ij r_i
+        column_weight = torch.zeros_like(neg[:, 0])  # Σ_i ∂L/∂S_ij
+        for start in range(0, batch, ctx.chunk):
+            rows = slice(start, start + ctx.chunk)
+            if ctx.single_chunk:
+                weighted = saved * weight_neg
+            else:
+                log_sum_exp = saved[rows]
+                similarity = _similarities(ref[rows], neg, scale, euclidean)
+                weighted = similarity.sub_(log_sum_exp[:, None]).exp_().mul_(weight_neg)
+            neg_mix[rows] = (neg.t() @ weighted.t()).t()
+            ref_mix += (ref[rows].t() @ weighted).t()
+            if euclidean:
+                column_weight += weighted.sum(0)
+        factor = 2 * scale if euclidean else scale
         grad_ref = factor * (neg_mix + weight_pos * pos)
         grad_neg = factor * ref_mix
         grad_pos = factor * weight_pos * ref
-        if ctx.euclidean:
-            column_weight = weighted.sum(0)
+        if euclidean:
             grad_ref = grad_ref - factor * (weight_neg + weight_pos) * ref
             grad_neg = grad_neg - factor * column_weight[:, None] * neg
             grad_pos = grad_pos - factor * weight_pos * pos
         grad_scale = None
         if ctx.needs_input_grad[3]:
-            # Σ_ij (∂L/∂S_ij) φ_ij + Σ_i (∂L/∂(scale·φ_ii⁺)) φ_ii⁺
+            # Σ_ij (∂L/∂S_ij) φ_ij + Σ_i (∂L/∂(scale·φ⁺_i)) φ⁺_i
             mixed = (ref * neg_mix).sum()
-            if ctx.euclidean:
+            if euclidean:
                 mixed = 2 * mixed - weight_neg * (ref * ref).sum()
                 mixed = mixed - (column_weight * (neg * neg).sum(1)).sum()
             grad_scale = mixed + weight_pos * raw_pos.sum()
         return grad_ref, grad_pos, grad_neg, grad_scale, None
+
+
+def _chunk_rows(num_rows: int, num_columns: int) -> int:
+    return max(1, min(num_rows, _CHUNK_ELEMENTS // max(num_columns, 1)))
+
+
+def _similarities(
+    ref: torch.Tensor, neg: torch.Tensor, scale: torch.Tensor, euclidean: bool
+) -> torch.Tensor:
+    """``scale · φ(r_i, n_j)`` without the Euclidean row constant ``−scale · ‖r_i‖²``."""
+    if euclidean:
+        return torch.addmm(-scale * (neg * neg).sum(1), ref * (2 * scale), neg.t())
+    return (ref * scale) @ neg.t()
 
 
 def fused_infonce(

@@ -351,21 +351,27 @@ class Solver:
         yield_every: int,
         callback: Callable[[int, Solver], None] | None = None,
         callback_frequency: int | None = None,
+        max_interval: float | None = None,
     ) -> Iterator[TrainingProgress]:
         """Train ``num_steps`` steps, yielding a :class:`TrainingProgress` every ``yield_every``
-        steps and after the last one.
+        steps, after the last one, and whenever ``max_interval`` seconds passed since the last
+        yield (so that a GUI can stop a slow run promptly).
 
         Between yields the history and log hold every finished step. ``callback(step, solver)``
         (0-based step) is called after steps where ``step % callback_frequency == 0``.
         """
-        start = time.perf_counter()
+        start = last_yield = time.perf_counter()
         pending: list[torch.Tensor] = []
         self.model.train()
         for step in range(num_steps):
             with self._private_rng():
                 pending.append(self._step(objective))
             calls_back = bool(callback and callback_frequency and step % callback_frequency == 0)
-            reports = (step + 1) % yield_every == 0 or step + 1 == num_steps
+            reports = (
+                (step + 1) % yield_every == 0
+                or step + 1 == num_steps
+                or (max_interval is not None and time.perf_counter() - last_yield >= max_interval)
+            )
             if calls_back or reports:
                 self._record(pending)
                 pending = []
@@ -373,6 +379,7 @@ class Solver:
                 callback(step, self)
             if reports:
                 yield self._progress(step + 1, num_steps, time.perf_counter() - start)
+                last_yield = time.perf_counter()
             if calls_back or reports:
                 # the caller may have switched the encoder to eval mode (e.g. by transforming)
                 self.model.train()

@@ -294,15 +294,20 @@ class _Stages:
 def _relay(
     stages: _Stages, stage: str, records: Generator[Any, None, Any]
 ) -> Generator[RecipeProgress, None, Any]:
-    """Re-yield a sub-generator's progress records as RecipeProgress; return its value."""
-    while True:
-        try:
-            record = next(records)
-        except StopIteration as finished:
-            return finished.value
-        step = int(getattr(record, "step", 0) or 0)
-        total = int(getattr(record, "total_steps", 0) or 0)
-        yield stages.record(stage, step, total, str(getattr(record, "stage", "")))
+    """Re-yield a sub-generator's progress records as RecipeProgress; return its value.
+
+    Closing this generator closes the sub-generator, which stops its work."""
+    try:
+        while True:
+            try:
+                record = next(records)
+            except StopIteration as finished:
+                return finished.value
+            step = int(getattr(record, "step", 0) or 0)
+            total = int(getattr(record, "total_steps", 0) or 0)
+            yield stages.record(stage, step, total, str(getattr(record, "stage", "")))
+    finally:
+        records.close()
 
 
 def _consistency_stage(
@@ -346,30 +351,27 @@ def _grid_stage(
 
     folder = models_dir or tempfile.mkdtemp(prefix="napari-cebra-grid-")
     search = GridSearch(gof_batches=gof_batches, yield_every=max(1, params["max_iterations"] // 20))
+    sweep = search.iter_fit_models(
+        {"recording": data}, {**params, **grid}, folder, valid_fraction=valid_fraction
+    )
     try:
-        sweep = search.iter_fit_models(
-            {"recording": data},
-            {**params, **grid},
-            folder,
-            valid_fraction=valid_fraction,
-        )
         for record in sweep:
             detail = f"model {record.models_done + 1}/{record.n_models} {record.name}"
             yield stages.record("grid search", record.step, record.total_steps, detail)
         table = search.get_df_results()
-        _, best_name = search.get_best_model(scoring="gof_valid")
     finally:
+        sweep.close()
         if models_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
     rows = table.drop(columns=["dataset_name"]).to_dict(orient="records")
-    best = next(row for row in rows if row["name"] == best_name)
+    best = max(rows, key=lambda row: row["gof_valid"])
     return {
         "status": "done",
         "scoring": "gof_valid",
         "varied": dict(grid),
         "results": rows,
         "best": {
-            "name": best_name,
+            "name": best["name"],
             "params": {key: best[key] for key in grid},
             "gof_valid": best["gof_valid"],
         },
@@ -441,6 +443,11 @@ def iter_recipe(
         raise ValueError(f"iterations must be at least 1, got {iterations}.")
     if n_runs < 2:
         raise ValueError(f"n_runs must be at least 2 to compare runs, got {n_runs}.")
+    if not 0 < valid_fraction < 1:
+        raise ValueError(
+            f"valid_fraction must be in (0, 1): the recipe needs a validation part, got "
+            f"{valid_fraction}."
+        )
     grid = dict(
         grid
         if grid is not None
