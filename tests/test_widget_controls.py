@@ -45,13 +45,13 @@ def test_controls_on_the_place_cell_sample_give_a_passing_verdict(qtbot, control
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
 
     outcome = widget.outcome
-    assert outcome is not None, widget.status.value
+    assert outcome is not None, widget.status.text()
     label, neural = outcome.label, outcome.neural
     assert label.real is neural.real  # one real model, two controls
     assert label.verdict == "pass", label.reason
     assert neural.verdict == "pass", neural.reason
     assert label.control.gof_train < 0.1 < label.real.gof_train
-    assert "PASS" in widget.verdicts.value and label.reason in widget.verdicts.value
+    assert "PASS" in widget.verdicts.text() and label.reason in widget.verdicts.text()
     # comparison plots hold every step of each model
     n_steps = QUICK["max_iterations"]
     for run in ("real model", "label shuffle", "neural shuffle"):
@@ -96,7 +96,7 @@ def test_stop_and_closing_mid_run(qtbot, controls_widget):
     with qtbot.waitSignal(widget.runner.worker.finished, timeout=WAIT_MS):
         widget.stop_button.click()
     assert time.perf_counter() - started < 1.0
-    assert widget.outcome is None and widget.status.value.startswith("Stopped")
+    assert widget.outcome is None and widget.status.text().startswith("Stopped")
     assert widget.run_button.isEnabled()
 
     widget.run_button.click()

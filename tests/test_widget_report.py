@@ -45,7 +45,7 @@ def test_report_widget_writes_the_report_and_results(qtbot, report_widget, tmp_p
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
 
     outcome = widget.outcome
-    assert outcome is not None, widget.status.value
+    assert outcome is not None, widget.status.text()
     folder = tmp_path / "report"
     assert outcome.report_path == folder / "report.html"
     results = json.loads((folder / "results.json").read_text())
@@ -53,9 +53,9 @@ def test_report_widget_writes_the_report_and_results(qtbot, report_widget, tmp_p
     settings = results["settings"]
     assert (settings["iterations"], settings["n_runs"], settings["gof_batches"]) == (4, 2, 3)
     assert "<html" in (folder / "report.html").read_text().lower()
-    assert results["verdict"].upper() in widget.summary.value
-    assert all(check["title"] in widget.summary.value for check in results["checks"])
-    assert str(outcome.report_path) in widget.status.value
+    assert results["verdict"].upper() in widget.summary.text()
+    assert all(check["title"] in widget.summary.text() for check in results["checks"])
+    assert str(outcome.report_path) in widget.status.text()
     assert opened == [] and widget.run_button.isEnabled()
 
     widget.open_when_done.value = True
@@ -72,7 +72,7 @@ def test_report_widget_stop_and_close_mid_run(qtbot, report_widget, tmp_path):
     with qtbot.waitSignal(widget.runner.worker.finished, timeout=WAIT_MS):
         widget.stop_button.click()
     assert time.perf_counter() - started < 1.0
-    assert widget.outcome is None and widget.status.value.startswith("Stopped")
+    assert widget.outcome is None and widget.status.text().startswith("Stopped")
     assert not (tmp_path / "report" / "report.html").exists()
 
     widget.run_button.click()

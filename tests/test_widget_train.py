@@ -59,7 +59,13 @@ def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_w
 
     assert widget.train_button.isEnabled() and widget.data_box.enabled
     assert widget.loss_plot.n_points == 6
-    assert np.isfinite(widget.loss_plot.curve("total")[:, 1]).all()
+    total = widget.loss_plot.curve("total")[:, 1]
+    np.testing.assert_allclose(
+        total, widget.loss_plot.curve("pos")[:, 1] + widget.loss_plot.curve("neg")[:, 1], rtol=1e-4
+    )
+    assert not widget.loss_plot.lines["pos"].visible
+    widget.loss_plot.show_terms.setChecked(True)
+    assert widget.loss_plot.lines["pos"].visible
     entry = list(session_models())[-1]
     assert len(session_models()) == n_models + 1
     assert entry.trained_on["labels"] == ["position", "right", "left"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.background import BackgroundRunner
@@ -23,6 +23,7 @@ from napari_cebra._widgets.gof_widget import (
     DataPicker,
     DataSelection,
     neural_frames,
+    text_label,
 )
 from napari_cebra._widgets.line_plot import LinePlot
 from napari_cebra._widgets.session import session_models
@@ -107,6 +108,22 @@ def controls_steps(
     return ControlsOutcome(label, neural, split_point(selection.n_frames, selection.valid_fraction))
 
 
+def scores_table(models: dict[str, Any]) -> str:
+    """HTML table: goodness of fit on train and validation and the final loss of each model."""
+    rows = "".join(
+        f"<tr><td style='color:{RUN_COLOURS[run]}'>{run}</td>"
+        f"<td align='right'>{trained.gof_train:.2f}</td>"
+        f"<td align='right'>{trained.gof_valid:.2f}</td>"
+        f"<td align='right'>{trained.loss[-1]:.3f}</td></tr>"
+        for run, trained in models.items()
+    )
+    header = (
+        "<tr><th align='left'>model</th><th>GoF train (bits)</th><th>GoF validation (bits)</th>"
+        "<th>final loss</th></tr>"
+    )
+    return f"<table cellspacing='0' cellpadding='3'>{header}{rows}</table>"
+
+
 def overall_progress(record: Any) -> tuple[int, int] | None:
     """Steps done over the three trainings, for the activity-dock bar."""
     if not isinstance(record, ControlsStep) or record.total_steps <= 0:
@@ -132,9 +149,9 @@ class ShuffleControlsWidget(QWidget):
         self.params_box = self._build_params_box()
         self.run_button = QPushButton("Run real model + both controls")
         self.stop_button = QPushButton("Stop")
-        self.status = Label(value="Pick the neural and behaviour layers, then press Run.")
-        self.verdicts = Label(value="")
-        self.verdicts.native.setWordWrap(True)
+        self.status = text_label("Pick the neural and behaviour layers, then press Run.")
+        self.scores = text_label()
+        self.verdicts = text_label()
         self.loss_plot = LinePlot(
             x_label="step", y_label="InfoNCE loss", title="Loss: real model vs. controls"
         )
@@ -149,8 +166,9 @@ class ShuffleControlsWidget(QWidget):
         layout.addWidget(self.data.native)
         layout.addWidget(self.params_box.native)
         layout.addLayout(buttons)
-        layout.addWidget(self.status.native)
-        layout.addWidget(self.verdicts.native)
+        layout.addWidget(self.status)
+        layout.addWidget(self.scores)
+        layout.addWidget(self.verdicts)
         layout.addWidget(self.loss_plot, stretch=1)
         layout.addWidget(self.gof_plot, stretch=1)
         self.runner = BackgroundRunner(
@@ -247,16 +265,17 @@ class ShuffleControlsWidget(QWidget):
                 )
         except ValueError as error:
             show_error(f"Shuffle controls: {error}")
-            self.status.value = f"Not started: {error}"
+            self.status.setText(f"Not started: {error}")
             return
         self.selection = selection
         self.outcome = None
-        self.verdicts.value = ""
+        self.verdicts.setText("")
+        self.scores.setText("")
         self.loss_plot.clear()
         self.gof_plot.clear()
         for run in RUNS:
             self.loss_plot.add_curve(run, colour=RUN_COLOURS[run])
-        self.status.value = "Training the real model…"
+        self.status.setText("Training the real model…")
         self.runner.run(
             controls_steps(
                 self.estimator_params(),
@@ -269,19 +288,19 @@ class ShuffleControlsWidget(QWidget):
             description="Shuffle controls",
             on_record=self._on_record,
             on_result=self.show_outcome,
-            on_stopped=lambda: setattr(self.status, "value", "Stopped: no verdict."),
+            on_stopped=lambda: self.status.setText("Stopped: no verdict."),
             measure=overall_progress,
         )
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            self.status.setText(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
             return
         if record.stage == "scoring":
-            self.status.value = f"Scoring the {record.run} (goodness of fit, embeddings)…"
+            self.status.setText(f"Scoring the {record.run} (goodness of fit, embeddings)…")
             return
         self.loss_plot.append(record.run, record.step, record.loss)
-        self.status.value = (
+        self.status.setText(
             f"Training the {record.run}: step {record.step}/{record.total_steps}, "
             f"loss {record.loss:.4f}"
         )
@@ -297,7 +316,8 @@ class ShuffleControlsWidget(QWidget):
         }
 
     def show_outcome(self, outcome: ControlsOutcome) -> None:
-        """Plot the curves, write the verdicts and add the three embeddings as layers."""
+        """Plot the curves, write the verdicts and add the three embeddings as layers (the real
+        model's last, so that the embedding view shows it)."""
         self.outcome = outcome
         models = self.trained_models()
         self.loss_plot.clear()
@@ -309,15 +329,9 @@ class ShuffleControlsWidget(QWidget):
             self.gof_plot.set_curve(run, steps, trained.gof_history, colour=RUN_COLOURS[run])
         self.loss_plot.redraw()
         self.gof_plot.redraw()
-        self.verdicts.value = self.verdicts_html()
-        self.status.value = (
-            "Done: "
-            + ", ".join(
-                f"{run} {trained.gof_train:.2f} / {trained.gof_valid:.2f} bits"
-                for run, trained in models.items()
-            )
-            + " (GoF train / validation)."
-        )
+        self.status.setText("Done.")
+        self.scores.setText(scores_table(models))
+        self.verdicts.setText(self.verdicts_html())
         self._register_real_model()
         self._add_embeddings()
 
@@ -346,7 +360,7 @@ class ShuffleControlsWidget(QWidget):
     def _add_embeddings(self) -> None:
         n_train = self.outcome.n_train
         view = embedding_view(self.viewer)
-        for run, trained in self.trained_models().items():
+        for run, trained in reversed(self.trained_models().items()):
             embedding = np.concatenate([trained.train_embedding, trained.valid_embedding])
             features = embedding_features(self.selection.table, len(embedding), n_train)
             name = self.real_entry.name if run == "real model" else f"{self.real_entry.name} {run}"

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select, SpinBox
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.background import BackgroundRunner
@@ -513,15 +514,18 @@ def gof_reading(result: GofResult) -> list[tuple[str, str]]:
             )
             lines.append(("info", text))
     if not any(verdict in ("fail", "warn") for verdict, _ in lines):
-        held_out = "" if valid is None else f" and {valid:.2f} bits on held-out frames"
-        lines.insert(
-            0,
-            (
-                "pass",
-                f"{train:.2f} bits on the training part{held_out}: the embedding is informative "
-                f"and generalises (≥ {minimum} bits, gap ≤ {gap_limit} bits).",
-            ),
-        )
+        if valid is None:
+            text = (
+                f"{train:.2f} bits on the training part: the embedding is informative "
+                f"(≥ {minimum} bits); without held-out frames, generalisation is not judged."
+            )
+        else:
+            text = (
+                f"{train:.2f} bits on the training part and {valid:.2f} bits on held-out frames: "
+                f"the embedding is informative and generalises (≥ {minimum} bits, gap ≤ "
+                f"{gap_limit} bits)."
+            )
+        lines.insert(0, ("pass", text))
     return lines
 
 
@@ -531,6 +535,15 @@ def reading_html(lines: list[tuple[str, str]]) -> str:
         f"<b style='color:{VERDICT_COLOURS[verdict]}'>{verdict.upper()}</b> {text}"
         for verdict, text in lines
     )
+
+
+def text_label(text: str = "") -> QLabel:
+    """A rich-text label that wraps to the dock's width instead of widening it."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.RichText)
+    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
+    return label
 
 
 def format_bits(value: float | None) -> str:
@@ -570,10 +583,9 @@ class GoodnessOfFitWidget(QWidget):
         )
         self.run_button = QPushButton("Compute goodness of fit")
         self.stop_button = QPushButton("Stop")
-        self.status = Label(value="Train a model (Train CEBRA) or load one (CEBRA models).")
-        self.scores = Label(value="")
-        self.reading = Label(value="")
-        self.reading.native.setWordWrap(True)
+        self.status = text_label("Train a model (Train CEBRA) or load one (CEBRA models).")
+        self.scores = text_label()
+        self.reading = text_label()
         self.gof_plot = LinePlot(x_label="step", y_label="GoF (bits)", title="Goodness of fit")
         self.loss_plot = LinePlot(
             x_label="step", y_label="loss / τ", title="InfoNCE loss and temperature τ"
@@ -586,8 +598,8 @@ class GoodnessOfFitWidget(QWidget):
         layout.addWidget(self.model_box.native)
         layout.addWidget(self.data.native)
         layout.addLayout(buttons)
-        for widget in (self.status, self.scores, self.reading):
-            layout.addWidget(widget.native)
+        for label in (self.status, self.scores, self.reading):
+            layout.addWidget(label)
         layout.addWidget(self.gof_plot, stretch=1)
         layout.addWidget(self.loss_plot, stretch=1)
 
@@ -626,7 +638,9 @@ class GoodnessOfFitWidget(QWidget):
         steps = trained.get("steps_done", len(entry.model.state_dict_["log"]["total"]))
         self.model_info.value = (
             f"{params.get('conditional', '?')} conditional, {params.get('output_dimension')}-D, "
-            f"{steps} steps; trained on {trained.get('neural', 'unknown data (loaded model)')}"
+            f"{steps} steps; trained on layer '{trained.get('neural', '?')}'"
+            if trained
+            else f"{steps} steps; loaded from disk: choose the layers to score it on"
         )
         if trained:
             self.data.set_from_description(trained)
@@ -641,15 +655,15 @@ class GoodnessOfFitWidget(QWidget):
             selection = self.data.read(entry.trained_on.get("n_frames"))
         except (ValueError, KeyError) as error:
             show_error(f"Goodness of fit: {error}")
-            self.status.value = f"Not started: {error}"
+            self.status.setText(f"Not started: {error}")
             return
-        self.status.value = f"Scoring {entry.name}…"
+        self.status.setText(f"Scoring {entry.name}…")
         self.runner.run(
             gof_steps(entry.model, selection, int(self.num_batches.value)),
             description=f"Goodness of fit of {entry.name}",
             on_record=self._on_record,
             on_result=lambda result: self.show_result(entry.name, result),
-            on_stopped=lambda: setattr(self.status, "value", "Stopped."),
+            on_stopped=lambda: self.status.setText("Stopped."),
         )
 
     def _selected(self) -> Any:
@@ -660,9 +674,9 @@ class GoodnessOfFitWidget(QWidget):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            self.status.setText(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
         else:
-            self.status.value = (
+            self.status.setText(
                 f"Scoring the {record.stage}: batch {record.step}/{record.total_steps}"
             )
 
@@ -670,12 +684,12 @@ class GoodnessOfFitWidget(QWidget):
         """Show the scores, the reading and the curves of ``result``."""
         self.result = result
         n_valid = result.n_frames - result.n_train
-        self.status.value = f"{name}: scored on {result.n_train} + {n_valid} frames."
-        self.scores.value = (
-            f"GoF train: {format_bits(result.gof_train)}    "
-            f"GoF validation: {format_bits(result.gof_valid)}"
+        self.status.setText(f"{name}: scored on {result.n_train} + {n_valid} frames.")
+        self.scores.setText(
+            f"<b>GoF train: {format_bits(result.gof_train)}</b> &nbsp;&nbsp; "
+            f"<b>GoF validation: {format_bits(result.gof_valid)}</b>"
         )
-        self.reading.value = reading_html(gof_reading(result))
+        self.reading.setText(reading_html(gof_reading(result)))
         steps = np.arange(1, len(result.history) + 1)
         self.gof_plot.clear()
         self.gof_plot.set_reference_lines([0.0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 CURVES = {  # name -> colour (colour-blind safe)
     "total": "#f0f0f0",
@@ -17,6 +17,8 @@ REDRAW_MS = 100
 
 class LossPlot(QWidget):
     """A vispy ``SceneCanvas`` with axes and one Line visual per loss term.
+
+    The total loss is always drawn; the positive and negative terms when ``show_terms`` is ticked.
 
     Records are appended with :meth:`append` (cheap); the lines are redrawn at most every
     ``REDRAW_MS`` milliseconds so that training at hundreds of steps per second does not load the
@@ -56,10 +58,19 @@ class LossPlot(QWidget):
             for name, colour in CURVES.items()
         }
         self.legend = QLabel(self)
+        self.show_terms = QCheckBox("pos / neg terms", self)
+        self.show_terms.setToolTip(
+            "Also draw the positive and negative InfoNCE terms (total = pos + neg); off, the "
+            "axis fits the total loss so its decrease is easier to read."
+        )
+        self.show_terms.toggled.connect(self.redraw)
+        legend_row = QHBoxLayout()
+        legend_row.addWidget(self.legend, stretch=1)
+        legend_row.addWidget(self.show_terms)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas.native)
-        layout.addWidget(self.legend)
+        layout.addLayout(legend_row)
         self.canvas.native.setMinimumHeight(180)
         self._steps: list[float] = []
         self._values: dict[str, list[float]] = {name: [] for name in CURVES}
@@ -92,7 +103,7 @@ class LossPlot(QWidget):
         """``(n, 2)`` (step, value) points of curve ``name`` as last drawn or appended."""
         return np.column_stack([self._steps, self._values[name]]).astype(np.float32)
 
-    def redraw(self) -> None:
+    def redraw(self, _checked: bool = False) -> None:
         """Push the records to the Line visuals and fit the view to them."""
         if len(self._steps) < 2:
             for line in self.lines.values():
@@ -102,9 +113,11 @@ class LossPlot(QWidget):
             return
         low, high = np.inf, -np.inf
         for name, line in self.lines.items():
+            line.visible = name == "total" or self.show_terms.isChecked()
+            if not line.visible:
+                continue
             points = self.curve(name)
             line.set_data(pos=points)
-            line.visible = True
             low, high = min(low, points[:, 1].min()), max(high, points[:, 1].max())
         pad = max(1e-3, 0.05 * (high - low))
         self.view.camera.set_range(

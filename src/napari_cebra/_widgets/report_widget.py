@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, SpinBox
+from magicgui.widgets import CheckBox, Container, FileEdit, SpinBox
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.background import BackgroundRunner
@@ -24,6 +24,7 @@ from napari_cebra._widgets.gof_widget import (
     DataPicker,
     DataSelection,
     neural_frames,
+    text_label,
 )
 from napari_cebra._widgets.workers import TraceProgress
 
@@ -151,9 +152,8 @@ class ReportWidget(QWidget):
         )
         self.run_button = QPushButton("Run the recipe and write the report")
         self.stop_button = QPushButton("Stop")
-        self.status = Label(value="Pick the layers (behaviour is optional), then press Run.")
-        self.summary = Label(value="")
-        self.summary.native.setWordWrap(True)
+        self.status = text_label("Pick the layers (behaviour is optional), then press Run.")
+        self.summary = text_label()
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -162,8 +162,8 @@ class ReportWidget(QWidget):
         layout.addWidget(self.data.native)
         layout.addWidget(self.settings_box.native)
         layout.addLayout(buttons)
-        layout.addWidget(self.status.native)
-        layout.addWidget(self.summary.native)
+        layout.addWidget(self.status)
+        layout.addWidget(self.summary)
         layout.addStretch(1)
         self.runner = BackgroundRunner(
             self,
@@ -183,11 +183,11 @@ class ReportWidget(QWidget):
                 raise ValueError(f"Report folder {str(folder)!r} is a file, not a folder.")
         except ValueError as error:
             show_error(f"Best-practice report: {error}")
-            self.status.value = f"Not started: {error}"
+            self.status.setText(f"Not started: {error}")
             return
         self.outcome = None
-        self.summary.value = ""
-        self.status.value = "Starting the recipe…"
+        self.summary.setText("")
+        self.status.setText("Starting the recipe…")
         self.runner.run(
             report_steps(
                 selection,
@@ -200,23 +200,23 @@ class ReportWidget(QWidget):
             description="Best-practice recipe",
             on_record=self._on_record,
             on_result=self.show_outcome,
-            on_stopped=lambda: setattr(self.status, "value", "Stopped: no report written."),
+            on_stopped=lambda: self.status.setText("Stopped: no report written."),
             measure=recipe_progress,
         )
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            self.status.setText(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
         elif isinstance(record, WritingReport):
-            self.status.value = f"Writing the report to {record.folder}…"
+            self.status.setText(f"Writing the report to {record.folder}…")
         else:
-            self.status.value = record.message
+            self.status.setText(record.message)
 
     def show_outcome(self, outcome: ReportOutcome) -> None:
         """Show the verdicts and where the report is; open it if asked."""
         self.outcome = outcome
         seconds = outcome.results.get("timings", {}).get("total", 0.0)
-        self.status.value = f"Report written in {seconds:.0f} s: {outcome.report_path}"
-        self.summary.value = checks_html(outcome.results)
+        self.status.setText(f"Report written in {seconds:.0f} s: {outcome.report_path}")
+        self.summary.setText(checks_html(outcome.results))
         if self.open_when_done.value:
             webbrowser.open(outcome.report_path.resolve().as_uri())

@@ -34,12 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_cebra.core.models import DropTimeAxis, Residual, UnitNorm
-from napari_cebra.core.windows import WindowEncoder
 
 if TYPE_CHECKING:
     from napari_cebra.core.offset import Offset
 
-__all__ = ["FastWindowEncoder", "compile_encoder"]
+__all__ = ["ChannelsLastEncoder", "compile_encoder", "fused_infonce"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,7 @@ class _ResidualConv:
 
 
 _Layer = _Conv | _Activation | _ResidualConv
+_COLUMN_CACHE_BYTES = 256 * 2**20
 
 
 def _compile_layers(modules: Sequence[nn.Module]) -> tuple[list[_Layer], bool] | None:
@@ -158,13 +158,14 @@ def compile_encoder(encoder: nn.Module) -> _Program | None:
     return _Program(layers, normalize, _output_lengths(layers, len(encoder.get_offset())))
 
 
-class FastWindowEncoder(WindowEncoder):
-    """:class:`~napari_cebra.core.windows.WindowEncoder` with the channels-last fast forward.
+class ChannelsLastEncoder:
+    """Embeds windows of one recording with the channels-last program of an encoder.
 
-    ``self(encoder, centres)`` returns the same ``(B, d)`` float32 embeddings as the generic
-    path (up to float summation order, or bfloat16 rounding when ``compute_dtype`` is
-    ``torch.bfloat16``) with gradients flowing to ``encoder``'s parameters. Encoders that
-    :func:`compile_encoder` does not support take the generic path in float32.
+    ``self(encoder, centres)`` returns the same ``(B, d)`` float32 embeddings as running
+    ``encoder`` on the ``(B, n, L)`` windows around ``centres`` (up to float summation order, or
+    bfloat16 rounding when ``compute_dtype`` is ``torch.bfloat16``), with gradients flowing to
+    ``encoder``'s parameters. Only encoders that :func:`compile_encoder` supports can be used
+    (check with :meth:`supports`).
 
     Parameters
     ----------
@@ -172,27 +173,28 @@ class FastWindowEncoder(WindowEncoder):
         ``(N, n)`` float32 recording on the training device.
     offset : Offset
         Receptive field of the encoders that will be applied.
-    convolutional : bool
-        ``True`` for encoders taking ``(B, n, L)`` windows.
     compute_dtype : torch.dtype
         ``torch.float32`` or ``torch.bfloat16`` for the matrix products and activations.
     """
 
     def __init__(
-        self,
-        data: torch.Tensor,
-        offset: Offset,
-        convolutional: bool,
-        compute_dtype: torch.dtype = torch.float32,
+        self, data: torch.Tensor, offset: Offset, compute_dtype: torch.dtype = torch.float32
     ) -> None:
-        super().__init__(data, offset, convolutional)
         if compute_dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"compute_dtype must be float32 or bfloat16, got {compute_dtype}.")
+        self.data = data
+        self.num_samples = int(data.shape[0])
         self.compute_dtype = compute_dtype
+        self._low = offset.left
+        self._high = self.num_samples - offset.right
         self._window = len(offset)
-        self._input = data.to(compute_dtype).contiguous() if convolutional else data
+        self._input = data.to(compute_dtype).contiguous()
         self._columns: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._programs: dict[int, tuple[nn.Module, _Program | None]] = {}
+
+    def supports(self, encoder: nn.Module) -> bool:
+        """Whether ``encoder`` has a channels-last program."""
+        return self.program(encoder) is not None
 
     def program(self, encoder: nn.Module) -> _Program | None:
         """The compiled program of ``encoder`` (cached per encoder object)."""
@@ -204,9 +206,7 @@ class FastWindowEncoder(WindowEncoder):
 
     def __call__(self, encoder: nn.Module, centres: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(B, d)`` of the windows around ``centres``."""
-        program = self.program(encoder) if self.convolutional else None
-        if program is None:
-            return super().__call__(encoder, centres)
+        program = self._checked_program(encoder)
         starts = centres.clamp(self._low, self._high) - self._low
         num_windows = int(starts.shape[0])
         shared = self._shared_prefix(program, num_windows)
@@ -227,13 +227,20 @@ class FastWindowEncoder(WindowEncoder):
 
         Equals ``encoder.embed_sequence(data)`` (used by full-batch training).
         """
-        program = self.program(encoder) if self.convolutional else None
-        if program is None:
-            return encoder.embed_sequence(self.data)
+        program = self._checked_program(encoder)
         sequence = self._first_layer_over_recording(program.layers[0])
         for layer in program.layers[1:]:
             sequence = self._apply_sequence(layer, sequence)
         return _finish(program, sequence)
+
+    def _checked_program(self, encoder: nn.Module) -> _Program:
+        program = self.program(encoder)
+        if program is None:
+            raise ValueError(
+                f"{type(encoder).__name__} {getattr(encoder, 'name', '')!r} has layers without a "
+                "channels-last program; use the generic window path."
+            )
+        return program
 
     def _shared_prefix(self, program: _Program, num_windows: int) -> int:
         """Number of leading layers cheaper to run over the whole recording than per window."""
@@ -251,12 +258,19 @@ class FastWindowEncoder(WindowEncoder):
         return matrix.to(self.compute_dtype), conv.module.bias.to(self.compute_dtype)
 
     def _first_layer_over_recording(self, conv: _Conv) -> torch.Tensor:
-        """The first convolution over the whole recording, from cached input columns."""
+        """The first convolution over the whole recording.
+
+        The input's column matrix is constant; it is cached in both layouts (the transposed one
+        serves the weight gradient) unless that would take more than ``_COLUMN_CACHE_BYTES``.
+        """
+        matrix, bias = self._weights(conv)
         if conv.kernel not in self._columns:
+            size = self._input.numel() * conv.kernel * self._input.element_size()
+            if 2 * size > _COLUMN_CACHE_BYTES:
+                return _ShiftedMatmul.apply(self._input[None], matrix, bias, conv.kernel)[0]
             columns = _ShiftedMatmul.columns(self._input[None], conv.kernel).contiguous()
             self._columns[conv.kernel] = (columns, columns.t().contiguous())
         columns, columns_t = self._columns[conv.kernel]
-        matrix, bias = self._weights(conv)
         return _ConstantColumnsMatmul.apply(columns, columns_t, matrix, bias)
 
     def _apply_sequence(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
@@ -388,7 +402,7 @@ def _gather_windows(sequence: torch.Tensor, starts: torch.Tensor, length: int) -
 # --------------------------------------------------------------------------------------------------
 
 
-_CHUNK_ELEMENTS = 1 << 22  # similarity entries per chunk of references (16 MiB in float32)
+_CHUNK_ELEMENTS = 1 << 18  # similarity entries per chunk of references (1 MiB in float32)
 
 
 class _FusedInfoNCE(torch.autograd.Function):
