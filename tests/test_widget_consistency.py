@@ -259,9 +259,7 @@ def test_screenshot(qtbot, viewer_with_recording):
     widget.n_runs.value = 5
     widget.run_button.click()
     _wait_idle(qtbot, widget)
-    widget.run_choice.value = "run 1"
-    widget.add_embedding_layer()
-    viewer.window._qt_window.resize(1500, 1150)
+    viewer.window._qt_window.resize(1500, 1700)
     viewer.window._qt_window.show()
     qtbot.wait(300)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

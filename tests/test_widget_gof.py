@@ -303,7 +303,7 @@ def test_gof_widget_reports_bad_layers_as_a_notification(gof_widget, monkeypatch
     widget.data.neural.value = "short"
     widget.run_button.click()
     assert not widget.runner.running
-    assert "trained on 400 frames but the chosen layers have only 50" in shown[0]
+    assert "Neural layer 'short' has 50 frames but behaviour layer 'behaviour' has 400" in shown[0]
     assert shown[0].startswith("Goodness of fit:")
 
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import napari
 
 SPLIT_COLUMN = "split"
+MIN_FORM_HEIGHT = 450  # px: docks added later (e.g. the embedding view) must not squash the form
 
 
 @dataclass(frozen=True)
@@ -649,6 +650,7 @@ def scrolling_layout(widget: QWidget) -> QVBoxLayout:
     scroll.setFrameShape(QFrame.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
     scroll.setWidget(content)
+    scroll.setMinimumHeight(MIN_FORM_HEIGHT)
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(scroll)

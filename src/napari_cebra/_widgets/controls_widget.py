@@ -8,6 +8,7 @@ side by side, adds their embeddings as layers and shows each control's verdict w
 
 from __future__ import annotations
 
+import html
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -345,7 +346,7 @@ class ShuffleControlsWidget(QWidget):
             colour = VERDICT_COLOURS[result.verdict]
             parts.append(
                 f"<b>{title}</b> ({result.method}): "
-                f"<b style='color:{colour}'>{result.verdict.upper()}</b> — {result.reason}"
+                f"<b style='color:{colour}'>{result.verdict.upper()}</b> — {html.escape(result.reason)}"
             )
         return "<br>".join(parts)
 

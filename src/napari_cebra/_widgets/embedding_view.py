@@ -16,7 +16,8 @@ import pandas as pd
 from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
 from napari.utils.colormaps import ensure_colormap
 from napari.utils.colormaps.standardize_color import transform_color
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.colour_legend import ColourLegend, Legend
 from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
@@ -109,6 +110,7 @@ def embedding_view(viewer: Any) -> EmbeddingView:
         return docks[EMBEDDING_DOCK]
     view = EmbeddingView(viewer)
     viewer.window.add_dock_widget(view, name=EMBEDDING_DOCK, area="right", tabify=False)
+    view.place_next_to_canvas()
     return view
 
 
@@ -168,6 +170,30 @@ class EmbeddingView(QWidget):
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         self.main_viewer.dims.events.current_step.connect(self._on_main_step)
         self._update_controls()
+
+    def place_next_to_canvas(self) -> None:
+        """Put this dock between the movie canvas and the other right-hand docks, side by side.
+
+        Docks in napari's right area stack vertically by default, which squeezes the 3-D view;
+        splitting horizontally gives the embedding a full-height column next to the movie.
+        """
+        dock, window = self.parent(), self.window()
+        if not isinstance(dock, QDockWidget) or not isinstance(window, QMainWindow):
+            return
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        others = [
+            other
+            for other in window.findChildren(QDockWidget)
+            if other is not dock and other.isVisible() and window.dockWidgetArea(other) == right
+        ]
+        if others:
+            window.splitDockWidget(dock, others[0], Qt.Orientation.Horizontal)
+            window.resizeDocks([dock], [max(420, window.width() // 3)], Qt.Orientation.Horizontal)
+        QTimer.singleShot(100, self._fit_views)  # once the canvases have their final size
+
+    def _fit_views(self) -> None:
+        self.viewer.reset_view()
+        self.main_viewer.reset_view()
 
     # ----------------------------------------------------------------- embeddings
     def add_embedding(

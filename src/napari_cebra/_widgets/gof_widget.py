@@ -7,6 +7,7 @@ curves of training, and reads them in plain words the way the authors' recipe do
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -532,7 +533,7 @@ def gof_reading(result: GofResult) -> list[tuple[str, str]]:
 def reading_html(lines: list[tuple[str, str]]) -> str:
     """Coloured verdict badges followed by their sentences, one per line."""
     return "<br>".join(
-        f"<b style='color:{VERDICT_COLOURS[verdict]}'>{verdict.upper()}</b> {text}"
+        f"<b style='color:{VERDICT_COLOURS[verdict]}'>{verdict.upper()}</b> {html.escape(text)}"
         for verdict, text in lines
     )
 

@@ -57,11 +57,12 @@ SCORINGS = {  # label -> GridSearch scoring
     "final training loss": "infonce_loss",
 }
 RESULT_COLUMNS = {  # get_df_results column -> table header
-    "loss": "final loss",
-    "gof": "GoF train (bits)",
-    "gof_valid": "GoF valid (bits)",
-    "train_time": "time (s)",
+    "loss": "final\nloss",
+    "gof": "GoF train\n(bits)",
+    "gof_valid": "GoF valid\n(bits)",
+    "train_time": "time\n(s)",
 }
+MIN_WIDTH = 500  # px: room for the parameter columns and the scores side by side
 STATUS_HEADER = "status"
 YIELD_EVERY = 10  # training steps between progress records: Stop acts within a few steps
 DEFAULT_MODELS_DIR = Path.home() / "napari-cebra" / "grid-search"
@@ -400,6 +401,7 @@ class SweepWidget(QWidget):
         self._on_where()
         self._on_grid_text()
         self.best_box.enabled = False
+        self.setMinimumWidth(MIN_WIDTH)
 
     # ------------------------------------------------------------------ form
     def grid_params(self) -> dict[str, Any]:
@@ -497,7 +499,8 @@ class SweepWidget(QWidget):
     ) -> None:
         varied = sorted(varied_parameters(request.params))
         self._columns = [*varied, *RESULT_COLUMNS, STATUS_HEADER]
-        headers = [*varied, *RESULT_COLUMNS.values(), STATUS_HEADER]
+        headers = [*(name.replace("_", "\n") for name in varied), *RESULT_COLUMNS.values()]
+        headers.append(STATUS_HEADER)
         self.table.setSortingEnabled(False)
         self.table.clearContents()
         self.table.setColumnCount(len(headers))
@@ -596,7 +599,7 @@ class SweepWidget(QWidget):
         except (ValueError, NotImplementedError) as error:
             self.best_label.value = str(error)
             return
-        self.best_label.value = f"best: {name}"
+        self.best_label.value = self.describe(name)
         row = self._row_of(name)
         if row is not None:
             self.table.selectRow(row)
@@ -611,6 +614,16 @@ class SweepWidget(QWidget):
         values = table[column].astype(float)
         index = values.idxmin() if scoring == "infonce_loss" else values.idxmax()
         return str(table.loc[index, "name"])
+
+    def describe(self, name: str) -> str:
+        """``"best: learning_rate 0.001, output_dimension 3 — GoF valid 0.52 bits"``."""
+        record = self.table_data.set_index("name").loc[name]
+        varied = [c for c in self._columns if c not in RESULT_COLUMNS and c != STATUS_HEADER]
+        setting = ", ".join(f"{c} {record[c]}" for c in varied) or name
+        scoring = SCORINGS[self.scoring.value]
+        column = {"infonce_loss": "loss", "gof": "gof", "gof_valid": "gof_valid"}[scoring]
+        unit = "" if column == "loss" else " bits"
+        return f"best: {setting} — {self.scoring.value.split(' (')[0]} {record[column]:.3f}{unit}"
 
     def add_best(self, _value: Any = None) -> None:
         """Load the best model, embed the recording, add the layer and register the model."""

@@ -251,130 +251,225 @@ class ChannelsLastEncoder:
             count += 1
         return count
 
-    def _weights(self, conv: _Conv) -> tuple[torch.Tensor, torch.Tensor]:
-        weight = conv.module.weight
-        # (out, in, k) → (k · in, out): row j · in + i multiplies input channel i at shift j
-        matrix = weight.permute(2, 1, 0).reshape(-1, weight.shape[0])
-        return matrix.to(self.compute_dtype), conv.module.bias.to(self.compute_dtype)
-
     def _first_layer_over_recording(self, conv: _Conv) -> torch.Tensor:
         """The first convolution over the whole recording.
 
         The input's column matrix is constant; it is cached in both layouts (the transposed one
         serves the weight gradient) unless that would take more than ``_COLUMN_CACHE_BYTES``.
         """
-        matrix, bias = self._weights(conv)
+        weight, bias = conv.module.weight, conv.module.bias
         if conv.kernel not in self._columns:
             size = self._input.numel() * conv.kernel * self._input.element_size()
             if 2 * size > _COLUMN_CACHE_BYTES:
-                return _ShiftedMatmul.apply(self._input[None], matrix, bias, conv.kernel)[0]
-            columns = _ShiftedMatmul.columns(self._input[None], conv.kernel).contiguous()
+                return _ConvFunction.apply(self._input[None], weight, bias, self.compute_dtype)[0]
+            columns = _columns(self._input[None], conv.kernel).contiguous()
             self._columns[conv.kernel] = (columns, columns.t().contiguous())
         columns, columns_t = self._columns[conv.kernel]
-        return _ConstantColumnsMatmul.apply(columns, columns_t, matrix, bias)
+        return _InputConvFunction.apply(columns, columns_t, weight, bias, self.compute_dtype)
 
     def _apply_sequence(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         if isinstance(layer, _Activation):
             return _activate(x, layer)
-        conv = layer if isinstance(layer, _Conv) else layer.conv
-        matrix, bias = self._weights(conv)
-        convolved = _ShiftedMatmul.apply(x[None], matrix, bias, conv.kernel)[0]
-        if isinstance(layer, _Conv):
-            return convolved
-        return x[layer.crop : -layer.crop] + _activate(convolved, layer.activation)
+        return self._apply_windows(layer, x[None])[0]
 
     def _apply_windows(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         if isinstance(layer, _Activation):
             return _activate(x, layer)
-        conv = layer if isinstance(layer, _Conv) else layer.conv
-        matrix, bias = self._weights(conv)
-        convolved = _ShiftedMatmul.apply(x, matrix, bias, conv.kernel)
         if isinstance(layer, _Conv):
-            return convolved
-        return x[:, layer.crop : -layer.crop] + _activate(convolved, layer.activation)
+            module = layer.module
+            return _ConvFunction.apply(x, module.weight, module.bias, self.compute_dtype)
+        module = layer.conv.module
+        return _ResidualConvFunction.apply(
+            x, module.weight, module.bias, self.compute_dtype, layer.activation.approximate
+        )
 
 
-class _ConstantColumnsMatmul(torch.autograd.Function):
-    """``columns @ matrix + bias`` for a constant column matrix kept in both layouts."""
+# --------------------------------------------------------------------------------------------------
+# Autograd functions of the program. Each takes the float32 ``Conv1d`` weight ``(out, in, k)`` and
+# bias, multiplies in ``compute_dtype`` and returns float32 weight gradients, so that one graph node
+# replaces the reshape/cast/convolution/activation nodes of a layer.
+# --------------------------------------------------------------------------------------------------
+
+
+def _matrix(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(out, in, k)`` → ``(k · in, out)``: row ``j · in + i`` weighs channel ``i`` at shift
+    ``j``."""
+    return weight.permute(2, 1, 0).reshape(-1, weight.shape[0]).to(dtype)
+
+
+def _weight_grad(grad_matrix: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Inverse layout of :func:`_matrix`, in the weight's dtype."""
+    out_channels, in_channels, kernel = weight.shape
+    return (
+        grad_matrix.reshape(kernel, in_channels, out_channels)
+        .permute(2, 1, 0)
+        .to(weight.dtype)
+        .contiguous()
+    )
+
+
+def _columns(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """``(B · (T − k + 1), k · c)`` column matrix of a contiguous ``(B, T, c)`` tensor.
+
+    The ``k`` consecutive time steps of ``c`` channels are ``k · c`` contiguous numbers, so this
+    is a strided view of ``x`` (copied by ``reshape`` when ``B > 1``).
+    """
+    batch, length, channels = x.shape
+    out_length = length - kernel + 1
+    return x.as_strided(
+        (batch, out_length, kernel * channels), (length * channels, channels, 1)
+    ).reshape(batch * out_length, kernel * channels)
+
+
+def _scatter_shifts(grad_columns: torch.Tensor, length: int) -> torch.Tensor:
+    """Input gradient ``(B, T, c)`` of a column matrix: ``Σ_j grad_columns[:, t − j, j]``."""
+    batch, out_length, kernel, channels = grad_columns.shape
+    grad_input = grad_columns.new_empty(batch, length, channels)
+    grad_input[:, :out_length] = grad_columns[:, :, 0]
+    grad_input[:, out_length:] = 0
+    for shift in range(1, kernel):
+        grad_input[:, shift : shift + out_length] += grad_columns[:, :, shift]
+    return grad_input
+
+
+class _InputConvFunction(torch.autograd.Function):
+    """First convolution from the constant input column matrix, kept in both layouts."""
 
     @staticmethod
     def forward(
         ctx: torch.autograd.function.FunctionCtx,
         columns: torch.Tensor,
         columns_t: torch.Tensor,
-        matrix: torch.Tensor,
+        weight: torch.Tensor,
         bias: torch.Tensor,
+        dtype: torch.dtype,
     ) -> torch.Tensor:
-        ctx.save_for_backward(columns_t)
-        return torch.addmm(bias, columns, matrix)
+        ctx.save_for_backward(columns_t, weight)
+        return torch.addmm(bias.to(dtype), columns, _matrix(weight, dtype))
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        (columns_t,) = ctx.saved_tensors
-        return None, None, columns_t @ grad_output, grad_output.sum(0)
+        columns_t, weight = ctx.saved_tensors
+        grad_weight = _weight_grad(columns_t @ grad_output, weight)
+        return None, None, grad_weight, grad_output.sum(0).float(), None
 
 
-class _ShiftedMatmul(torch.autograd.Function):
+class _ConvFunction(torch.autograd.Function):
     """A stride-1 convolution on channels-last ``(B, T, c)`` activations as one matrix product.
 
-    The ``k`` consecutive time steps of ``c`` channels are ``k · c`` contiguous numbers, so the
-    column matrix is a strided view of the input, copied once. The backward pass adds the ``k``
-    column blocks of the input gradient back at their shifts (``k`` vectorised additions), which
-    is much cheaper than the generic ``unfold`` backward.
+    The backward pass adds the ``k`` column blocks of the input gradient back at their shifts
+    (``k`` vectorised additions), which is much cheaper than the generic ``unfold`` backward.
     """
-
-    @staticmethod
-    def columns(x: torch.Tensor, kernel: int) -> torch.Tensor:
-        """``(B · (T − k + 1), k · c)`` column matrix of a contiguous ``(B, T, c)`` tensor."""
-        batch, length, channels = x.shape
-        out_length = length - kernel + 1
-        return x.as_strided(
-            (batch, out_length, kernel * channels), (length * channels, channels, 1)
-        ).reshape(batch * out_length, kernel * channels)
 
     @staticmethod
     def forward(
         ctx: torch.autograd.function.FunctionCtx,
         x: torch.Tensor,
-        matrix: torch.Tensor,
+        weight: torch.Tensor,
         bias: torch.Tensor,
-        kernel: int,
+        dtype: torch.dtype,
     ) -> torch.Tensor:
         x = x.contiguous()
         batch, length, channels = x.shape
+        kernel = weight.shape[2]
         out_length = length - kernel + 1
-        columns = _ShiftedMatmul.columns(x, kernel)
-        ctx.save_for_backward(columns, matrix)
-        ctx.shape = (batch, length, channels, kernel)
-        return torch.addmm(bias, columns, matrix).reshape(batch, out_length, -1)
+        columns = _columns(x, kernel)
+        matrix = _matrix(weight, dtype)
+        ctx.save_for_backward(columns, matrix, weight)
+        ctx.length = length
+        return torch.addmm(bias.to(dtype), columns, matrix).reshape(batch, out_length, -1)
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        columns, matrix = ctx.saved_tensors
-        batch, length, channels, kernel = ctx.shape
+        columns, matrix, weight = ctx.saved_tensors
+        batch, out_length, _ = grad_output.shape
         grad = grad_output.reshape(columns.shape[0], -1)
-        grad_matrix = columns.t() @ grad if ctx.needs_input_grad[1] else None
-        grad_bias = grad.sum(0) if ctx.needs_input_grad[2] else None
+        grad_weight = _weight_grad(columns.t() @ grad, weight)
         grad_input = None
         if ctx.needs_input_grad[0]:
-            out_length = length - kernel + 1
+            kernel, channels = weight.shape[2], weight.shape[1]
             grad_columns = (grad @ matrix.t()).reshape(batch, out_length, kernel, channels)
-            grad_input = grad_columns.new_zeros(batch, length, channels)
-            for shift in range(kernel):
-                grad_input[:, shift : shift + out_length] += grad_columns[:, :, shift]
-        return grad_input, grad_matrix, grad_bias, None
+            grad_input = _scatter_shifts(grad_columns, ctx.length)
+        return grad_input, grad_weight, grad.sum(0).float(), None
+
+
+class _ResidualConvFunction(torch.autograd.Function):
+    """``x[:, crop:-crop] + gelu(conv(x))`` on channels-last ``(B, T, c)`` activations.
+
+    One graph node for the whole residual block: the input gradient is assembled in one buffer
+    from the shortcut and the ``k`` shifted column blocks.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        dtype: torch.dtype,
+        approximate: str,
+    ) -> torch.Tensor:
+        x = x.contiguous()
+        batch, length, _ = x.shape
+        kernel = weight.shape[2]
+        crop = (kernel - 1) // 2
+        out_length = length - kernel + 1
+        columns = _columns(x, kernel)
+        matrix = _matrix(weight, dtype)
+        pre_activation = torch.addmm(bias.to(dtype), columns, matrix)
+        branch = F.gelu(pre_activation, approximate=approximate).reshape(batch, out_length, -1)
+        ctx.save_for_backward(columns, matrix, weight, pre_activation)
+        ctx.length = length
+        ctx.approximate = approximate
+        return x[:, crop : crop + out_length] + branch
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        columns, matrix, weight, pre_activation = ctx.saved_tensors
+        batch, out_length, _ = grad_output.shape
+        kernel, channels = weight.shape[2], weight.shape[1]
+        grad_pre = torch.ops.aten.gelu_backward(
+            grad_output.reshape(pre_activation.shape), pre_activation, approximate=ctx.approximate
+        )
+        grad_weight = _weight_grad(columns.t() @ grad_pre, weight)
+        grad_columns = (grad_pre @ matrix.t()).reshape(batch, out_length, kernel, channels)
+        grad_input = _scatter_shifts(grad_columns, ctx.length)
+        crop = (kernel - 1) // 2
+        grad_input[:, crop : crop + out_length] += grad_output
+        return grad_input, grad_weight, grad_pre.sum(0).float(), None, None
+
+
+class _NormalizedRows(torch.autograd.Function):
+    """Float32 rows divided by their Euclidean norm (no epsilon, like ``UnitNorm``)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        output = x / norm
+        ctx.save_for_backward(output, norm)
+        return output
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> torch.Tensor:
+        output, norm = ctx.saved_tensors
+        radial = (grad_output * output).sum(1, keepdim=True)
+        return (grad_output - radial * output) / norm
 
 
 def _finish(program: _Program, output: torch.Tensor) -> torch.Tensor:
     """Float32 output rows, divided by their norm for normalised encoders."""
-    output = output.float()
     if program.normalize:
-        output = output / torch.linalg.vector_norm(output, dim=1, keepdim=True)
-    return output
+        return _NormalizedRows.apply(output)
+    return output.float()
 
 
 def _output_lengths(layers: list[_Layer], window: int) -> list[int]:

@@ -28,6 +28,8 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from napari_cebra.workflows.splits import train_valid_split
+
 CONTROL_GOF_LIMIT_BITS = 0.1
 """A control above this goodness of fit (bits) has found structure it should not find."""
 REAL_MARGIN_BITS = 0.2
@@ -165,7 +167,7 @@ def run_to_end(
 def shuffle_labels(
     labels: np.ndarray,
     rng: np.random.Generator,
-    method: LabelShuffle = "permutation",
+    method: LabelShuffle = "block",
     block: int = 40,
 ) -> np.ndarray:
     """Shuffle behaviour labels in time, keeping their distribution.
@@ -174,13 +176,17 @@ def shuffle_labels(
     ----------
     labels : np.ndarray, (T,) or (T, k)
     rng : np.random.Generator
-    method : {"permutation", "block", "circular"}
-        ``"permutation"``: every frame gets the label of a random other frame. ``"block"``: the
-        recording is cut into blocks of ``block`` frames that are put in random order (keeps the
-        labels' short-term smoothness). ``"circular"``: the labels are rotated by a random lag
-        between 10 % and 90 % of the length (keeps all temporal structure of the labels).
+    method : {"block", "permutation", "circular"}
+        ``"block"`` (default): the recording is cut into blocks of ``block`` frames that are put
+        in random order; this keeps the labels' distribution and short-term smoothness, so
+        behaviour-based sampling draws positives much as with the real labels.
+        ``"permutation"``: every frame gets the label of a random other frame (the label changes
+        over the time offset become large and positives concentrate on a few frames at the edge
+        of the label range). ``"circular"``: the labels are rotated by a random lag between 10 %
+        and 90 % of the length (keeps all temporal structure; for periodic behaviour the
+        rotated labels may still partly match the real ones).
     block : int
-        Block length in frames for ``"block"``.
+        Block length in frames for ``"block"`` (40 frames = 1 s at 25 ms bins).
 
     Returns
     -------
@@ -310,12 +316,6 @@ def control_verdict(
     )
 
 
-def _split(n_frames: int, valid_fraction: float) -> tuple[slice, slice]:
-    from napari_cebra.workflows.splits import train_valid_split
-
-    return train_valid_split(n_frames, valid_fraction)
-
-
 def iter_train_and_score(
     params: dict[str, Any],
     X: np.ndarray,
@@ -335,7 +335,7 @@ def iter_train_and_score(
     from napari_cebra.core.estimator import CEBRA
     from napari_cebra.metrics import goodness_of_fit_history, goodness_of_fit_score
 
-    train, valid = _split(len(X), valid_fraction)
+    train, valid = train_valid_split(len(X), valid_fraction)
     model = CEBRA(**{**params, "seed": seed})
     began = time.perf_counter()
     yield_every = max(1, int(params.get("max_iterations", 10000)) // 100)
@@ -399,7 +399,7 @@ def iter_label_shuffle_control(
     *,
     seed: int = 0,
     valid_fraction: float = 0.2,
-    method: LabelShuffle = "permutation",
+    method: LabelShuffle = "block",
     real: TrainedModel | None = None,
     gof_batches: int = 100,
 ) -> Generator[ControlProgress, None, ControlResult]:
@@ -463,7 +463,7 @@ def label_shuffle_control(
     *,
     seed: int = 0,
     valid_fraction: float = 0.2,
-    method: LabelShuffle = "permutation",
+    method: LabelShuffle = "block",
     real: TrainedModel | None = None,
     gof_batches: int = 100,
     progress: Callable[[ControlProgress], None] | None = None,
@@ -482,7 +482,7 @@ def label_shuffle_control(
         Seed of the shuffle and of both models.
     valid_fraction : float
         Last part of the recording held out for validation.
-    method : {"permutation", "block", "circular"}
+    method : {"block", "permutation", "circular"}
         How the labels are shuffled (see :func:`shuffle_labels`).
     real : TrainedModel, optional
         An already trained real model (e.g. from the other control) to reuse.
