@@ -166,3 +166,23 @@ def test_download_failure_exits_non_zero(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("napari_cebra.io.datasets.download_achilles", unreachable)
     assert main(["download", "achilles", "--dest", str(tmp_path)]) == 1
     assert "download failed: cannot reach the server" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_training_exits_130_without_files(recording_files):
+    import signal
+
+    out = recording_files / "interrupted"
+    environment = {**os.environ, "MPLBACKEND": "Agg"}
+    command = [sys.executable, "-m", "napari_cebra", "report", "neural.npy", "--out", str(out)]
+    process = subprocess.Popen(
+        command, cwd=recording_files, stderr=subprocess.PIPE, text=True, env=environment
+    )
+    for line in process.stderr:
+        if "[1/3] CEBRA-Time" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    remaining = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    assert "interrupted; no report was written" in remaining
+    assert not out.exists()

@@ -7,6 +7,11 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from napari_cebra import CEBRA
+from napari_cebra.core.goodness_of_fit import (
+    ScoringProgress,
+    iter_goodness_of_fit_score,
+    iter_infonce_loss,
+)
 from napari_cebra.metrics import (
     goodness_of_fit_history,
     goodness_of_fit_score,
@@ -88,6 +93,37 @@ def test_infonce_loss_errors(behaviour_model, small_data):
     full = CEBRA(max_iterations=2, device="cpu", seed=0).fit(small_data)
     with pytest.raises(ValueError, match="Batch size is None"):
         infonce_loss(full, small_data, num_batches=2, correct_by_batchsize=True)
+
+
+def _drain(steps):
+    records = []
+    while True:
+        try:
+            records.append(next(steps))
+        except StopIteration as finished:
+            return records, finished.value
+
+
+def test_iter_goodness_of_fit_score_yields_every_batch_and_returns_the_score(behaviour_model):
+    model, X, y = behaviour_model
+    records, value = _drain(iter_goodness_of_fit_score(model, X, y, num_batches=6))
+    assert records == [ScoringProgress(step, 6) for step in range(1, 7)]
+    assert value == goodness_of_fit_score(model, X, y, num_batches=6)
+    records, loss = _drain(iter_infonce_loss(model, X, y, num_batches=6, correct_by_batchsize=True))
+    assert len(records) == 6
+    assert loss == infonce_loss(model, X, y, num_batches=6, correct_by_batchsize=True)
+    assert infonce_to_goodness_of_fit(loss + np.log(32), model) == value
+
+
+def test_closing_iter_infonce_loss_early_restores_training_mode(behaviour_model):
+    model, X, y = behaviour_model
+    steps = iter_infonce_loss(model, X, y, num_batches=1000)
+    assert next(steps) == ScoringProgress(1, 1000)
+    assert not model.model_.training
+    steps.close()
+    assert model.model_.training
+    with pytest.raises(ValueError, match="Number of index invalid"):
+        next(iter_goodness_of_fit_score(model, X))
 
 
 @pytest.mark.parametrize("seed", [42, 24, 10])

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from napari_cebra._widgets.layer_data import label_description
 from napari_cebra._widgets.session import session_models
 from napari_cebra.io.synthetic import place_cell_recording
 
@@ -237,7 +238,7 @@ def trained(recording):
         "neural": "neural",
         "rois": None,
         "behaviour": "behaviour",
-        "labels": list(COLUMNS),
+        **label_description(COLUMNS, None),
         "n_frames": N_FRAMES,
         "valid_fraction": 0.25,
         "steps_done": PARAMS["max_iterations"],
@@ -291,6 +292,26 @@ def test_gof_widget_shows_the_scores_of_goodness_of_fit_score(
     np.testing.assert_allclose(widget.loss_plot.curve("temperature τ")[:, 1], 1.0)
     assert any(word in widget.reading.text() for word in ("PASS", "WARN", "FAIL"))
     assert widget.run_button.isEnabled()
+
+
+def test_data_picker_restores_the_labels_a_model_was_trained_on(make_napari_viewer, recording):
+    from napari_cebra._widgets.gof_widget import DataPicker
+
+    viewer = make_napari_viewer()
+    viewer.add_image(recording.neural, name="neural")
+    metadata = {"columns": COLUMNS, "discrete_columns": ["right", "left"]}
+    viewer.add_image(recording.behaviour, name="behaviour", metadata=metadata)
+    picker = DataPicker(viewer)
+    trained_on = {"neural": "neural", "behaviour": "behaviour", "valid_fraction": 0.1}
+    picker.set_from_description({**trained_on, **label_description(["position"], "left")})
+    assert picker.variables.value == ["position"] and picker.discrete.value == "left"
+    selection = picker.read()
+    assert selection.description["labels"] == ["position", "left (discrete)"]
+    assert selection.description["continuous"] == ["position"]
+    assert selection.description["discrete"] == "left"
+    np.testing.assert_array_equal(selection.labels[0][:, 0], recording.position)
+    np.testing.assert_array_equal(selection.labels[1], recording.behaviour[:, 2].astype(np.int64))
+    assert selection.valid_fraction == pytest.approx(0.1)
 
 
 def test_gof_widget_reports_bad_layers_as_a_notification(gof_widget, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_cebra._widgets.embedding_view import EMBEDDING_DOCK
 from napari_cebra._widgets.session import session_models
@@ -238,8 +239,10 @@ def test_screenshot(qtbot, viewer_and_widget):
     widget.grid_text.setPlainText(GRID.format(iterations=80))
     widget.run_button.click()
     _wait_idle(qtbot, widget)
-    viewer.window._qt_window.resize(1500, 1150)
-    viewer.window._qt_window.show()
+    window = viewer.window._qt_window
+    window.resize(1500, 1150)
+    window.show()
+    window.resizeDocks([widget.parent()], [700], Qt.Horizontal)
     qtbot.wait(300)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     image = viewer.screenshot(canvas_only=False, path=str(SCREENSHOT))

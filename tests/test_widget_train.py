@@ -69,6 +69,8 @@ def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_w
     entry = list(session_models())[-1]
     assert len(session_models()) == n_models + 1
     assert entry.trained_on["labels"] == ["position", "right", "left"]
+    assert entry.trained_on["continuous"] == ["position", "right", "left"]
+    assert entry.trained_on["discrete"] is None
     assert entry.trained_on["steps_done"] == 6
     assert np.isfinite(entry.trained_on["goodness_of_fit_bits"])
     assert "bits" in widget.status.value
@@ -170,7 +172,7 @@ def test_presets_set_the_authors_parameters(viewer_and_widget):
         "time",
     )
     assert params["max_iterations"] == 5000
-    assert widget.training_label_names() == []
+    assert widget.training_labels() == {"labels": [], "continuous": [], "discrete": None}
     widget.preset.value = "CEBRA-Behavior"
     params = widget.estimator_params()
     assert (params["temperature"], params["conditional"]) == (1.0, "time_delta")

@@ -26,7 +26,7 @@ import numpy as np
 PROG = "napari-cebra"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 DEMO_DIR = "napari-cebra-demo"
-DEMO_ITERATIONS = 1000
+DEMO_ITERATIONS = 500
 DEMO_RUNS = 3
 
 

@@ -579,8 +579,9 @@ class RecordingForm:
         columns = list(self.variables.value) if use_labels else []
         if use_labels and not columns:
             raise ValueError(
-                "CEBRA-Behavior trains on behaviour: choose a behaviour layer and at least one "
-                "behaviour label, or use the CEBRA-Time preset."
+                "A behaviour-conditioned model (CEBRA-Behavior, conditional other than 'time') "
+                "trains on behaviour: choose a behaviour layer and at least one behaviour label, "
+                "or train on time only."
             )
         labels = layer_data.label_arrays(table, columns, None, n_frames)
         description = {
@@ -648,7 +649,6 @@ def scrolling_layout(widget: QWidget) -> QVBoxLayout:
     scroll = QScrollArea(widget)
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
     scroll.setWidget(content)
     scroll.setMinimumHeight(MIN_FORM_HEIGHT)
     outer = QVBoxLayout(widget)

@@ -33,7 +33,6 @@ from napari_cebra._widgets.workers import (
 if TYPE_CHECKING:
     import napari
 
-DISCRETE_SUFFIX = " (discrete)"  # how the train widget marks the discrete label in trained_on
 VERDICT_COLOURS = {"pass": "#3ba55d", "warn": "#e6a23c", "fail": "#e5534b", "info": "#9aa0a6"}
 
 
@@ -238,13 +237,10 @@ class DataPicker(Container):
                 widget.value = name
         if trained_on.get("dff") is not None:
             self.dff.value = bool(trained_on["dff"])
-        labels = list(trained_on.get("labels") or [])
-        discrete = [n[: -len(DISCRETE_SUFFIX)] for n in labels if n.endswith(DISCRETE_SUFFIX)]
-        continuous = [n for n in labels if not n.endswith(DISCRETE_SUFFIX)]
+        continuous = trained_on.get("continuous") or []
         self.variables.value = [c for c in continuous if c in self.variables.choices]
-        self.discrete.value = (
-            discrete[0] if discrete and discrete[0] in self.discrete.choices else None
-        )
+        discrete = trained_on.get("discrete")
+        self.discrete.value = discrete if discrete in self.discrete.choices else None
         if "valid_fraction" in trained_on:
             self.valid_fraction.value = float(trained_on["valid_fraction"])
         n_frames = trained_on.get("n_frames")
@@ -300,7 +296,6 @@ class DataPicker(Container):
                 "shuffle controls train on behaviour."
             )
         labels = layer_data.label_arrays(table, continuous, discrete, frames)
-        label_names = continuous + ([f"{discrete}{DISCRETE_SUFFIX}"] if discrete else [])
         time_layer = None
         if source.kind == "movie":
             time_layer = source.name
@@ -321,7 +316,7 @@ class DataPicker(Container):
                 "rois": getattr(rois_layer, "name", None),
                 "dff": bool(self.dff.value) if source.kind == "movie" else None,
                 "behaviour": getattr(behaviour_layer, "name", None),
-                "labels": label_names,
+                **layer_data.label_description(continuous, discrete),
                 "n_frames": frames,
                 "valid_fraction": float(self.valid_fraction.value),
                 "time_layer": time_layer,
@@ -372,35 +367,26 @@ class GofResult:
 
 
 def iter_goodness_of_fit(
-    model: Any, X: np.ndarray, *y: np.ndarray, num_batches: int, stage: str, yield_every: int = 2
+    model: Any, X: np.ndarray, *y: np.ndarray, num_batches: int, stage: str
 ) -> Generator[GofProgress, None, float]:
     """``goodness_of_fit_score(model, X, *y, num_batches=num_batches)``, yielding between batches.
 
-    The batches are those of ``napari_cebra.core.goodness_of_fit.infonce_loss`` (the model's
-    seeded scoring sampler, encoder in eval mode, no gradients), so the value is identical; the
-    yields let a worker stop within a batch or two instead of after the whole score.
+    Relays the progress of ``core.goodness_of_fit.iter_goodness_of_fit_score`` tagged with
+    ``stage``, so a worker can stop within a batch instead of after the whole score.
     """
-    import torch
+    from napari_cebra.core.goodness_of_fit import iter_goodness_of_fit_score
 
-    from napari_cebra.core.goodness_of_fit import _check_label_types
-    from napari_cebra.metrics import infonce_to_goodness_of_fit
-
-    _check_label_types(model, y, None)
-    encoder, objective = model._scoring_objective(X, y, None)
-    criterion = model.solver_.criterion
-    was_training = encoder.training
-    encoder.eval()
-    totals = []
-    try:
-        with torch.no_grad():
-            for batch in range(num_batches):
-                totals.append(objective.loss(encoder, criterion)[0])
-                if (batch + 1) % yield_every == 0:
-                    yield GofProgress(stage, batch + 1, num_batches)
-    finally:
-        encoder.train(was_training)
-    loss = float(torch.stack(totals).mean())
-    return float(infonce_to_goodness_of_fit(loss, model))
+    scoring = iter_goodness_of_fit_score(model, X, *y, num_batches=num_batches)
+    while True:
+        try:
+            record = next(scoring)
+        except StopIteration as finished:
+            return finished.value
+        try:
+            yield GofProgress(stage, record.step, record.total_steps)
+        except GeneratorExit:
+            scoring.close()  # restores the encoder's training mode now, not at garbage collection
+            raise
 
 
 def gof_steps(

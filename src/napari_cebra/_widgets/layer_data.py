@@ -18,6 +18,7 @@ import pandas as pd
 # numeric features columns that identify a point rather than measure something
 _IDENTITY_COLUMNS = ("id", "track_id")
 _AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
+DISCRETE_SUFFIX = " (discrete)"  # marks the discrete column in the display list of labels
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,26 @@ def label_arrays(
     if discrete:
         arrays.append(table[discrete].to_numpy(dtype=np.int64)[:n_frames])
     return arrays
+
+
+def label_description(continuous: list[str], discrete: str | None) -> dict[str, Any]:
+    """How the label columns of a model are recorded in its ``trained_on`` description.
+
+    Parameters
+    ----------
+    continuous : list of str
+        Columns of the continuous label, in order.
+    discrete : str or None
+        Column of the discrete label.
+
+    Returns
+    -------
+    dict
+        ``"continuous"`` (the column names), ``"discrete"`` (the name or ``None``) and
+        ``"labels"`` (all of them for display, the discrete one marked " (discrete)").
+    """
+    display = list(continuous) + ([f"{discrete}{DISCRETE_SUFFIX}"] if discrete else [])
+    return {"labels": display, "continuous": list(continuous), "discrete": discrete or None}
 
 
 def _image_table(layer: Any) -> pd.DataFrame:

@@ -18,9 +18,9 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_cebra._widgets import layer_data
+from napari_cebra._widgets.background import qt_alive
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.train_widget import qt_alive
 from napari_cebra._widgets.workers import NeuralInput, TraceProgress, transform_steps
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from napari_cebra._widgets import layer_data
+from napari_cebra._widgets.background import qt_alive
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.loss_plot import LossPlot
 from napari_cebra._widgets.session import session_models
@@ -47,15 +48,6 @@ PRESETS = {
 KIND_KEY = "napari_cebra_kind"  # layer metadata set by napari_cebra.io's readers and samples
 NEURAL_KINDS = ("movie", "neural_matrix")
 BEHAVIOUR_KINDS = ("behaviour", "keypoints")
-
-
-def qt_alive(widget: Any) -> bool:
-    """False once the C++ side of a Qt widget has been deleted (e.g. its dock was closed)."""
-    try:
-        widget.objectName()
-    except RuntimeError:
-        return False
-    return True
 
 
 def available_devices() -> list[str]:
@@ -341,7 +333,7 @@ class TrainWidget(QWidget):
             parts.append(f"neural: {neural.data.shape[0]} frames")
         if table is not None:
             parts.append(f"behaviour: {len(table)} frames, {table.shape[1]} variables")
-        labels = self.training_label_names()
+        labels = self.training_labels()["labels"]
         parts.append("labels used: " + (", ".join(labels) if labels else "none (time only)"))
         self.data_summary.value = "\n".join(parts)
 
@@ -401,13 +393,18 @@ class TrainWidget(QWidget):
             "seed": int(self.seed.value),
         }
 
-    def training_label_names(self) -> list[str]:
-        """Behaviour columns passed to ``fit``: continuous ones unless the run is time-only."""
+    def training_labels(self) -> dict[str, Any]:
+        """Behaviour columns passed to ``fit`` (continuous ones unless the run is time-only).
+
+        Returns
+        -------
+        dict
+            ``layer_data.label_description``: ``"continuous"``, ``"discrete"`` and the display
+            list ``"labels"``.
+        """
         uses_continuous = self.conditional.value != "time" or bool(self.hybrid.value)
-        names = list(self.variables.value) if uses_continuous else []
-        if self.discrete.value:
-            names.append(f"{self.discrete.value} (discrete)")
-        return names
+        continuous = list(self.variables.value) if uses_continuous else []
+        return layer_data.label_description(continuous, self.discrete.value)
 
     def build_request(self) -> tuple[TrainingRequest, dict[str, Any]]:
         """Read layers and controls into a :class:`TrainingRequest` and a data description.
@@ -441,20 +438,22 @@ class TrainWidget(QWidget):
             allow_prefix=bool(self.common_prefix.value),
         )
         params = self.estimator_params()
+        label_names = self.training_labels()
         uses_continuous = params["conditional"] != "time" or params["hybrid"]
-        continuous = list(self.variables.value) if uses_continuous else []
-        if uses_continuous and not continuous and not self.discrete.value:
+        if uses_continuous and not label_names["labels"]:
             raise ValueError(
                 f"Conditional {params['conditional']!r} trains on behaviour: choose a behaviour "
                 "layer and at least one continuous label, or use the CEBRA-Time preset."
             )
-        labels = layer_data.label_arrays(table, continuous, self.discrete.value, n_frames)
+        labels = layer_data.label_arrays(
+            table, label_names["continuous"], label_names["discrete"], n_frames
+        )
         description = {
             "neural": source.name,
             "rois": getattr(rois_layer, "name", None),
             "dff": bool(self.dff.value) if source.kind == "movie" else None,
             "behaviour": getattr(behaviour_layer, "name", None),
-            "labels": self.training_label_names(),
+            **label_names,
             "n_frames": n_frames,
             "valid_fraction": float(self.valid_fraction.value),
             "preset": self.preset.value,

@@ -38,7 +38,29 @@ from napari_cebra.core.models import DropTimeAxis, Residual, UnitNorm
 if TYPE_CHECKING:
     from napari_cebra.core.offset import Offset
 
-__all__ = ["ChannelsLastEncoder", "compile_encoder", "fused_infonce"]
+__all__ = [
+    "PRECISIONS",
+    "ChannelsLastEncoder",
+    "FusedCriterion",
+    "compile_encoder",
+    "compute_dtype",
+    "fused_infonce",
+]
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a training ``precision`` name (``"float32"`` or ``"bfloat16"``).
+
+    Raises
+    ------
+    ValueError
+        For any other value.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}.")
+    return torch.float32 if precision == "float32" else torch.bfloat16
 
 
 @dataclass(frozen=True)
@@ -188,9 +210,16 @@ class ChannelsLastEncoder:
         self._low = offset.left
         self._high = self.num_samples - offset.right
         self._window = len(offset)
-        self._input = data.to(compute_dtype).contiguous()
+        self._input_cache: torch.Tensor | None = None
         self._columns: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._programs: dict[int, tuple[nn.Module, _Program | None]] = {}
+
+    @property
+    def _input(self) -> torch.Tensor:
+        """The recording in the compute dtype (a copy only for bfloat16, made on first use)."""
+        if self._input_cache is None:
+            self._input_cache = self.data.to(self.compute_dtype).contiguous()
+        return self._input_cache
 
     def supports(self, encoder: nn.Module) -> bool:
         """Whether ``encoder`` has a channels-last program."""
@@ -268,20 +297,23 @@ class ChannelsLastEncoder:
         return _InputConvFunction.apply(columns, columns_t, weight, bias, self.compute_dtype)
 
     def _apply_sequence(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(layer, _Activation):
-            return _activate(x, layer)
-        return self._apply_windows(layer, x[None])[0]
+        return _apply_layer(layer, x[None], self.compute_dtype)[0]
 
     def _apply_windows(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(layer, _Activation):
-            return _activate(x, layer)
-        if isinstance(layer, _Conv):
-            module = layer.module
-            return _ConvFunction.apply(x, module.weight, module.bias, self.compute_dtype)
-        module = layer.conv.module
-        return _ResidualConvFunction.apply(
-            x, module.weight, module.bias, self.compute_dtype, layer.activation.approximate
-        )
+        return _apply_layer(layer, x, self.compute_dtype)
+
+
+def _apply_layer(layer: _Layer, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """One program layer on channels-last ``(B, T, c)`` activations."""
+    if isinstance(layer, _Activation):
+        return _activate(x, layer)
+    if isinstance(layer, _Conv):
+        module = layer.module
+        return _ConvFunction.apply(x, module.weight, module.bias, dtype)
+    module = layer.conv.module
+    return _ResidualConvFunction.apply(
+        x, module.weight, module.bias, dtype, layer.activation.approximate
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -637,5 +669,39 @@ def fused_infonce(
     distance : {"cosine", "euclidean"}
         Similarity measure (dot product or negative squared distance).
     """
-    scale = torch.as_tensor(inverse_temperature, dtype=ref.dtype, device=ref.device)
-    return _FusedInfoNCE.apply(ref, pos, neg, scale, distance == "euclidean")
+    if not isinstance(inverse_temperature, torch.Tensor):
+        inverse_temperature = torch.tensor(inverse_temperature, dtype=ref.dtype, device=ref.device)
+    return _FusedInfoNCE.apply(ref, pos, neg, inverse_temperature, distance == "euclidean")
+
+
+class FusedCriterion:
+    """The InfoNCE criterion's call, computed by :func:`fused_infonce`.
+
+    ``self(ref, pos, neg)`` returns the criterion's ``(total, pos_term, neg_term)`` (up to float
+    rounding) with the fused, chunked backward pass; the temperature (constant, or learnable
+    with gradient) is read from the criterion at every call.
+
+    Parameters
+    ----------
+    criterion : InfoNCE
+        The wrapped criterion (:class:`napari_cebra.core.loss.InfoNCE`).
+    """
+
+    def __init__(self, criterion: nn.Module) -> None:
+        self.criterion = criterion
+        self._constant_scale: torch.Tensor | None = None
+
+    def __call__(
+        self, ref: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return fused_infonce(ref, pos, neg, self._scale(ref), self.criterion.distance)
+
+    def _scale(self, like: torch.Tensor) -> torch.Tensor:
+        if self.criterion.learnable:
+            return self.criterion.inverse_temperature()
+        scale = self._constant_scale
+        if scale is None or scale.device != like.device:
+            inverse = self.criterion.inverse_temperature()
+            scale = torch.tensor(inverse, dtype=like.dtype, device=like.device)
+            self._constant_scale = scale
+        return scale

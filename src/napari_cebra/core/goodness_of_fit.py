@@ -12,18 +12,74 @@ the GoF is the sum of the two objectives' GoFs (the reference has no GoF for hyb
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from napari_cebra.core import validation
+from napari_cebra.core.progress import run_to_end
 
 if TYPE_CHECKING:
     from napari_cebra.core.estimator import CEBRA
 
 _HYBRID = "single-session-hybrid"
+
+
+@dataclass(frozen=True)
+class ScoringProgress:
+    """Progress of a score: ``step`` of ``total_steps`` batches evaluated."""
+
+    step: int
+    total_steps: int
+
+
+def iter_infonce_loss(
+    model: CEBRA,
+    X: Any,
+    *y: Any,
+    session_id: int | None = None,
+    num_batches: int = 500,
+    correct_by_batchsize: bool = False,
+) -> Generator[ScoringProgress, None, float]:
+    """:func:`infonce_loss` as a generator that yields after every scoring batch.
+
+    The arguments are those of :func:`infonce_loss`, which is this generator run to the end, so
+    the returned value (``StopIteration.value``) is identical. The input checks run at the first
+    ``next()``. While the generator is suspended the encoder stays in eval mode; closing it (or
+    breaking out of a loop over it) restores the training mode.
+
+    Yields
+    ------
+    ScoringProgress
+        After each batch: batches done and ``num_batches``.
+
+    Returns
+    -------
+    float
+        The mean InfoNCE loss.
+    """
+    import torch
+
+    _check_scoring_input(model, X, y, session_id, num_batches, correct_by_batchsize)
+    encoder, objective = model._scoring_objective(X, y, session_id)
+    criterion = model.solver_.criterion
+    was_training = encoder.training
+    encoder.eval()
+    totals = []
+    try:
+        for batch in range(num_batches):
+            with torch.no_grad():  # not held across the yield: grad mode is per thread
+                totals.append(objective.loss(encoder, criterion)[0])
+            yield ScoringProgress(batch + 1, num_batches)
+    finally:
+        encoder.train(was_training)
+    loss = float(torch.stack(totals).mean())
+    if correct_by_batchsize:
+        loss -= float(np.log(model.batch_size))
+    return loss
 
 
 def infonce_loss(
@@ -38,6 +94,7 @@ def infonce_loss(
 
     Batches are drawn as in training (same batch size, sampler, time offset), from a generator
     seeded by the model's ``seed_``, with the encoder in eval mode and without gradients.
+    :func:`iter_infonce_loss` computes the same value step by step.
 
     Parameters
     ----------
@@ -68,8 +125,27 @@ def infonce_loss(
         If the labels differ in number, kind or width from training, or
         ``correct_by_batchsize`` is used with a full-batch model.
     """
-    import torch
+    return run_to_end(
+        iter_infonce_loss(
+            model,
+            X,
+            *y,
+            session_id=session_id,
+            num_batches=num_batches,
+            correct_by_batchsize=correct_by_batchsize,
+        )
+    )
 
+
+def _check_scoring_input(
+    model: CEBRA,
+    X: Any,
+    y: tuple[Any, ...],
+    session_id: int | None,
+    num_batches: int,
+    correct_by_batchsize: bool,
+) -> None:
+    """The checks of :func:`infonce_loss`, in the reference's order."""
     check_is_fitted(model, "n_features_")
     if validation.is_multi_session(X):
         raise NotImplementedError(
@@ -87,21 +163,6 @@ def infonce_loss(
             "Batch size is None, please provide a model with a batch size to correct the InfoNCE."
         )
     _check_label_types(model, y, session_id)
-    encoder, objective = model._scoring_objective(X, y, session_id)
-    criterion = model.solver_.criterion
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        with torch.no_grad():
-            totals = torch.stack(
-                [objective.loss(encoder, criterion)[0] for _ in range(num_batches)]
-            )
-    finally:
-        encoder.train(was_training)
-    loss = float(totals.mean())
-    if correct_by_batchsize:
-        loss -= float(np.log(model.batch_size))
-    return loss
 
 
 def _check_label_types(model: CEBRA, y: tuple[Any, ...], session_id: int | None) -> None:
@@ -132,6 +193,34 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(size for size in shape if size != 1)
 
 
+def iter_goodness_of_fit_score(
+    model: CEBRA,
+    X: Any,
+    *y: Any,
+    session_id: int | None = None,
+    num_batches: int = 500,
+) -> Generator[ScoringProgress, None, float]:
+    """:func:`goodness_of_fit_score` as a generator that yields after every scoring batch.
+
+    Yields the records of :func:`iter_infonce_loss` and returns (``StopIteration.value``) the
+    value :func:`goodness_of_fit_score` returns for the same arguments.
+
+    Yields
+    ------
+    ScoringProgress
+        After each batch: batches done and ``num_batches``.
+
+    Returns
+    -------
+    float
+        Goodness of fit in bits.
+    """
+    loss = yield from iter_infonce_loss(
+        model, X, *y, session_id=session_id, num_batches=num_batches
+    )
+    return infonce_to_goodness_of_fit(loss, model)
+
+
 def goodness_of_fit_score(
     model: CEBRA,
     X: Any,
@@ -141,14 +230,16 @@ def goodness_of_fit_score(
 ) -> float:
     """Goodness of fit in bits of a fitted model on (new) data.
 
-    ``infonce_to_goodness_of_fit(infonce_loss(model, X, *y, ...), model)``.
+    ``infonce_to_goodness_of_fit(infonce_loss(model, X, *y, ...), model)``;
+    :func:`iter_goodness_of_fit_score` computes the same value step by step.
 
     Returns
     -------
     float
     """
-    loss = infonce_loss(model, X, *y, session_id=session_id, num_batches=num_batches)
-    return infonce_to_goodness_of_fit(loss, model)
+    return run_to_end(
+        iter_goodness_of_fit_score(model, X, *y, session_id=session_id, num_batches=num_batches)
+    )
 
 
 def goodness_of_fit_history(model: CEBRA) -> np.ndarray:

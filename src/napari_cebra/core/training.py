@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import torch
 
+from napari_cebra.core.fast import FusedCriterion
+from napari_cebra.core.loss import InfoNCE
 from napari_cebra.core.windows import WindowEncoder
 
 STAT_KEYS = ("pos", "neg", "total", "temperature")
@@ -120,11 +122,20 @@ class FullBatchObjective:
         The encoder's receptive field.
     generator : torch.Generator
         Draws the negative permutation.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the encoder pass (see :class:`~napari_cebra.core.windows.WindowEncoder`).
     """
 
     stat_keys = STAT_KEYS
 
-    def __init__(self, data: torch.Tensor, sampler: Any, offset: Any, generator: torch.Generator):
+    def __init__(
+        self,
+        data: torch.Tensor,
+        sampler: Any,
+        offset: Any,
+        generator: torch.Generator,
+        precision: str = "float32",
+    ):
         num_samples = int(data.shape[0])
         last = num_samples - len(offset) - 2
         if last < offset.left:
@@ -133,6 +144,7 @@ class FullBatchObjective:
                 f"for this encoder, got {num_samples}."
             )
         self.data = data
+        self.windows = WindowEncoder(data, offset, len(offset) > 1, precision)
         self.sampler = sampler
         self.generator = generator
         self.left = offset.left
@@ -140,7 +152,7 @@ class FullBatchObjective:
         self._highest_centre = num_samples - offset.right
 
     def loss(self, model: torch.nn.Module, criterion: torch.nn.Module) -> tuple[torch.Tensor, ...]:
-        embedded = model.embed_sequence(self.data)
+        embedded = self.windows.embed_sequence(model)
         reference = self.reference
         order = torch.randperm(
             reference.shape[0], generator=self.generator, device=self.generator.device
@@ -310,6 +322,9 @@ class Solver:
         self.history: list[float] = []
         self.log: dict[str, list[float]] = {key: [] for key in stat_keys}
         self._constant_temperature: torch.Tensor | None = None
+        self._loss_function = (
+            FusedCriterion(criterion) if isinstance(criterion, InfoNCE) else criterion
+        )
 
     @property
     def num_sessions(self) -> int | None:
@@ -390,7 +405,7 @@ class Solver:
     def _step(self, objective: Objective) -> torch.Tensor:
         """One optimizer step; returns the step's statistics as a device tensor."""
         self.optimizer.zero_grad(set_to_none=True)
-        terms = objective.loss(self.model, self.criterion)
+        terms = objective.loss(self.model, self._loss_function)
         terms[0].backward()
         self.optimizer.step()
         with torch.no_grad():

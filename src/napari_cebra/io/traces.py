@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_cebra.core.progress import run_to_end
+
 DEFAULT_CHUNK_FRAMES = 256
 DEFAULT_BASELINE_WINDOW = 900  # frames: 30 s at 30 Hz
 DEFAULT_PERCENTILE = 8.0
@@ -134,13 +136,7 @@ def extract_traces(
         percentile=percentile,
         chunk_frames=chunk_frames,
     )
-    while True:
-        try:
-            fraction = next(steps)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(fraction)
+    return run_to_end(steps, progress)
 
 
 def running_percentile(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_cebra.core.progress import run_to_end
 from napari_cebra.workflows.executors import TaskDone, close_executor, resolve_executor
 from napari_cebra.workflows.splits import split_arrays, train_valid_split
 
@@ -109,13 +110,7 @@ def consistency_runs(
         executor=executor,
         precision=precision,
     )
-    while True:
-        try:
-            record = next(runs)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(record)
+    return run_to_end(runs, progress)
 
 
 def iter_consistency_runs(

@@ -16,6 +16,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from napari_cebra.core.progress import run_to_end as core_run_to_end
+
 DASK_INSTALL_HINT = (
     "Running on a dask cluster needs dask.distributed: pip install 'napari-cebra[dask]'."
 )
@@ -57,12 +59,7 @@ class Executor(Protocol):
 
 def run_to_end(function: TaskFunction, task: Any, shared: Any) -> Any:
     """Exhaust the generator ``function(task, shared)`` and return its return value."""
-    generator = function(task, shared)
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return core_run_to_end(function(task, shared))
 
 
 class LocalExecutor:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 REPORT_NAME = "report.html"
+_READABLE = 0o644  # mkstemp creates 0o600 files; reports are meant to be shared
 RESULTS_NAME = "results.json"
 _VERDICT_COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "skipped": "#666"}
 _STYLE = """
@@ -64,6 +65,7 @@ def atomic_write_texts(contents: Mapping[Path, str]) -> None:
         for path, text in contents.items():
             handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             temporaries[path] = Path(name)
+            os.chmod(name, _READABLE)
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(text)
                 stream.flush()
@@ -199,7 +201,11 @@ def _consistency_figure(matrix: Sequence[Sequence[float | None]] | None, title: 
         return ""
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     figure = _new_figure(4.2, 4.0)
-    plot_consistency(values, ax=figure.add_subplot(), title=title)
+    # fixed 0-100 % scale so that train and validation are comparable; red text reads on both
+    # ends of the grey scale
+    plot_consistency(
+        values, ax=figure.add_subplot(), title=title, text_color="tab:red", vmin=0, vmax=100
+    )
     return _figure_png(figure)
 
 
