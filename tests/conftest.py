@@ -49,3 +49,20 @@ def fast_params() -> dict:
         device="cpu",
         seed=0,
     )
+
+
+@pytest.fixture(autouse=True)
+def empty_session_models():
+    """Every test starts with an empty session-model registry and leaves none behind.
+
+    The registry is process-wide (all widgets share it), so without this a model registered by
+    one widget test would show up in the next test's model lists.
+    """
+    from napari_cebra._widgets.session import session_models
+
+    registry = session_models()
+    saved = dict(registry._models)
+    registry._models.clear()
+    yield registry
+    registry._models.clear()
+    registry._models.update(saved)
