@@ -93,6 +93,8 @@ def test_report_end_to_end(recording_files):
         "2",
         "--batch-size",
         "128",
+        "--gof-batches",
+        "5",
         cwd=recording_files,
     )
     assert completed.returncode == 0, completed.stderr
@@ -110,7 +112,7 @@ def test_report_with_1d_labels_and_no_labels(recording_files, monkeypatch, tmp_p
     """In-process runs (faster): 1-D .npy labels are accepted."""
     recorded = {}
 
-    def fake_run_report(neural, labels, out, iterations, runs, seed, model_params=None):
+    def fake_run_report(neural, labels, out, iterations, runs, seed, *options):
         recorded.update(neural=neural, labels=labels, out=out)
         return {}
 
@@ -148,7 +150,7 @@ def test_interrupt_leaves_no_files(monkeypatch, recording_files, tmp_path, capsy
 def test_headless_demo_writes_report(monkeypatch, tmp_path):
     calls = {}
 
-    def fake_run_report(neural, labels, out, iterations, runs, seed, model_params=None):
+    def fake_run_report(neural, labels, out, iterations, runs, seed, *options):
         calls.update(shape=neural.shape, labels=labels.shape, out=out)
         return {}
 

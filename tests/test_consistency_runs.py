@@ -126,6 +126,20 @@ def test_generator_returns_the_result(recording):
     assert len(result.models) == 2 and records[-1].batched
 
 
+@pytest.mark.parametrize(("yield_every", "steps"), [(1, list(range(1, 16))), (4, [4, 8, 12, 15])])
+def test_yield_every_sets_the_record_spacing(recording, yield_every, steps):
+    records = []
+    consistency_runs(
+        PARAMS, recording.neural, n_runs=2, yield_every=yield_every, progress=records.append
+    )
+    assert [r.step for r in records] == steps
+
+
+def test_bad_yield_every_raises(recording):
+    with pytest.raises(ValueError, match="yield_every must be a positive integer, got 0"):
+        consistency_runs(PARAMS, recording.neural, n_runs=2, yield_every=0)
+
+
 def test_bad_run_counts_raise(recording):
     with pytest.raises(ValueError, match="n_runs must be an integer >= 2"):
         consistency_runs(PARAMS, recording.neural, n_runs=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,8 @@ WAIT_MS = 60_000
 
 @pytest.fixture
 def viewer_and_widget(make_napari_viewer, small_data):
+    for name in session_models().names():  # models of earlier test files would be preselected
+        session_models().remove(name)
     viewer = make_napari_viewer()
     viewer.add_image(small_data, name="recording B")
     _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", "CEBRA models")
@@ -84,3 +88,34 @@ def test_a_cebra_model_file_loads_and_transforms(qtbot, viewer_and_widget, small
     _transform(qtbot, widget, "recording B")
     layer = viewer.window.dock_widgets[EMBEDDING_DOCK].layer(f"{entry.name} on recording B")
     np.testing.assert_allclose(layer.data, reference.transform(small_data), atol=1e-4)
+
+
+def _endless_extraction(movie, rois, dff=False, **_kwargs):
+    """Stands in for ``iter_extract_traces``: reports progress every 20 ms, never ends."""
+    step = 0
+    while True:
+        step += 1
+        time.sleep(0.02)
+        yield 1 - 1 / (step + 1)
+
+
+def test_closing_the_dock_mid_transform_stops_it(
+    qtbot, viewer_and_widget, fast_params, small_data, monkeypatch
+):
+    viewer, widget = viewer_and_widget
+    monkeypatch.setattr("napari_cebra.io.traces.iter_extract_traces", _endless_extraction)
+    session_models().add(CEBRA(**fast_params).fit(small_data), base_name="closing")
+    viewer.add_image(np.zeros((20, 6, 6), dtype=np.float32), name="movie")
+    viewer.add_labels(np.ones((6, 6), dtype=np.int32), name="rois")
+    widget.neural.value, widget.rois.value = "movie", "rois"
+    widget.transform_button.clicked()
+    qtbot.waitUntil(lambda: "Extracting ROI traces" in widget.status.value, timeout=WAIT_MS)
+    assert not widget.transform_button.enabled
+    worker = widget.worker
+    started = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        viewer.window.remove_dock_widget(widget.parent())
+    assert time.perf_counter() - started < 1.0
+    qtbot.wait(50)
+    assert widget.worker is None
+    assert EMBEDDING_DOCK not in viewer.window.dock_widgets

@@ -225,8 +225,10 @@ def test_closing_mid_run_stops_the_sweep(qtbot, viewer_and_widget, tmp_path):
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.current.value() > 0, timeout=WAIT_MS)
     worker = widget.runner.worker
+    started = time.perf_counter()
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         viewer.window.remove_dock_widget(widget.parent())
+    assert time.perf_counter() - started < 1.0
     qtbot.wait(50)
     assert WIDGET not in "".join(viewer.window.dock_widgets)
     index = json.loads((tmp_path / "sweep" / "grid_results.json").read_text())

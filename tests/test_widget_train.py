@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -92,6 +93,23 @@ def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_w
     view.color_by.value = "split"
     assert len({tuple(c) for c in np.round(points.face_color, 3)}) == 2
     assert list(view.legend.legend.categories) == ["train", "validation"]
+
+
+def test_final_status_survives_records_queued_behind_the_result(qtbot, viewer_and_widget):
+    """All records, the result and the end arrive at once (a busy GUI thread): napari's
+    activity bar processes pending events while it advances, which must not let a record's
+    status overwrite the final one."""
+    from qtpy.QtCore import Qt
+
+    _, widget = viewer_and_widget
+    widget.max_iterations.value = 4
+    widget.train_button.click()
+    ended = threading.Event()
+    widget.worker.finished.connect(ended.set, Qt.DirectConnection)
+    assert ended.wait(WAIT_MS / 1000)  # the GUI thread handles nothing meanwhile
+    _wait_until_idle(qtbot, widget)
+    assert widget.status.value.endswith("bits (last steps).")
+    assert widget.loss_plot.n_points == 4
 
 
 def test_stop_ends_training_within_a_second_and_keeps_the_model(qtbot, viewer_and_widget):
@@ -188,8 +206,10 @@ def test_closing_the_widget_mid_run_does_not_crash(qtbot, viewer_and_widget):
     worker = widget.worker
     qtbot.waitUntil(lambda: widget.loss_plot.n_points >= 2, timeout=WAIT_MS)
     n_models = len(session_models())
+    started = time.perf_counter()
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         viewer.window.remove_dock_widget(widget.parent())
+    assert time.perf_counter() - started < 1.0  # one step, then embedding 160 frames
     qtbot.wait(50)
     assert EMBEDDING_DOCK not in viewer.window.dock_widgets
     assert len(session_models()) == n_models

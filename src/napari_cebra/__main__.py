@@ -136,6 +136,7 @@ def run_report(
     runs: int,
     seed: int,
     model_params: dict[str, Any] | None = None,
+    gof_batches: int = 100,
 ) -> dict[str, Any]:
     """Run the recipe with console progress and write the report; return the results."""
     from napari_cebra.workflows.recipe import run_recipe
@@ -148,6 +149,7 @@ def run_report(
         n_runs=runs,
         seed=seed,
         model_params=model_params,
+        gof_batches=gof_batches,
         progress=ConsoleProgress(),
     )
     report_path, results_path = write_report(results, out)
@@ -160,7 +162,16 @@ def run_report(
 def _command_report(args: argparse.Namespace) -> int:
     neural, labels = load_inputs(args)
     overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
-    run_report(neural, labels, args.out, args.iterations, args.runs, args.seed, overrides)
+    run_report(
+        neural,
+        labels,
+        args.out,
+        args.iterations,
+        args.runs,
+        args.seed,
+        overrides,
+        args.gof_batches,
+    )
     return 0
 
 
@@ -239,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=int, default=0)
     report.add_argument(
         "--batch-size", type=_positive_int, help="replace the recipe's batch size (512)"
+    )
+    report.add_argument(
+        "--gof-batches", type=_positive_int, default=100, help="batches per goodness-of-fit score"
     )
     report.add_argument("--key", help="array name in an .npz/.h5 neural file")
     report.add_argument("--labels-key", help="array name in an .npz/.h5 labels file")

@@ -7,6 +7,15 @@ enables its Stop button while running, hands every yielded record and the return
 callbacks **in the main thread**, turns exceptions into napari error notifications, and drops all
 callbacks once the widget is closed (the run is then stopped).
 
+Closing a dock: napari's close button (``Window.remove_dock_widget``) only takes the widget out of
+its dock (``setParent(None)``); while a worker holds references the widget is not deleted, so
+``destroyed`` would come too late. The runner watches both events and stops the run at the first.
+
+Order of the slots: napari's activity-dock bar processes pending Qt events when it is advanced, so
+a later record, the result and the end of the run can be handled *inside* an earlier record's
+slot. The runner therefore hands a record to its callback before advancing the bar, and drops
+records that arrive after the result (they would overwrite the final status).
+
 Stop: the worker checks between two records whether Stop was pressed, so the generator must yield
 often (a few times per second). Either the runner closes the generator at its next yield
 (``run(steps)``), or, when the caller passes its own ``stop`` event to the generator as well, the
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from qtpy.QtCore import QEvent, QObject
@@ -94,9 +104,23 @@ class _CloseWatcher(QObject):
         widget.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        """Call ``on_close`` when ``watched`` has lost its parent; never consume the event."""
         if event.type() == QEvent.ParentChange and watched.parent() is None:
             self.on_close()
         return False
+
+
+@dataclass
+class _Run:
+    """State of one run: its worker, callbacks and activity-dock bar."""
+
+    worker: Any
+    description: str
+    callbacks: dict[str, Callable[..., None] | None]
+    measure: Measure
+    bar: Any
+    ended: bool = False  # result, Stop or error handled: later records are stale
+    orphaned: bool = False  # the owner was closed: no callback any more
 
 
 class BackgroundRunner:
@@ -106,7 +130,7 @@ class BackgroundRunner:
     ----------
     owner : QWidget
         The widget the run belongs to; once it is closed (deleted, or taken out of its napari
-        dock), no callback is called any more and a running generator is stopped.
+        dock), no callback of the current run is called any more and its generator is stopped.
     controls : sequence of QWidget or magicgui widgets
         Disabled while a run is going on (parameter boxes, Run buttons, layer pickers).
     stop_button : QWidget, optional
@@ -129,10 +153,8 @@ class BackgroundRunner:
         self.owner = owner
         self.controls = list(controls)
         self.stop_button = stop_button
-        self.worker: Any = None
-        self.progress: Any = None
+        self._run: _Run | None = None
         self._stop = threading.Event()
-        self.closed = False
         if stop_button is not None:
             stop_button.setEnabled(False)
             stop_button.clicked.connect(self.stop)
@@ -140,13 +162,23 @@ class BackgroundRunner:
         self._watcher = _CloseWatcher(owner, self._on_owner_closed)
 
     @property
+    def worker(self) -> Any:
+        """The napari worker of the current run (``None`` when idle)."""
+        return None if self._run is None else self._run.worker
+
+    @property
+    def progress(self) -> Any:
+        """The activity-dock bar of the current run (``None`` when idle)."""
+        return None if self._run is None else self._run.bar
+
+    @property
     def running(self) -> bool:
         """True from :meth:`run` until the worker has finished."""
-        return self.worker is not None
+        return self._run is not None
 
     @property
     def stop_requested(self) -> bool:
-        """True once Stop was pressed during the current run."""
+        """True once Stop was pressed (or the owner closed) during the current run."""
         return self._stop.is_set()
 
     def run(
@@ -157,6 +189,7 @@ class BackgroundRunner:
         on_record: Callable[[Any], None] | None = None,
         on_result: Callable[[Any], None] | None = None,
         on_stopped: Callable[[], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
         on_finished: Callable[[], None] | None = None,
         measure: Measure = step_progress,
         stop: threading.Event | None = None,
@@ -171,12 +204,15 @@ class BackgroundRunner:
         description : str
             Name of the run in the activity dock and in error messages.
         on_record : callable, optional
-            Called in the main thread with every yielded record.
+            Called in the main thread with every yielded record (never after the result).
         on_result : callable, optional
             Called in the main thread with the generator's return value (not after a Stop that
             closed the generator).
         on_stopped : callable, optional
             Called in the main thread when Stop closed the generator.
+        on_error : callable, optional
+            Called in the main thread with the exception the generator raised (after the error
+            notification).
         on_finished : callable, optional
             Called in the main thread at the very end (after success, Stop or an error).
         measure : callable, optional
@@ -200,18 +236,24 @@ class BackgroundRunner:
         worker = create_worker(
             pump, steps, self._stop, stop is None, _start_thread=False, _ignore_errors=True
         )
-        self.worker = worker
-        self.progress = progress(total=0, desc=description)
-        callbacks = {
-            "record": on_record,
-            "result": on_result,
-            "stopped": on_stopped,
-            "finished": on_finished,
-        }
-        worker.yielded.connect(lambda record: self._on_yielded(record, callbacks, measure))
-        worker.returned.connect(lambda result: self._on_returned(result, callbacks))
-        worker.errored.connect(lambda error: self._on_errored(error, description))
-        worker.finished.connect(lambda: self._on_finished(worker, callbacks))
+        run = _Run(
+            worker=worker,
+            description=description,
+            callbacks={
+                "record": on_record,
+                "result": on_result,
+                "stopped": on_stopped,
+                "error": on_error,
+                "finished": on_finished,
+            },
+            measure=measure,
+            bar=progress(total=0, desc=description),
+        )
+        self._run = run
+        worker.yielded.connect(lambda record: self._on_yielded(run, record))
+        worker.returned.connect(lambda result: self._on_returned(run, result))
+        worker.errored.connect(lambda error: self._on_errored(run, error))
+        worker.finished.connect(lambda: self._on_finished(run))
         self._set_running(True)
         worker.start()
         return worker
@@ -224,47 +266,59 @@ class BackgroundRunner:
                 self.stop_button.setEnabled(False)
 
     # ------------------------------------------------------------ main-thread slots
-    def _owner_alive(self) -> bool:
-        return not self.closed and qt_alive(self.owner)
+    def _delivers(self, run: _Run) -> bool:
+        """Whether ``run``'s callbacks may still be called (its owner is open)."""
+        return not run.orphaned and qt_alive(self.owner)
 
-    def _on_yielded(self, record: Any, callbacks: dict[str, Any], measure: Measure) -> None:
-        counts = measure(record)
-        if counts is not None and self.progress is not None:
-            done, total = counts
-            if total > 0 and self.progress.total != total:
-                self.progress.total = total
-            self.progress.update(done - self.progress.n)
-        if callbacks["record"] is not None and self._owner_alive():
-            callbacks["record"](record)
+    def _call(self, run: _Run, name: str, *args: Any) -> None:
+        callback = run.callbacks[name]
+        if callback is not None and self._delivers(run):
+            callback(*args)
 
-    def _on_returned(self, result: Any, callbacks: dict[str, Any]) -> None:
-        if not self._owner_alive():
+    def _on_yielded(self, run: _Run, record: Any) -> None:
+        if run.ended:
             return
-        if result is STOPPED:
-            if callbacks["stopped"] is not None:
-                callbacks["stopped"]()
-        elif callbacks["result"] is not None:
-            callbacks["result"](result)
+        self._call(run, "record", record)
+        self._advance_bar(run, record)  # last: the bar processes pending Qt events
 
-    def _on_errored(self, error: BaseException, description: str) -> None:
+    def _advance_bar(self, run: _Run, record: Any) -> None:
+        counts = run.measure(record)
+        if counts is None or run.bar is None or run.ended:
+            return
+        done, total = counts
+        if total > 0 and run.bar.total != total:
+            run.bar.total = total
+        run.bar.update(done - run.bar.n)
+
+    def _on_returned(self, run: _Run, result: Any) -> None:
+        run.ended = True
+        if result is STOPPED:
+            self._call(run, "stopped")
+        else:
+            self._call(run, "result", result)
+
+    def _on_errored(self, run: _Run, error: BaseException) -> None:
         from napari.utils.notifications import show_error
 
-        show_error(f"{description} failed: {error}")
+        run.ended = True
+        show_error(f"{run.description} failed: {error}")
+        self._call(run, "error", error)
 
-    def _on_finished(self, worker: Any, callbacks: dict[str, Any]) -> None:
-        if self.progress is not None:
-            self.progress.close()
-            self.progress = None
-        if worker is self.worker:
-            self.worker = None
-        if self._owner_alive():
-            self._set_running(False)
-            if callbacks["finished"] is not None:
-                callbacks["finished"]()
+    def _on_finished(self, run: _Run) -> None:
+        run.ended = True
+        bar, run.bar = run.bar, None
+        if run is self._run:
+            self._run = None
+            if self._delivers(run):
+                self._set_running(False)
+        self._call(run, "finished")
+        if bar is not None:
+            bar.close()
 
     def _on_owner_closed(self, *_args: Any) -> None:
-        self.closed = True
-        self._stop.set()
+        if self._run is not None:
+            self._run.orphaned = True
+            self._stop.set()
 
     def _set_running(self, running: bool) -> None:
         for control in self.controls:

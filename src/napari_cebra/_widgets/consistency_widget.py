@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from magicgui.widgets import Container
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 SPLIT_COLUMN = "split"
 MIN_FORM_HEIGHT = 450  # px: docks added later (e.g. the embedding view) must not squash the form
+YIELD_EVERY = 2  # ensemble steps between records: Stop and closing the dock act within a second
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,7 @@ def train_runs_steps(
         n_runs=request.n_runs,
         seeds=request.seeds,
         valid_fraction=request.valid_fraction,
+        yield_every=YIELD_EVERY,
     )
     while True:
         try:
@@ -657,26 +659,6 @@ def scrolling_layout(widget: QWidget) -> QVBoxLayout:
     return layout
 
 
-class StopWhenClosed(QObject):
-    """Stops a widget's :class:`BackgroundRunner` when the widget's dock is closed.
-
-    napari's close button (``remove_dock_widget``) takes the widget out of its dock with
-    ``setParent(None)`` instead of deleting it, so ``destroyed`` only fires once every reference
-    (including the running worker's) is gone; losing the parent is the moment to stop.
-    """
-
-    def __init__(self, widget: QWidget, runner: BackgroundRunner) -> None:
-        super().__init__(widget)
-        self.runner = runner
-        widget.installEventFilter(self)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        """Stop the run when ``watched`` has lost its parent (dock closed)."""
-        if event.type() == QEvent.ParentChange and watched.parent() is None:
-            self.runner.stop()
-        return False
-
-
 SOURCES = ("train new runs", "session models", "embedding layers")
 VERDICT_COLOURS = {"good": "#7fd17f", "fair": "#f0c674", "poor": "#f08c7f"}
 
@@ -763,7 +745,6 @@ class ConsistencyWidget(QWidget):
             ],
             stop_button=self.stop_button,
         )
-        self._close_watcher = StopWhenClosed(self, self.runner)
         self.run_button.clicked.connect(self.start)
         self.source.changed.connect(self._on_source)
         self.between.changed.connect(self._on_between)

@@ -18,7 +18,7 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_cebra._widgets import layer_data
-from napari_cebra._widgets.background import qt_alive
+from napari_cebra._widgets.background import BackgroundRunner, qt_alive
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.workers import NeuralInput, TraceProgress, transform_steps
@@ -42,8 +42,6 @@ class ModelsWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.registry = session_models()
-        self.worker: Any = None
-        self._stop = threading.Event()
 
         self.model = ComboBox(label="model", choices=self._model_names, nullable=True)
         self.details = Label(value="")
@@ -77,6 +75,7 @@ class ModelsWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.box.native)
         layout.addStretch(1)
+        self.runner = BackgroundRunner(self, controls=[self.transform_button])
 
         self.model.changed.connect(self._show_details)
         self.save_button.changed.connect(self.save_model)
@@ -84,7 +83,6 @@ class ModelsWidget(QWidget):
         self.load_button.changed.connect(self.load_model)
         self.transform_button.changed.connect(self.transform_layer)
         self.registry.subscribe(self.refresh_models)
-        self.destroyed.connect(self._stop.set)
         self.destroyed.connect(lambda *_: self.registry.unsubscribe(self.refresh_models))
         layers_events = self.viewer.layers.events
         for event in (layers_events.inserted, layers_events.removed, layers_events.moved):
@@ -194,12 +192,19 @@ class ModelsWidget(QWidget):
         if self.model.value:
             self.registry.remove(self.model.value)
 
+    @property
+    def worker(self) -> Any:
+        """The napari worker of the transform going on (``None`` when idle)."""
+        return self.runner.worker
+
     def transform_layer(self, _value: Any = None) -> None:
-        """Embed the chosen neural layer with the chosen model in a worker thread."""
-        from napari.qt.threading import thread_worker
+        """Embed the chosen neural layer with the chosen model in a worker thread.
+
+        Closing the dock stops a trace extraction in progress and discards the result.
+        """
         from napari.utils.notifications import show_error
 
-        if self.worker is not None:
+        if self.runner.running:
             return
         try:
             entry = self._selected()
@@ -225,37 +230,35 @@ class ModelsWidget(QWidget):
         except ValueError as error:
             show_error(f"Transform: {error}")
             return
-        self._stop = threading.Event()
-        worker = thread_worker(transform_steps, start_thread=False, ignore_errors=True)(
-            entry.model, neural, self._stop
-        )
+        stop = threading.Event()
         name = f"{entry.name} on {source.name}"
         time_layer = source.name if source.kind == "movie" else None
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(lambda emb: self._on_embedded(emb, name, time_layer))
-        worker.errored.connect(lambda error: self._set_status(f"Transform failed: {error}"))
-        worker.finished.connect(self._on_finished)
-        self.destroyed.connect(worker.quit)
-        self.worker = worker
-        self.transform_button.enabled = False
         self.status.value = f"Embedding {source.name}…"
-        worker.start()
+        self.runner.run(
+            transform_steps(entry.model, neural, stop),
+            description=f"Embedding {source.name}",
+            on_record=self._on_progress,
+            on_result=lambda embedding: self._on_embedded(embedding, name, time_layer),
+            on_error=lambda error: self._set_status(f"Transform failed: {error}"),
+            measure=trace_progress,
+            stop=stop,
+        )
 
     def _set_status(self, text: str) -> None:
-        if qt_alive(self):
-            self.status.value = text
+        self.status.value = text
 
     def _on_progress(self, record: TraceProgress) -> None:
         self._set_status(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
 
     def _on_embedded(self, embedding: np.ndarray | None, name: str, time_layer: str | None) -> None:
-        if embedding is None or not qt_alive(self):
+        if embedding is None:
+            self._set_status("Stopped: no embedding.")
             return
+        self.status.value = f"Added {name} ({len(embedding)} frames) to the embedding dock."
         view = embedding_view(self.viewer)
         view.add_embedding(embedding, name=name, time_layer=time_layer)
-        self.status.value = f"Added {name} ({len(embedding)} frames) to the embedding dock."
 
-    def _on_finished(self) -> None:
-        if qt_alive(self):
-            self.worker = None
-            self.transform_button.enabled = True
+
+def trace_progress(record: TraceProgress) -> tuple[int, int]:
+    """Activity-dock counts (percent) of a trace-extraction record."""
+    return round(100 * record.fraction), 100

@@ -36,11 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.consistency_widget import (
-    RecordingForm,
-    StopWhenClosed,
-    scrolling_layout,
-)
+from napari_cebra._widgets.consistency_widget import RecordingForm, scrolling_layout
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.train_widget import embedding_features
@@ -389,7 +385,6 @@ class SweepWidget(QWidget):
             ],
             stop_button=self.stop_button,
         )
-        self._close_watcher = StopWhenClosed(self, self.runner)
         self.run_button.clicked.connect(self.start)
         self.grid_text.textChanged.connect(self._on_grid_text)
         self.where.changed.connect(self._on_where)

@@ -18,12 +18,10 @@ from magicgui.widgets import (
     Select,
     SpinBox,
 )
-from qtpy.QtCore import QEvent
-from qtpy.QtGui import QCloseEvent
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from napari_cebra._widgets import layer_data
-from napari_cebra._widgets.background import qt_alive
+from napari_cebra._widgets.background import BackgroundRunner
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.loss_plot import LossPlot
 from napari_cebra._widgets.session import session_models
@@ -43,7 +41,7 @@ def _without_device(params: dict[str, Any]) -> dict[str, Any]:
 _GUI_DEFAULTS = {"max_iterations": 5000, "temperature_mode": "constant", "hybrid": False}
 PRESETS = {
     "CEBRA-Time": {**_without_device(TIME_PARAMS), **_GUI_DEFAULTS},
-    "CEBRA-Behavior": {**_without_device(BEHAVIOUR_PARAMS), **_GUI_DEFAULTS, "temperature": 1.0},
+    "CEBRA-Behavior": {**_without_device(BEHAVIOUR_PARAMS), **_GUI_DEFAULTS},
 }
 KIND_KEY = "napari_cebra_kind"  # layer metadata set by napari_cebra.io's readers and samples
 NEURAL_KINDS = ("movie", "neural_matrix")
@@ -76,10 +74,8 @@ class TrainWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.worker: Any = None
         self._run: _TrainingRun | None = None
         self.last_result: Any = None
-        self._stop = threading.Event()
         self._table_cache: tuple[str, pd.DataFrame | None] = ("", None)
 
         self.data_box = self._build_data_box()
@@ -91,9 +87,7 @@ class TrainWidget(QWidget):
         self.advanced_toggle.toggled.connect(self._toggle_advanced)
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
         self.train_button.clicked.connect(self.start_training)
-        self.stop_button.clicked.connect(self.stop_training)
         self.status = Label(value="Pick the layers, then press Train.")
         self.loss_plot = LossPlot(self)
 
@@ -108,6 +102,19 @@ class TrainWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status.native)
         layout.addWidget(self.loss_plot, stretch=1)
+
+        self.runner = BackgroundRunner(
+            self,
+            controls=[
+                self.data_box,
+                self.train_box,
+                self.advanced_box,
+                self.advanced_toggle,
+                self.train_button,
+            ],
+            stop_button=self.stop_button,
+        )
+        self.stop_button.clicked.connect(self._show_stopping)
 
         self.preset.changed.connect(self.apply_preset)
         self.apply_preset(self.preset.value)
@@ -481,12 +488,20 @@ class TrainWidget(QWidget):
         return None
 
     # ------------------------------------------------------------------ running
+    @property
+    def worker(self) -> Any:
+        """The napari worker of the run going on (``None`` when idle)."""
+        return self.runner.worker
+
     def start_training(self) -> None:
-        """Check the inputs and start training in a worker thread; errors become notifications."""
-        from napari.qt.threading import thread_worker
+        """Check the inputs and start training in a worker thread; errors become notifications.
+
+        Stop (or closing the dock) ends the run at the next step; Stop keeps the partially
+        trained model, closing the dock discards it.
+        """
         from napari.utils.notifications import show_error
 
-        if self.worker is not None:
+        if self.runner.running:
             return
         try:
             request, description = self.build_request()
@@ -494,98 +509,64 @@ class TrainWidget(QWidget):
             show_error(f"Train CEBRA: {error}")
             self.status.value = f"Not started: {error}"
             return
-        self._stop = threading.Event()
+        stop = threading.Event()
         self.loss_plot.clear()
-        self.worker = thread_worker(train_steps, start_thread=False, ignore_errors=True)(
-            request, self._stop
-        )
         # the run must outlive this call: Qt holds its bound-method slots only weakly
-        self._run = _TrainingRun(self, self.worker, request, description)
-        self._run.connect()
-        self._set_running(True)
+        self._run = _TrainingRun(self, description)
         self.status.value = "Starting…"
-        self.worker.start()
+        self.runner.run(
+            train_steps(request, stop),
+            description="Training CEBRA",
+            on_record=self._run.on_record,
+            on_result=self._run.on_result,
+            on_error=self._run.on_error,
+            on_finished=self.loss_plot.redraw,
+            measure=training_progress,
+            stop=stop,
+        )
 
     def stop_training(self) -> None:
         """End training at the next step; the partial model and its embedding are kept."""
-        self._stop.set()
-        self.stop_button.setEnabled(False)
+        self.runner.stop()
+        self._show_stopping()
+
+    def _show_stopping(self, *_args: Any) -> None:
         self.status.value = "Stopping…"
 
-    def abort_training(self) -> None:
-        """Stop the worker without applying its result (the widget is going away)."""
-        self._stop.set()
-        if self.worker is not None:
-            self.worker.quit()
 
-    def event(self, event: QEvent) -> bool:
-        """Closing the dock un-parents this widget (napari keeps it alive): abort the run."""
-        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
-            self.abort_training()
-        return super().event(event)
-
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
-        self.abort_training()
-        super().closeEvent(event)
-
-    def _set_running(self, running: bool) -> None:
-        for box in (self.data_box, self.train_box, self.advanced_box):
-            box.enabled = not running
-        self.advanced_toggle.setEnabled(not running)
-        self.train_button.setEnabled(not running)
-        self.stop_button.setEnabled(running)
+def training_progress(record: Any) -> tuple[int, int]:
+    """Activity-dock counts of a training record: percent of the traces, or optimizer steps."""
+    if isinstance(record, TraceProgress):
+        return round(100 * record.fraction), 100
+    return int(record.step), int(record.total_steps)
 
 
 class _TrainingRun:
-    """Main-thread slots of one training worker; each checks that the widget still exists."""
+    """Main-thread callbacks of one training run (the runner calls them only while the widget
+    is open, records never after the result)."""
 
-    def __init__(
-        self, widget: TrainWidget, worker: Any, request: TrainingRequest, description: dict
-    ) -> None:
-        from napari.utils import progress
-
+    def __init__(self, widget: TrainWidget, description: dict[str, Any]) -> None:
         self.widget = widget
-        self.worker = worker
-        self.request = request
         self.description = description
-        self.stop = widget._stop
-        self.total = int(request.params["max_iterations"])
-        self.trace_bar = (
-            None
-            if request.neural.matrix is not None
-            else progress(total=100, desc="Extracting ROI traces")
-        )
-        self.train_bar = progress(total=self.total, desc="Training CEBRA")
-        self.done = 0
 
-    def connect(self) -> None:
-        self.worker.yielded.connect(self.on_yielded)
-        self.worker.returned.connect(self.on_returned)
-        self.worker.errored.connect(self.on_errored)
-        self.worker.finished.connect(self.on_finished)
-        self.widget.destroyed.connect(self.stop.set)
-        self.widget.destroyed.connect(self.worker.quit)
-
-    def on_yielded(self, record: Any) -> None:
+    def on_record(self, record: Any) -> None:
+        """Show trace-extraction or training progress (status first, then the loss curve)."""
         if isinstance(record, TraceProgress):
-            if self.trace_bar is not None:
-                self.trace_bar.update(int(100 * record.fraction) - self.trace_bar.n)
-            self._status(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
+            self.widget.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
             return
-        self.train_bar.update(record.step - self.done)
-        self.done = record.step
-        if qt_alive(self.widget):
-            self.widget.loss_plot.append(record.step, record.pos, record.neg, record.total)
-            self.widget.status.value = (
-                f"Step {record.step}/{record.total_steps}   loss {record.total:.4f}   "
-                f"τ {record.temperature:.3g}   {record.elapsed:.1f} s"
-            )
+        self.widget.status.value = (
+            f"Step {record.step}/{record.total_steps}   loss {record.total:.4f}   "
+            f"τ {record.temperature:.3g}   {record.elapsed:.1f} s"
+        )
+        self.widget.loss_plot.append(record.step, record.pos, record.neg, record.total)
 
-    def on_returned(self, result: Any) -> None:
+    def on_result(self, result: Any) -> None:
+        """Register the model, show the final status, then add its embedding to the dock."""
         from napari.utils.notifications import show_info
 
+        widget = self.widget
         if result is None:
-            self._status("Stopped before the first step: no model.")
+            widget.status.value = "Stopped before the first step: no model."
             return
         description = dict(self.description)
         table = description.pop("table")
@@ -597,42 +578,27 @@ class _TrainingRun:
         entry = session_models().add(
             result.model, base_name=description["preset"], trained_on=description
         )
-        if qt_alive(self.widget):
-            self.widget.last_result = result
-            features = embedding_features(table, len(result.embedding), result.n_train)
-            view = embedding_view(self.widget.viewer)
-            view.add_embedding(
-                result.embedding,
-                name=entry.name,
-                features=features,
-                time_layer=description["time_layer"],
-            )
-            stopped = " (stopped early)" if result.stopped else ""
-            self.widget.status.value = (
-                f"{entry.name}: {result.steps_done} steps in {result.seconds:.1f} s{stopped}; "
-                f"goodness of fit {result.goodness_of_fit:.2f} bits (last steps)."
-            )
-            show_info(
-                f"{entry.name} trained{stopped}; its embedding is in the '{view.viewer.title}' "
-                "dock."
-            )
+        widget.last_result = result
+        stopped = " (stopped early)" if result.stopped else ""
+        widget.status.value = (
+            f"{entry.name}: {result.steps_done} steps in {result.seconds:.1f} s{stopped}; "
+            f"goodness of fit {result.goodness_of_fit:.2f} bits (last steps)."
+        )
+        features = embedding_features(table, len(result.embedding), result.n_train)
+        view = embedding_view(widget.viewer)
+        view.add_embedding(
+            result.embedding,
+            name=entry.name,
+            features=features,
+            time_layer=description["time_layer"],
+        )
+        show_info(
+            f"{entry.name} trained{stopped}; its embedding is in the '{view.viewer.title}' dock."
+        )
 
-    def on_errored(self, error: Exception) -> None:
-        # napari's worker already relays the exception to the notification manager
-        self._status(f"Training failed: {error}")
-
-    def on_finished(self) -> None:
-        for bar in (self.trace_bar, self.train_bar):
-            if bar is not None:
-                bar.close()
-        if qt_alive(self.widget):
-            self.widget.worker = None
-            self.widget._set_running(False)
-            self.widget.loss_plot.redraw()
-
-    def _status(self, text: str) -> None:
-        if qt_alive(self.widget):
-            self.widget.status.value = text
+    def on_error(self, error: BaseException) -> None:
+        """The runner has notified the error; keep it in the status line too."""
+        self.widget.status.value = f"Training failed: {error}"
 
 
 def embedding_features(table: pd.DataFrame | None, n_frames: int, n_train: int) -> pd.DataFrame:

@@ -530,6 +530,7 @@ def _gather_windows(sequence: torch.Tensor, starts: torch.Tensor, length: int) -
 
 
 _CHUNK_ELEMENTS = 1 << 18  # similarity entries per chunk of references (1 MiB in float32)
+_MIN_CHUNK_ROWS = 64
 
 
 class _FusedInfoNCE(torch.autograd.Function):
@@ -539,7 +540,8 @@ class _FusedInfoNCE(torch.autograd.Function):
     ``P = softmax(S)`` by rows, the forward pass returns ``total``, ``pos_term`` and ``neg_term``;
     the backward pass uses ``∂total/∂S = P / B`` and ``∂total/∂φ(r_i, p_i) = −scale / B``.
 
-    References are processed in chunks of at most ``_CHUNK_ELEMENTS`` similarity entries, so
+    References are processed in chunks of ``_CHUNK_ELEMENTS`` similarity entries (at least
+    ``_MIN_CHUNK_ROWS`` references, so ``64 · B'`` entries for very wide problems), so
     the ``B × B'`` matrix is never materialised for large (full-batch) problems: the backward
     pass recomputes each chunk's similarities from the saved embeddings and log-sum-exps. A
     problem that fits in one chunk keeps ``exp(S − c)`` instead. Products with a chunk are laid
@@ -564,14 +566,13 @@ class _FusedInfoNCE(torch.autograd.Function):
             ref_sq = (ref * ref).sum(1)
             raw_pos = 2 * raw_pos - ref_sq - (pos * pos).sum(1)
         chunk = _chunk_rows(ref.shape[0], neg.shape[0])
-        log_sum_exp = []
-        exponential = None
+        log_sum_exp = torch.empty_like(raw_pos)
         for start in range(0, ref.shape[0], chunk):
-            similarity = _similarities(ref[start : start + chunk], neg, scale, euclidean)
+            rows = slice(start, start + chunk)
+            similarity = _similarities(ref[rows], neg, scale, euclidean)
             shift = similarity.amax(dim=1, keepdim=True)
             exponential = similarity.sub_(shift).exp_()
-            log_sum_exp.append(exponential.sum(1).log_() + shift[:, 0])
-        log_sum_exp = torch.cat(log_sum_exp)
+            torch.add(exponential.sum(1).log_(), shift[:, 0], out=log_sum_exp[rows])
         single_chunk = chunk >= ref.shape[0]
         if single_chunk:
             # softmax of the only chunk, kept for the backward pass
@@ -635,7 +636,9 @@ class _FusedInfoNCE(torch.autograd.Function):
 
 
 def _chunk_rows(num_rows: int, num_columns: int) -> int:
-    return max(1, min(num_rows, _CHUNK_ELEMENTS // max(num_columns, 1)))
+    """References per chunk: ``_CHUNK_ELEMENTS`` similarities, but at least
+    ``_MIN_CHUNK_ROWS`` rows so that very wide problems keep efficient products."""
+    return max(1, min(num_rows, max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS // max(num_columns, 1))))
 
 
 def _similarities(

@@ -73,6 +73,7 @@ def consistency_runs(
     executor: Any = None,
     progress: Callable[[Any], None] | None = None,
     precision: str = "float32",
+    yield_every: int = 10,
 ) -> ConsistencyRuns:
     """Train ``n_runs`` seeds of ``params`` on the first part of ``X`` and compare their embeddings.
 
@@ -95,6 +96,9 @@ def consistency_runs(
         Called with each ``core.ensemble.EnsembleProgress`` record.
     precision : {"float32", "bfloat16"}
         Arithmetic of the batched ensemble (see ``core.ensemble.fit_ensemble``).
+    yield_every : int
+        Training steps between two progress records of the in-process ensemble (the last step
+        is always reported); on an executor there is one record per finished run.
 
     Returns
     -------
@@ -109,6 +113,7 @@ def consistency_runs(
         valid_fraction=valid_fraction,
         executor=executor,
         precision=precision,
+        yield_every=yield_every,
     )
     return run_to_end(runs, progress)
 
@@ -122,9 +127,14 @@ def iter_consistency_runs(
     valid_fraction: float = 0.2,
     executor: Any = None,
     precision: str = "float32",
+    yield_every: int = 10,
 ) -> Generator[Any, None, ConsistencyRuns]:
     """Generator form of :func:`consistency_runs`: yields ``EnsembleProgress`` records and
-    returns the :class:`ConsistencyRuns` (closing it early stops training)."""
+    returns the :class:`ConsistencyRuns` (closing it early stops training).
+
+    A GUI that stops the runs between two records passes a small ``yield_every`` (1–5) so that
+    a record, and with it the chance to stop, comes several times per second.
+    """
     seeds = _resolve_seeds(n_runs, seeds)
     train_arrays, valid_arrays = split_arrays(X, *y, valid_fraction=valid_fraction)
     n_frames = train_arrays[0].shape[0] + valid_arrays[0].shape[0]
@@ -132,7 +142,7 @@ def iter_consistency_runs(
     resolved = resolve_executor(executor)
     try:
         if resolved.in_process:
-            models = yield from _train_batched(params, train_arrays, seeds, precision)
+            models = yield from _train_batched(params, train_arrays, seeds, precision, yield_every)
         else:
             models = yield from _train_on_executor(resolved, params, train_arrays, seeds)
     finally:
@@ -153,12 +163,16 @@ def _resolve_seeds(n_runs: int, seeds: Sequence[int] | None) -> list[int]:
 
 
 def _train_batched(
-    params: Mapping[str, Any], arrays: tuple[np.ndarray, ...], seeds: list[int], precision: str
+    params: Mapping[str, Any],
+    arrays: tuple[np.ndarray, ...],
+    seeds: list[int],
+    precision: str,
+    yield_every: int,
 ) -> Generator[Any, None, list[Any]]:
     from napari_cebra.core.ensemble import iter_fit_ensemble, make_ensemble
 
     models = make_ensemble(params, seeds)
-    yield from iter_fit_ensemble(models, *arrays, precision=precision)
+    yield from iter_fit_ensemble(models, *arrays, precision=precision, yield_every=yield_every)
     return models
 
 

@@ -9,8 +9,8 @@ Steps (each with the authors' defaults; spec §6, §7, §8 and issue 3):
    their train and validation embeddings. The authors expect train consistency in the 90s.
 3. **Grid search** over a default grid (16 points; 4 when ``iterations`` is small), ranked by
    validation GoF.
-4. **CEBRA-Behavior** (same configuration, ``time_delta`` conditional) with a label-shuffle and a
-   neural-shuffle control.
+4. **CEBRA-Behavior** (same configuration, ``time_delta`` conditional, temperature 1) with a
+   label-shuffle and a neural-shuffle control.
 5. **Decoding**: cosine kNN (k = 36) of the behaviour from both embeddings.
 
 Every check gets a verdict ``pass``/``warn``/``fail`` with the thresholds in :data:`THRESHOLDS`.
@@ -57,8 +57,9 @@ TIME_PARAMS: dict[str, Any] = {
 }
 """CEBRA-Time settings of the authors' recipe (``max_iterations`` is set from ``iterations``)."""
 
-BEHAVIOUR_PARAMS: dict[str, Any] = {**TIME_PARAMS, "conditional": "time_delta"}
-"""CEBRA-Behavior: the same model with positives chosen by behaviour (``time_delta``)."""
+BEHAVIOUR_PARAMS: dict[str, Any] = {**TIME_PARAMS, "conditional": "time_delta", "temperature": 1.0}
+"""CEBRA-Behavior: the same model with positives chosen by behaviour (``time_delta``) and
+temperature 1, as in the authors' hippocampus demo."""
 
 DEFAULT_GRID: dict[str, list[Any]] = {
     "output_dimension": [3, 8],

@@ -126,6 +126,13 @@ def _format_number(value: Any, digits: int = 3) -> str:
     return _escape(value)
 
 
+class _Html:
+    """Markup that a table cell shows as is."""
+
+    def __init__(self, markup: str):
+        self.markup = markup
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{_escape(name)}</th>" for name in header)
     body = []
@@ -140,13 +147,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
                 cells.append(f"<td>{_format_number(cell)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-class _Html:
-    """Markup that a table cell shows as is."""
-
-    def __init__(self, markup: str):
-        self.markup = markup
 
 
 def _verdict_badge(verdict: str | None) -> _Html:
