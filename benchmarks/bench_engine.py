@@ -436,21 +436,22 @@ def bench_ensemble(args: argparse.Namespace) -> dict[str, Any]:
 
     data, _ = recording()
     params = {**SEED_SETTINGS, "conditional": "time", "max_iterations": args.ensemble_steps}
-    single, batched = [], []
+    seconds: dict[str, list[float]] = {"one": [], "k5_float32": [], "k5_bfloat16": []}
     for _ in range(args.repeats):
         start = time.perf_counter()
         CEBRA(**params, seed=0).fit(data)
-        single.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        fit_ensemble(params, data, seeds=[0, 1, 2, 3, 4])
-        batched.append(time.perf_counter() - start)
-    one, five = statistics.median(single), statistics.median(batched)
+        seconds["one"].append(time.perf_counter() - start)
+        for precision in ("float32", "bfloat16"):
+            start = time.perf_counter()
+            fit_ensemble(params, data, seeds=[0, 1, 2, 3, 4], precision=precision)
+            seconds[f"k5_{precision}"].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
     result = {
         "steps": args.ensemble_steps,
-        "one_run_s": one,
-        "k5_s": five,
-        "k5_over_one": five / one,
-        "runs": {"one": single, "k5": batched},
+        "seconds": medians,
+        "k5_float32_over_one": medians["k5_float32"] / medians["one"],
+        "k5_bfloat16_over_one": medians["k5_bfloat16"] / medians["one"],
+        "runs": seconds,
     }
     print(json.dumps(result, indent=1))
     return result
@@ -508,6 +509,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transform-frames", type=int, default=1_000_000)
     parser.add_argument("--transform-cebra", action="store_true")
     parser.add_argument("--ensemble-steps", type=int, default=300)
+    parser.add_argument("--tag", default="", help="suffix of the result file names")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -528,7 +530,8 @@ def main(argv: list[str] | None = None) -> None:
     for section in args.sections.split(","):
         print(f"### {section}", flush=True)
         result = {"machine": info, "arguments": vars(args), **SECTIONS[section](args)}
-        (RESULTS / f"{section}.json").write_text(json.dumps(result, indent=1))
+        suffix = f"_{args.tag}" if args.tag else ""
+        (RESULTS / f"{section}{suffix}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,33 @@
-"""Fast training forward for the plain convolutional encoders.
+"""Fast training path: channels-last encoder program and fused InfoNCE.
 
 The reference encodes every training window separately with ``Conv1d`` layers on ``(B, n, L)``
 tensors. The same numbers come out of a *channels-last* formulation, which is faster on CPUs and
 GPUs alike:
 
-* each convolution becomes one matrix product: the ``k`` time-shifted copies of the activations
-  are laid side by side (``unfold``) and multiplied with the weight reshaped to ``(out, in · k)``;
+* each convolution becomes one matrix product: the ``k`` consecutive time steps of the
+  ``(B, T, c)`` activations are ``k · c`` contiguous numbers, so the column matrix is a strided
+  view, multiplied with the weight laid out as ``(k · in, out)``;
 * references, positives and negatives go through the network in one pass;
 * the first layers can run once over the whole recording instead of once per window. Windows of
   a batch overlap in the recording, so when ``B · T`` window positions of a layer outnumber the
   ``N`` frames of the recording, computing that layer over the recording is cheaper; the windows
   then gather their rows from it. The convolution is translation-equivariant and has no padding,
-  so this gives the per-window values exactly (up to float summation order).
+  so this gives the per-window values exactly (up to float summation order);
+* every layer is one autograd function with a hand-written backward pass (weights reshaped and
+  cast inside), which keeps the graph and the per-step overhead small.
 
-:class:`ProgramEncoder` turns the ``net`` of an :class:`~napari_cebra.core.models.Encoder` into
-such a program when every layer is supported (convolutions with stride 1, GELU, residual
-convolution blocks, Tanh, unit norm); :func:`fast_window_encoder` returns it, or ``None`` for the
-other architectures so that callers keep the generic path.
+:func:`compile_encoder` turns the ``net`` of an :class:`~napari_cebra.core.models.Encoder` into
+such a program when every layer is supported (stride-1 convolutions, GELU, residual convolution
+blocks, Tanh, unit norm) and returns ``None`` otherwise; :class:`ChannelsLastEncoder` runs it on
+windows of one recording (``core.windows.WindowEncoder`` uses it when it can).
+
+:class:`FusedCriterion` / :func:`fused_infonce` compute the InfoNCE criterion of ``core.loss``
+with an analytic backward pass, in row chunks that bound the memory of full-batch training.
 
 Optionally the matrix products run in bfloat16 with float32 master weights, gradients, loss and
-optimizer state (``compute_dtype=torch.bfloat16``): on CPUs with AVX512-BF16/AMX and on GPUs this
-multiplies matrix throughput; results stay deterministic for a fixed seed.
+optimizer state (``precision="bfloat16"``): on CPUs with AVX512-BF16/AMX and on GPUs this
+multiplies matrix throughput; results stay deterministic for a fixed seed. No step synchronises
+with the host: everything stays on the training device.
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ def compute_dtype(precision: str) -> torch.dtype:
 
 @dataclass(frozen=True)
 class _Conv:
-    """A stride-1 unpadded convolution run as ``unfold → matmul``."""
+    """A stride-1 unpadded convolution, run as one product with its column matrix."""
 
     module: nn.Conv1d
 

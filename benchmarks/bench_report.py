@@ -1,0 +1,110 @@
+"""The best-practice report on the synthetic recording: our recipe against the same fits in cebra.
+
+Ours: ``napari_cebra.workflows.recipe.run_recipe`` (CEBRA-Time, ``n_runs`` consistency runs, the
+16-point grid, CEBRA-Behavior with a label shuffle and a neural shuffle, decoding), timed end to
+end. cebra 0.6.1: the same trainings done one after the other with ``cebra.CEBRA`` on the same
+train split (CEBRA-Time, ``n_runs`` seeds, every grid point, CEBRA-Behavior, label-shuffled and
+neural-shuffled behaviour models), timed as the sum of its fits (no scoring, plotting or report:
+a lower bound of what a cebra user spends).
+
+Usage::
+
+    python benchmarks/bench_report.py --iterations 5000        # the recipe's settings
+    python benchmarks/bench_report.py --iterations 300 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _cebra_fits(
+    neural: np.ndarray, position: np.ndarray, iterations: int, n_runs: int
+) -> dict[str, float]:
+    """Seconds spent by cebra on each stage's trainings (train split, recipe parameters)."""
+    import cebra
+
+    from napari_cebra.workflows.recipe import BEHAVIOUR_PARAMS, DEFAULT_GRID, TIME_PARAMS
+    from napari_cebra.workflows.splits import train_valid_split
+
+    train, _ = train_valid_split(len(neural), 0.2)
+    data, labels = neural[train], position[train]
+    rng = np.random.default_rng(0)
+
+    def fit(params: dict[str, Any], features: np.ndarray = data, *y: np.ndarray) -> float:
+        settings = {**params, "max_iterations": iterations, "device": "cpu", "verbose": False}
+        start = time.perf_counter()
+        cebra.CEBRA(**settings).fit(features, *y)
+        return time.perf_counter() - start
+
+    seconds = {"CEBRA-Time": fit(TIME_PARAMS)}
+    seconds["consistency runs"] = sum(fit(TIME_PARAMS) for _ in range(n_runs))
+    keys = list(DEFAULT_GRID)
+    seconds["grid search"] = sum(
+        fit({**TIME_PARAMS, **dict(zip(keys, values, strict=True))})
+        for values in itertools.product(*DEFAULT_GRID.values())
+    )
+    seconds["CEBRA-Behavior and label shuffle"] = fit(BEHAVIOUR_PARAMS, data, labels) + fit(
+        BEHAVIOUR_PARAMS, data, rng.permutation(labels)
+    )
+    seconds["neural shuffle"] = fit(BEHAVIOUR_PARAMS, rng.permutation(data), labels)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from napari_cebra.io.synthetic import place_cell_recording
+    from napari_cebra.workflows.recipe import DEFAULT_GRID, run_recipe
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument("--n-runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip-cebra", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rec = place_cell_recording()
+    position = rec.position[:, None]
+    start = time.perf_counter()
+    results = run_recipe(
+        rec.neural,
+        position,
+        iterations=args.iterations,
+        n_runs=args.n_runs,
+        grid=DEFAULT_GRID,
+        model_params={"device": "cpu"},
+    )
+    ours = time.perf_counter() - start
+    summary: dict[str, Any] = {
+        "iterations": args.iterations,
+        "n_runs": args.n_runs,
+        "torch_threads": torch.get_num_threads(),
+        "ours_total_s": ours,
+        "ours_stage_s": results.get("timings"),
+        "ours_verdict": results.get("verdict"),
+    }
+    if not args.skip_cebra:
+        stages = _cebra_fits(rec.neural, position, args.iterations, args.n_runs)
+        summary["cebra_fits_total_s"] = sum(stages.values())
+        summary["cebra_stage_s"] = stages
+        summary["cebra_over_ours"] = summary["cebra_fits_total_s"] / ours
+    print(json.dumps(summary, indent=1, default=str))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"report_{args.iterations}.json").write_text(json.dumps(summary, default=str))
+
+
+if __name__ == "__main__":
+    main()
