@@ -25,6 +25,7 @@ generator sees the event, ends itself and may return a partial result
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,21 @@ class _Stopped:
 STOPPED = _Stopped()
 
 
+def leave_a_core_for_the_gui() -> None:
+    """Cap torch's CPU threads of the calling (worker) thread at one less than the cores.
+
+    torch starts one OpenMP thread per core. On a small machine those threads and Qt's event loop
+    then compete for every core, OpenMP threads spin while waiting for each other, and the GUI
+    stalls for hundreds of milliseconds. The cap applies to the thread that calls it, i.e. to the
+    computation of the run; scripts and the command line keep torch's default.
+    """
+    import torch
+
+    wanted = max(1, (os.cpu_count() or 1) - 1)
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
+
+
 def pump(
     steps: Generator[Any, None, Any], stop: threading.Event, close_on_stop: bool
 ) -> Generator[Any, None, Any]:
@@ -72,8 +88,10 @@ def pump(
 
     With ``close_on_stop`` the generator is closed at the first yield after ``stop`` is set and
     :data:`STOPPED` is returned; otherwise ``steps`` is expected to watch ``stop`` itself and its
-    return value (possibly a partial result) is returned.
+    return value (possibly a partial result) is returned. Runs in the worker thread, which first
+    leaves one core to the GUI (:func:`leave_a_core_for_the_gui`).
     """
+    leave_a_core_for_the_gui()
     while True:
         try:
             record = next(steps)
