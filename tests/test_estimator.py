@@ -44,7 +44,11 @@ REFERENCE_PARAMETERS = [
 
 def test_constructor_parameters_order_and_defaults():
     parameters = list(inspect.signature(CEBRA).parameters.values())
-    assert [(p.name, p.default) for p in parameters] == [*REFERENCE_PARAMETERS, ("seed", None)]
+    assert [(p.name, p.default) for p in parameters] == [
+        *REFERENCE_PARAMETERS,
+        ("seed", None),
+        ("precision", "float32"),
+    ]
     assert DEFAULT_OPTIMIZER_KWARGS == (
         ("betas", (0.9, 0.999)),
         ("eps", 1e-08),
@@ -57,7 +61,9 @@ def test_constructor_matches_the_reference_package():
     cebra = pytest.importorskip("cebra")
     ours = [(p.name, p.default) for p in inspect.signature(CEBRA).parameters.values()]
     theirs = [(p.name, p.default) for p in inspect.signature(cebra.CEBRA).parameters.values()]
-    assert ours[:-1] == theirs
+    # the reference's 22 parameters in order, then our additions: seed and precision
+    assert ours[:-2] == theirs
+    assert [name for name, _ in ours[-2:]] == ["seed", "precision"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,3 +588,24 @@ def test_cebra_behavior_on_place_cells_beats_shuffled_labels(place_cells_full):
     control = CEBRA(**params).fit(neural, shuffled)
     assert goodness_of_fit_score(real, neural, position, num_batches=40) >= 0.5
     assert goodness_of_fit_score(control, neural, shuffled, num_batches=40) <= 0.1
+
+
+def test_bfloat16_precision_trains_deterministically_and_close_to_float32(small_data, fast_params):
+    """precision="bfloat16" is reachable from the estimator, seeded-deterministic, and its
+    embedding stays close to the float32 run of the same seed."""
+    params = dict(fast_params, max_iterations=6)
+    first = CEBRA(**params, precision="bfloat16").fit(small_data)
+    second = CEBRA(**params, precision="bfloat16").fit(small_data)
+    reference = CEBRA(**params).fit(small_data)
+    np.testing.assert_array_equal(first.transform(small_data), second.transform(small_data))
+    assert first.state_dict_["loss"].numel() == 6
+    np.testing.assert_allclose(
+        first.transform(small_data), reference.transform(small_data), atol=0.05
+    )
+
+
+def test_unknown_precision_is_named():
+    with pytest.raises(ValueError, match="precision.*float16"):
+        CEBRA(precision="float16", max_iterations=1, batch_size=8).fit(
+            np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+        )

