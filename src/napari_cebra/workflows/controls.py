@@ -24,10 +24,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 
+from napari_cebra.core.progress import run_to_end
 from napari_cebra.workflows.splits import train_valid_split
 
 CONTROL_GOF_LIMIT_BITS = 0.1
@@ -42,7 +43,6 @@ LATE_DROP_LIMIT_BITS = 0.05
 LabelShuffle = Literal["block", "circular", "permutation"]
 NeuralShuffle = Literal["permutation", "circular"]
 Verdict = Literal["pass", "warn", "fail"]
-Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -149,19 +149,6 @@ class ControlResult:
             "real": self.real.summary(),
             "control": self.control.summary(),
         }
-
-
-def run_to_end(
-    generator: Generator[Any, None, Result], progress: Callable[[Any], None] | None = None
-) -> Result:
-    """Drive an ``iter_*`` generator to its end, passing each record to ``progress``."""
-    while True:
-        try:
-            record = next(generator)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(record)
 
 
 def shuffle_labels(

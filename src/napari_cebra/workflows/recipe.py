@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from napari_cebra.core.progress import run_to_end
 from napari_cebra.workflows.controls import (
     ControlResult,
     TrainedModel,
     iter_label_shuffle_control,
     iter_neural_shuffle_control,
     iter_train_and_score,
-    run_to_end,
 )
 from napari_cebra.workflows.decoding import decode_behaviour
 from napari_cebra.workflows.report import to_jsonable
