@@ -370,3 +370,28 @@ def test_gof_reading_calls_a_late_rise_with_a_validation_gap_overfitting():
     lines = gof_reading(GofResult(2.0, 1.2, 80, 100, history, empty, empty, empty, empty))
     assert [verdict for verdict, _ in lines] == ["warn", "warn"]
     assert "late gain is overfitting" in lines[1][1]
+
+
+def test_creating_a_runner_loads_the_engine_once_in_the_background():
+    """The lazily loaded parts of torch, scikit-learn and pandas are imported by the warm-up
+    thread, not by the first run's worker (where their imports stall the GUI)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from qtpy.QtWidgets import QApplication, QWidget\n"
+        "from napari_cebra._widgets.background import BackgroundRunner, warm_up_engine\n"
+        "app = QApplication([])\n"
+        "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules\n"
+        "BackgroundRunner(QWidget())\n"
+        "thread = warm_up_engine()\n"
+        "assert thread.name == 'napari-cebra warm-up' and warm_up_engine() is thread\n"
+        "thread.join(120)\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sklearn.neighbors', 'pandas') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "['pandas', 'sklearn.neighbors', 'torch._dynamo']"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from napari_cebra._widgets.background import warm_up_engine
 from napari_cebra._widgets.embedding_view import EMBEDDING_DOCK
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.sweep_widget import (
@@ -23,9 +24,10 @@ from napari_cebra.io.synthetic import place_cell_recording
 
 WIDGET = "Grid search"
 WAIT_MS = 180_000
-# Generous: on the shared 2-core test machine (load average often > 10) the OS alone can hold the
-# GUI thread for a second or more; the issue's 100 ms target is for a workstation.
-STALL_LIMIT_S = 5.0
+# The target is 100 ms (measured ~20 ms with the engine warmed up and one core busy with another
+# job); the bound leaves room for a loaded CI machine and still catches a run that imports torch's
+# or scikit-learn's lazily loaded modules in its worker (~300 ms stalls).
+STALL_LIMIT_S = 0.25
 SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "widget-sweep.png"
 GRID = """
 model_architecture: offset10-model
@@ -132,7 +134,10 @@ def test_sweep_resumes_after_stop_and_keeps_the_gui_responsive(qtbot, viewer_and
     viewer, widget = viewer_and_widget
     widget.grid_text.setPlainText(GRID.format(iterations=60))
     assert "4 models" in widget.grid_summary.text()
-    import torch  # noqa: F401  (imported once when a model is first built, not per sweep)
+    # The widget started loading the engine when it was created; a user picks layers meanwhile.
+    warm_up = warm_up_engine()
+    warm_up.join(timeout=120)
+    assert not warm_up.is_alive()
 
     meter = EventLoopStallMeter()
     meter.start()

@@ -25,6 +25,7 @@ generator sees the event, ends itself and may return a partial result
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Generator, Sequence
@@ -35,6 +36,20 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QWidget
 
 Measure = Callable[[Any], "tuple[int, int] | None"]
+
+_LOG = logging.getLogger(__name__)
+_WARM_UP: threading.Thread | None = None
+_WARM_UP_LOCK = threading.Lock()
+WARM_UP_MODULES = (
+    "napari_cebra.core.estimator",  # torch, scikit-learn's base classes
+    "napari_cebra.core.goodness_of_fit",
+    "napari_cebra.core.consistency",  # scikit-learn's linear models
+    "napari_cebra.core.ensemble",
+    "napari_cebra.workflows.grid_search",  # pandas
+    "napari_cebra.workflows.controls",
+    "napari_cebra.workflows.decoding",  # scikit-learn's neighbours
+)
+"""Modules the analysis workers need, imported by :func:`warm_up_engine`."""
 
 
 def qt_alive(widget: Any) -> bool:
@@ -79,6 +94,49 @@ def leave_a_core_for_the_gui() -> None:
     wanted = max(1, (os.cpu_count() or 1) - 1)
     if torch.get_num_threads() > wanted:
         torch.set_num_threads(wanted)
+
+
+def _warm_up() -> None:
+    import importlib
+
+    import numpy as np
+
+    try:
+        for name in WARM_UP_MODULES:
+            importlib.import_module(name)
+        from napari_cebra.core.estimator import CEBRA
+
+        # One tiny step reaches what torch only loads on first use (``torch._dynamo`` with
+        # sympy, imported by the optimizer's first ``zero_grad``; oneDNN's kernels).
+        data = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+        CEBRA(
+            model_architecture="offset1-model",
+            batch_size=8,
+            num_hidden_units=4,
+            output_dimension=2,
+            max_iterations=1,
+            device="cpu",
+            seed=0,
+        ).fit(data)
+    except Exception:  # an optimisation only: a real run reports its own errors
+        _LOG.debug("napari-cebra warm-up failed", exc_info=True)
+
+
+def warm_up_engine() -> threading.Thread:
+    """Load the engine in a daemon thread, once per process, and return that thread.
+
+    The first run of a session otherwise imports torch's lazily loaded parts (about 1.3 s,
+    including sympy), scikit-learn (about 1.2 s) and pandas in its worker thread. Imports hold
+    Python's GIL in slices of up to ~150 ms, which would stall the GUI while the user watches a
+    run. Every analysis widget calls this when it is created, so the loading happens while the
+    user picks layers and parameters; a run started earlier simply waits for the imports.
+    """
+    global _WARM_UP
+    with _WARM_UP_LOCK:
+        if _WARM_UP is None:
+            _WARM_UP = threading.Thread(target=_warm_up, name="napari-cebra warm-up", daemon=True)
+            _WARM_UP.start()
+    return _WARM_UP
 
 
 def pump(
@@ -178,6 +236,7 @@ class BackgroundRunner:
             stop_button.clicked.connect(self.stop)
         owner.destroyed.connect(self._on_owner_closed)
         self._watcher = _CloseWatcher(owner, self._on_owner_closed)
+        warm_up_engine()
 
     @property
     def worker(self) -> Any:
