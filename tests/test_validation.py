@@ -279,6 +279,50 @@ def test_inputs_are_never_modified_or_shared(small_data, fast_params):
     assert not np.shares_memory(checked, X)
 
 
+def test_check_data_without_copy_returns_float32_arrays_as_they_are(small_data):
+    assert check_data(small_data, copy=False) is small_data
+    as_float64 = check_data(small_data.astype(np.float64), copy=False)
+    assert as_float64.dtype == np.float32 and as_float64.flags.c_contiguous
+    fortran = np.asfortranarray(small_data)
+    assert check_data(fortran, copy=False).flags.c_contiguous
+    assert not np.shares_memory(check_data(fortran, copy=False), fortran)
+
+
+def test_finiteness_is_checked_in_blocks_of_rows(small_data):
+    from napari_cebra.core.validation import _all_finite
+
+    assert _all_finite(small_data, chunk_bytes=64)
+    X = small_data.copy()
+    X[-1, -1] = np.nan  # in the last block
+    assert not _all_finite(X, chunk_bytes=64)
+    with pytest.raises(ValueError, match=r"1 NaN and 0 infinite .* the first is row 199"):
+        check_data(X, copy=False)
+
+
+def test_transform_does_not_copy_a_long_float32_recording(rng):
+    """Peak NumPy memory of ``transform`` stays well below the size of its input."""
+    import tracemalloc
+
+    model = CEBRA(
+        model_architecture="offset1-model",
+        batch_size=32,
+        max_iterations=2,
+        num_hidden_units=8,
+        output_dimension=3,
+        device="cpu",
+        seed=0,
+    ).fit(rng.normal(size=(100, 50)).astype(np.float32))
+    X = np.ones((400_000, 50), np.float32)  # 80 MB
+    tracemalloc.start()
+    try:
+        embedding = model.transform(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert embedding.shape == (400_000, 3)
+    assert peak < 0.3 * X.nbytes, f"transform allocated {peak / 1e6:.0f} MB for an 80 MB input"
+
+
 def test_read_only_arrays_are_accepted(small_data, fast_params):
     X = small_data.copy()
     X.setflags(write=False)

@@ -7,6 +7,7 @@ used.
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -735,6 +736,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
             "X",
             min_samples=max(len(offset), 1),
             requirement=f"the receptive field of {self.model_architecture}",
+            copy=False,  # only read: a long recording is not duplicated
         )
         if data.shape[1] != n_features:
             session = "" if self.num_sessions_ is None else f" (model for session {session_id})"
@@ -744,10 +746,13 @@ class CEBRA(TransformerMixin, BaseEstimator):
             )
         device = next(encoder.parameters()).device
         encoder.eval()
+        with warnings.catch_warnings():  # the tensor is only read
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            recording = torch.from_numpy(data)
         with torch.no_grad():
             embedding = embed_recording(
                 encoder,
-                torch.from_numpy(data).to(device),
+                recording.to(device),
                 pad=self.pad_before_transform,
                 batch_size=batch_size,
             )

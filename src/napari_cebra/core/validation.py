@@ -74,8 +74,10 @@ def is_multi_session(X: Any) -> bool:
     )
 
 
-def check_data(X: Any, name: str = "X", min_samples: int = 1, requirement: str = "") -> np.ndarray:
-    """Validate a ``(time, features)`` data matrix and return a new float32 copy.
+def check_data(
+    X: Any, name: str = "X", min_samples: int = 1, requirement: str = "", copy: bool = True
+) -> np.ndarray:
+    """Validate a ``(time, features)`` data matrix and return it as C-contiguous float32.
 
     Parameters
     ----------
@@ -87,11 +89,16 @@ def check_data(X: Any, name: str = "X", min_samples: int = 1, requirement: str =
         Minimum number of rows (time steps).
     requirement : str
         Why ``min_samples`` rows are needed (appended to the error message).
+    copy : bool
+        Always return a new array (default). With ``False`` a C-contiguous float32 NumPy array
+        is returned as it is, so read-only uses such as ``transform`` of a long recording need
+        no second copy of it.
 
     Returns
     -------
     np.ndarray
-        C-contiguous float32 array of shape ``(N, n)`` that shares no memory with ``X``.
+        C-contiguous float32 array of shape ``(N, n)``; it shares no memory with ``X`` unless
+        ``copy=False``.
 
     Raises
     ------
@@ -130,7 +137,10 @@ def check_data(X: Any, name: str = "X", min_samples: int = 1, requirement: str =
             f"{max(min_samples, 1)} is required{reason}."
         )
     with np.errstate(over="ignore"):
-        result = np.array(array, dtype=np.float32, order="C", copy=True)
+        if copy:
+            result = np.array(array, dtype=np.float32, order="C", copy=True)
+        else:
+            result = np.ascontiguousarray(array, dtype=np.float32)
     check_finite(array if array.dtype.kind == "f" else result, name)
     if array.dtype.kind == "f":
         check_finite(result, name, what="value(s) too large for float32 (infinite after casting)")
@@ -143,17 +153,22 @@ def _is_sparse(value: Any) -> bool:
     return sparse is not None and sparse.issparse(value)
 
 
+def _all_finite(array: np.ndarray, chunk_bytes: int = 1 << 24) -> bool:
+    """``np.isfinite(array).all()`` in blocks of rows, without a mask as large as ``array``."""
+    if array.ndim == 0 or array.size == 0:
+        return bool(np.isfinite(array).all())
+    rows = max(1, chunk_bytes // max(1, array[0].size))
+    return all(np.isfinite(array[i : i + rows]).all() for i in range(0, len(array), rows))
+
+
 def check_finite(array: np.ndarray, name: str, what: str = "") -> None:
     """Raise a ``ValueError`` if ``array`` holds NaN or infinite values.
 
     The message gives the number of NaN and infinite entries and the first row containing one.
     """
-    if array.dtype.kind != "f":
+    if array.dtype.kind != "f" or _all_finite(array):
         return
-    finite = np.isfinite(array)
-    if finite.all():
-        return
-    bad = ~finite
+    bad = ~np.isfinite(array)
     rows = bad.reshape(bad.shape[0], -1).any(axis=1) if bad.ndim > 1 else bad
     first_row = int(np.flatnonzero(rows)[0])
     n_nan = int(np.isnan(array).sum())
