@@ -199,6 +199,18 @@ def test_presets_set_the_authors_parameters(viewer_and_widget):
         widget.estimator_params()
 
 
+def test_every_estimator_parameter_is_reachable(viewer_and_widget):
+    from napari_cebra import CEBRA
+
+    _, widget = viewer_and_widget
+    params = widget.estimator_params()
+    assert set(params) == set(CEBRA._get_param_names())
+    assert params["precision"] == "float32"
+    widget.precision.value = "bfloat16"
+    model = CEBRA(**widget.estimator_params())
+    assert model.precision == "bfloat16"
+
+
 def test_closing_the_widget_mid_run_does_not_crash(qtbot, viewer_and_widget):
     viewer, widget = viewer_and_widget
     widget.max_iterations.value = 100_000

@@ -216,6 +216,12 @@ class TrainWidget(QWidget):
             label="masking", value="", tooltip="e.g. (('RandomNeuronMask', 0.3),); empty = none"
         )
         self.verbose = CheckBox(text="print progress to the console", value=False)
+        self.precision = ComboBox(
+            label="precision",
+            choices=["float32", "bfloat16"],
+            tooltip="bfloat16: matrix products in bfloat16 with float32 weights; 1.6-1.7x faster "
+            "on CPUs with AVX512-BF16 at the same goodness of fit",
+        )
         return Container(
             widgets=[
                 self.model_architecture,
@@ -235,6 +241,7 @@ class TrainWidget(QWidget):
                 self.amsgrad,
                 self.max_adapt_iterations,
                 self.masking_kwargs,
+                self.precision,
                 self.verbose,
             ],
             label="advanced",
@@ -398,6 +405,7 @@ class TrainWidget(QWidget):
             ),
             "masking_kwargs": masking,
             "seed": int(self.seed.value),
+            "precision": self.precision.value,
         }
 
     def training_labels(self) -> dict[str, Any]:
