@@ -430,28 +430,37 @@ def bench_transform(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_ensemble(args: argparse.Namespace) -> dict[str, Any]:
-    """K = 5 seeds with ``fit_ensemble`` against one run (time-contrastive, seed settings)."""
+    """K = 5 seeds with ``fit_ensemble`` against one run of the same precision (``time``, seed
+    settings), in wall seconds and process CPU seconds."""
     from napari_cebra import CEBRA
     from napari_cebra.core.ensemble import fit_ensemble
 
     data, _ = recording()
     params = {**SEED_SETTINGS, "conditional": "time", "max_iterations": args.ensemble_steps}
-    seconds: dict[str, list[float]] = {"one": [], "k5_float32": [], "k5_bfloat16": []}
+    precisions = ("float32", "bfloat16")
+    runs: dict[str, list[tuple[float, float]]] = {
+        f"{kind}_{precision}": [] for kind in ("one", "k5") for precision in precisions
+    }
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        CEBRA(**params, seed=0).fit(data)
-        seconds["one"].append(time.perf_counter() - start)
-        for precision in ("float32", "bfloat16"):
-            start = time.perf_counter()
-            fit_ensemble(params, data, seeds=[0, 1, 2, 3, 4], precision=precision)
-            seconds[f"k5_{precision}"].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
+        for precision in precisions:
+            for kind in ("one", "k5"):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                if kind == "one":
+                    CEBRA(**params, seed=0, precision=precision).fit(data)
+                else:
+                    fit_ensemble(params, data, seeds=[0, 1, 2, 3, 4], precision=precision)
+                runs[f"{kind}_{precision}"].append(
+                    (time.perf_counter() - start, time.process_time() - start_cpu)
+                )
+    seconds = {name: statistics.median(v[0] for v in values) for name, values in runs.items()}
+    cpu = {name: statistics.median(v[1] for v in values) for name, values in runs.items()}
     result = {
         "steps": args.ensemble_steps,
-        "seconds": medians,
-        "k5_float32_over_one": medians["k5_float32"] / medians["one"],
-        "k5_bfloat16_over_one": medians["k5_bfloat16"] / medians["one"],
-        "runs": seconds,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "k5_over_one": {p: seconds[f"k5_{p}"] / seconds[f"one_{p}"] for p in precisions},
+        "k5_over_one_cpu": {p: cpu[f"k5_{p}"] / cpu[f"one_{p}"] for p in precisions},
+        "runs": runs,
     }
     print(json.dumps(result, indent=1))
     return result
