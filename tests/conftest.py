@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +54,12 @@ def fast_params() -> dict:
     )
 
 
+@pytest.fixture
+def small_sweep_params() -> dict:
+    """Fixed parameters of the small grid searches: batches of 32, 8 hidden units, on the CPU."""
+    return dict(batch_size=32, num_hidden_units=8, device="cpu", time_offsets=3)
+
+
 @pytest.fixture(autouse=True)
 def empty_session_models():
     """Every test starts with an empty session-model registry and leaves none behind.
@@ -66,3 +75,59 @@ def empty_session_models():
     yield registry
     registry._models.clear()
     registry._models.update(saved)
+
+
+# ---------------------------------------------------------------------------------------------
+# dock widgets under a real viewer
+
+BEHAVIOUR_COLUMNS = ["position", "right", "left"]
+RUN_TIMEOUT_MS = 240_000
+
+
+@pytest.fixture
+def place_cell_viewer(make_napari_viewer) -> Callable[..., object]:
+    """Factory: a viewer holding a synthetic place-cell recording (20 neurons) as two Image
+    layers, "neural" (time × neurons) and "behaviour" (position, right, left)."""
+
+    def make(n_frames: int, seed: int, *, behaviour_visible: bool = False) -> object:
+        recording = place_cell_recording(n_frames=n_frames, n_neurons=20, seed=seed)
+        viewer = make_napari_viewer()
+        viewer.add_image(recording.neural, name="neural")
+        viewer.add_image(
+            recording.behaviour,
+            name="behaviour",
+            metadata={"columns": BEHAVIOUR_COLUMNS},
+            visible=behaviour_visible,
+        )
+        return viewer
+
+    return make
+
+
+@pytest.fixture
+def stop_mid_run(qtbot) -> Callable[..., float]:
+    """Factory: press a running widget's Stop button; returns the seconds until its worker ended."""
+
+    def stop(widget, timeout_ms: int = RUN_TIMEOUT_MS) -> float:
+        started = time.perf_counter()
+        with qtbot.waitSignal(widget.runner.worker.finished, timeout=timeout_ms):
+            widget.stop_button.click()
+        return time.perf_counter() - started
+
+    return stop
+
+
+@pytest.fixture
+def close_mid_run(qtbot) -> Callable[..., float]:
+    """Factory: close a widget's dock while ``worker`` runs; returns the seconds until the worker
+    ended (then lets queued events through)."""
+
+    def close(viewer, widget, worker, timeout_ms: int = RUN_TIMEOUT_MS) -> float:
+        started = time.perf_counter()
+        with qtbot.waitSignal(worker.finished, timeout=timeout_ms):
+            viewer.window.remove_dock_widget(widget.parent())
+        seconds = time.perf_counter() - started
+        qtbot.wait(50)
+        return seconds
+
+    return close

@@ -12,11 +12,6 @@ from napari_cebra.core.consistency import (
 )
 
 
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
-
-
 def _random_embeddings(rng, k=4, n=1000, d=3):
     return [rng.normal(size=(n, d)) for _ in range(k)]
 

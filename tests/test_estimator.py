@@ -106,18 +106,24 @@ FAMILY_SAMPLE = [
 ]
 
 
-@pytest.mark.parametrize("architecture", PLAIN_ARCHITECTURES + FAMILY_SAMPLE)
-def test_transform_shape_for_every_architecture(architecture, rng):
-    X = rng.normal(size=(120, 6)).astype(np.float32)
+def _short_fit_params(architecture: str, **overrides) -> dict:
+    """Parameters of a short CPU fit: one step unless overridden, batches of 16, 3-D output."""
     params = dict(
         model_architecture=architecture,
         batch_size=16,
         max_iterations=1,
         output_dimension=3,
-        num_hidden_units=4,
+        num_hidden_units=8,
         device="cpu",
         seed=0,
     )
+    return {**params, **overrides}
+
+
+@pytest.mark.parametrize("architecture", PLAIN_ARCHITECTURES + FAMILY_SAMPLE)
+def test_transform_shape_for_every_architecture(architecture, rng):
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    params = _short_fit_params(architecture, num_hidden_units=4)
     model = CEBRA(**params).fit(X)
     embedding = model.transform(X)
     assert embedding.shape == (120, 3)
@@ -155,14 +161,8 @@ def test_padding_is_edge_replication(small_data, fast_params):
 @pytest.mark.parametrize("batch_size", [7, 33, 64])
 def test_batched_transform_equals_unbatched(architecture, batch_size, rng):
     X = rng.normal(size=(300, 5)).astype(np.float32)
-    model = CEBRA(
-        model_architecture=architecture,
-        batch_size=16,
-        max_iterations=2,
-        output_dimension=3,
-        device="cpu",
-        seed=1,
-    ).fit(X)
+    params = _short_fit_params(architecture, max_iterations=2, num_hidden_units=32, seed=1)
+    model = CEBRA(**params).fit(X)
     np.testing.assert_allclose(
         model.transform(X, batch_size=batch_size), model.transform(X), rtol=1e-5, atol=1e-6
     )
@@ -170,15 +170,7 @@ def test_batched_transform_equals_unbatched(architecture, batch_size, rng):
 
 def test_batched_transform_merges_last_batches_on_long_data(rng):
     X = rng.normal(size=(20111, 100)).astype(np.float32)
-    model = CEBRA(
-        model_architecture="offset36-model-more-dropout",
-        batch_size=16,
-        max_iterations=1,
-        output_dimension=3,
-        num_hidden_units=8,
-        device="cpu",
-        seed=0,
-    ).fit(X[:500])
+    model = CEBRA(**_short_fit_params("offset36-model-more-dropout")).fit(X[:500])
     batched = model.transform(X, batch_size=300)
     assert batched.shape == (20111, 3)
     # conv kernels pick different blockings for different lengths: float32 rounding only
@@ -199,15 +191,7 @@ def test_batched_transform_errors(small_data, fast_params):
 )
 def test_resampling_models_return_a_quarter_of_the_rows(architecture, rng):
     X = rng.normal(size=(1000, 5)).astype(np.float32)
-    model = CEBRA(
-        model_architecture=architecture,
-        batch_size=16,
-        max_iterations=1,
-        output_dimension=3,
-        num_hidden_units=8,
-        device="cpu",
-        seed=0,
-    ).fit(X)
+    model = CEBRA(**_short_fit_params(architecture)).fit(X)
     assert model.transform(X).shape == (250, 3)
     assert model.transform(X, batch_size=100).shape == (250, 3)
 

@@ -20,22 +20,23 @@ from napari_cebra.workflows.executors import (
 )
 from napari_cebra.workflows.grid_search import GridSearch
 
-PARAMS = dict(
-    batch_size=32,
-    max_iterations=5,
-    num_hidden_units=8,
-    device="cpu",
-    time_offsets=3,
-    seed=2,
-    model_architecture=["offset1-model", "offset5-model"],
-    output_dimension=[2, 3],
-)
-
 
 def _counting(task, shared):
     """A task function: yields its progress, returns task * shared."""
     yield from range(task)
     return task * shared
+
+
+@pytest.fixture()
+def sweep_params(small_sweep_params):
+    """A sweep over two architectures and two output dimensions."""
+    return {
+        **small_sweep_params,
+        "max_iterations": 5,
+        "seed": 2,
+        "model_architecture": ["offset1-model", "offset5-model"],
+        "output_dimension": [2, 3],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +98,9 @@ def test_dask_executor_returns_every_result(client):
     assert sorted((e.index, e.result) for e in events) == [(0, 5), (1, 10), (2, 15)]
 
 
-def test_grid_search_on_dask_equals_local(recording, tmp_path, client):
+def test_grid_search_on_dask_equals_local(recording, sweep_params, tmp_path, client):
     datasets = {"place_cells": (recording.neural, recording.position)}
-    params = {**PARAMS, "output_dimension": 3}
+    params = {**sweep_params, "output_dimension": 3}
     local = GridSearch(gof_batches=3).fit_models(datasets, params, tmp_path / "local")
     records = []
     remote = GridSearch(gof_batches=3).fit_models(
@@ -118,17 +119,17 @@ def test_grid_search_on_dask_equals_local(recording, tmp_path, client):
     assert model.transform(recording.neural).shape[0] == 300
 
 
-def test_grid_search_with_scheduler_address(recording, tmp_path, client):
+def test_grid_search_with_scheduler_address(recording, sweep_params, tmp_path, client):
     datasets = {"d": recording.neural}
-    params = {**PARAMS, "model_architecture": "offset1-model"}
+    params = {**sweep_params, "model_architecture": "offset1-model"}
     grid = GridSearch(gof_batches=2).fit_models(
         datasets, params, tmp_path, executor=client.scheduler.address
     )
     assert len(grid.get_df_results()) == 2
 
 
-def test_consistency_runs_on_dask_match_local(recording, client):
-    params = {key: value for key, value in PARAMS.items() if key != "seed"}
+def test_consistency_runs_on_dask_match_local(recording, sweep_params, client):
+    params = {key: value for key, value in sweep_params.items() if key != "seed"}
     params.update(model_architecture="offset5-model", output_dimension=3, max_iterations=8)
     local = consistency_runs(params, recording.neural, n_runs=2)
     remote = consistency_runs(params, recording.neural, n_runs=2, executor=client)

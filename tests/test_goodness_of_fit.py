@@ -20,21 +20,12 @@ from napari_cebra.metrics import (
 )
 
 
-@pytest.fixture(scope="module")
-def behaviour_model():
+@pytest.fixture
+def behaviour_model(fast_params):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 6)).astype(np.float32)
     y = rng.normal(size=(400, 2)).astype(np.float32)
-    model = CEBRA(
-        model_architecture="offset5-model",
-        batch_size=32,
-        max_iterations=5,
-        output_dimension=3,
-        num_hidden_units=8,
-        time_offsets=2,
-        device="cpu",
-        seed=0,
-    ).fit(X, y)
+    model = CEBRA(**dict(fast_params, max_iterations=5)).fit(X, y)
     return model, X, y
 
 

@@ -13,15 +13,6 @@ from napari_cebra.io.synthetic import place_cell_recording
 from napari_cebra.workflows import grid_search as grid_module
 from napari_cebra.workflows.grid_search import RESULTS_FILE, GridProgress
 
-FIXED = dict(
-    batch_size=32,
-    max_iterations=6,
-    num_hidden_units=8,
-    device="cpu",
-    time_offsets=3,
-    seed=11,
-)
-
 
 @pytest.fixture(scope="module")
 def recording():
@@ -47,12 +38,19 @@ def count_fits(monkeypatch):
     return calls
 
 
-def _params(**extra):
+@pytest.fixture()
+def fixed(small_sweep_params):
+    """The parameters every sweep of this module keeps fixed."""
+    return {**small_sweep_params, "max_iterations": 6, "seed": 11}
+
+
+@pytest.fixture()
+def grid_params(fixed):
+    """Two architectures × two output dimensions: four models per dataset."""
     return {
-        **FIXED,
+        **fixed,
         "output_dimension": [2, 3],
         "model_architecture": ["offset1-model", "offset5-model"],
-        **extra,
     }
 
 
@@ -81,10 +79,10 @@ def test_generate_models_fixed_values_and_errors():
         GridSearch().generate_models({"optimizer_kwargs": {"eps": 1e-8}})
 
 
-def test_sweep_table_best_model_and_load(datasets, tmp_path, count_fits):
+def test_sweep_table_best_model_and_load(datasets, grid_params, tmp_path, count_fits):
     grid = GridSearch(gof_batches=5)
     records = []
-    grid.fit_models(datasets, _params(), tmp_path, progress=records.append)
+    grid.fit_models(datasets, grid_params, tmp_path, progress=records.append)
     assert len(count_fits) == 8  # 4 configurations x 2 datasets
     df = grid.get_df_results()
     assert isinstance(df, pd.DataFrame) and len(df) == 8
@@ -125,9 +123,9 @@ def test_sweep_table_best_model_and_load(datasets, tmp_path, count_fits):
     assert grid.plot_loss_comparison() is not None
 
 
-def test_files_are_safe_unambiguous_and_written_atomically(datasets, tmp_path):
+def test_files_are_safe_unambiguous_and_written_atomically(datasets, fixed, tmp_path):
     odd = {"a/b c": datasets["other"], "a_b_c": datasets["other"]}
-    GridSearch(gof_batches=2).fit_models(odd, {**FIXED, "output_dimension": [2, 3]}, tmp_path)
+    GridSearch(gof_batches=2).fit_models(odd, {**fixed, "output_dimension": [2, 3]}, tmp_path)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert RESULTS_FILE in files
     assert not [name for name in files if name.startswith(".") or "tmp" in name]
@@ -138,8 +136,8 @@ def test_files_are_safe_unambiguous_and_written_atomically(datasets, tmp_path):
     assert {r["dataset_name"] for r in index["models"]} == {"a/b c", "a_b_c"}
 
 
-def test_resumed_sweep_trains_only_missing_models(datasets, tmp_path, count_fits):
-    params = _params()
+def test_resumed_sweep_trains_only_missing_models(datasets, grid_params, tmp_path, count_fits):
+    params = grid_params
     GridSearch(gof_batches=2).fit_models(datasets, params, tmp_path)
     assert len(count_fits) == 8
     first = GridSearch().get_df_results(tmp_path)
@@ -166,8 +164,8 @@ def test_resumed_sweep_trains_only_missing_models(datasets, tmp_path, count_fits
     assert len(count_fits) == 13
 
 
-def test_interrupted_sweep_resumes(datasets, tmp_path, count_fits):
-    params = _params()
+def test_interrupted_sweep_resumes(datasets, grid_params, tmp_path, count_fits):
+    params = grid_params
     sweep = GridSearch(gof_batches=2, yield_every=2).iter_fit_models(datasets, params, tmp_path)
     done = 0
     for record in sweep:
@@ -184,9 +182,9 @@ def test_interrupted_sweep_resumes(datasets, tmp_path, count_fits):
     assert len(GridSearch().get_df_results(tmp_path)) == 8
 
 
-def test_validation_scores(recording, tmp_path):
+def test_validation_scores(recording, fixed, tmp_path):
     datasets = {"pc": (recording.neural, recording.position)}
-    params = {**FIXED, "output_dimension": [2, 3]}
+    params = {**fixed, "output_dimension": [2, 3]}
     grid = GridSearch(gof_batches=3).fit_models(datasets, params, tmp_path, valid_fraction=0.25)
     df = grid.get_df_results()
     assert "gof_valid" in df.columns and np.isfinite(df["gof_valid"]).all()

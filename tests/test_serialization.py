@@ -137,34 +137,34 @@ def test_corrupt_file(tmp_path):
         CEBRA.load(broken)
 
 
+def _assert_load_refuses(payload, path, match):
+    """``torch.save`` ``payload`` to ``path``; loading it must raise a ValueError matching."""
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=match):
+        CEBRA.load(path)
+
+
 @pytest.mark.parametrize(
     "payload",
     [torch.zeros(3), {"weights": torch.ones(2)}, [1, 2, 3]],
     ids=["tensor", "dict", "list"],
 )
 def test_foreign_torch_files(payload, tmp_path):
-    path = tmp_path / "foreign.pt"
-    torch.save(payload, path)
-    with pytest.raises(ValueError, match="foreign.pt.*not a CEBRA model file"):
-        CEBRA.load(path)
+    _assert_load_refuses(payload, tmp_path / "foreign.pt", "foreign.pt.*not a CEBRA model file")
 
 
 def test_newer_format_version_is_refused(saved, tmp_path):
     payload = torch.load(saved, weights_only=True)
     payload["format_version"] = FORMAT_VERSION + 1
-    path = tmp_path / "future.pt"
-    torch.save(payload, path)
-    with pytest.raises(ValueError, match="future.pt.*format_version 2"):
-        CEBRA.load(path)
+    _assert_load_refuses(payload, tmp_path / "future.pt", "future.pt.*format_version 2")
 
 
 def test_weights_of_another_architecture_are_refused(saved, tmp_path):
     payload = torch.load(saved, weights_only=True)
     payload["params"]["model_architecture"] = "offset10-model"
-    path = tmp_path / "mismatch.pt"
-    torch.save(payload, path)
-    with pytest.raises(ValueError, match="mismatch.pt.*does not contain a usable"):
-        CEBRA.load(path)
+    _assert_load_refuses(
+        payload, tmp_path / "mismatch.pt", "mismatch.pt.*does not contain a usable"
+    )
 
 
 def test_missing_file():

@@ -122,7 +122,7 @@ def test_between_datasets_aligns_on_a_label(make_napari_viewer, qtbot):
     assert expected[0, 1] > 0.9  # the same ring in both recordings
 
 
-def test_session_models_are_compared_on_one_recording(make_napari_viewer, qtbot):
+def test_session_models_are_compared_on_one_recording(make_napari_viewer, qtbot, fast_params):
     from napari_cebra import CEBRA
 
     recording = place_cell_recording(n_frames=300, n_neurons=20, seed=2)
@@ -130,15 +130,7 @@ def test_session_models_are_compared_on_one_recording(make_napari_viewer, qtbot)
     viewer.add_image(recording.neural, name="neural")
     names = []
     for seed in (0, 1):
-        model = CEBRA(
-            model_architecture="offset10-model",
-            batch_size=32,
-            max_iterations=3,
-            num_hidden_units=8,
-            output_dimension=3,
-            device="cpu",
-            seed=seed,
-        ).fit(recording.neural)
+        model = CEBRA(**{**fast_params, "seed": seed}).fit(recording.neural)
         names.append(session_models().add(model, base_name="test model").name)
     widget = _dock(viewer)
     widget.source.value = "session models"
@@ -162,16 +154,8 @@ def test_session_models_are_compared_on_one_recording(make_napari_viewer, qtbot)
 
 
 @pytest.fixture
-def viewer_with_recording(make_napari_viewer):
-    recording = place_cell_recording(n_frames=300, n_neurons=20, seed=4)
-    viewer = make_napari_viewer()
-    viewer.add_image(recording.neural, name="neural")
-    viewer.add_image(
-        recording.behaviour,
-        name="behaviour",
-        metadata={"columns": ["position", "right", "left"]},
-        visible=False,
-    )
+def viewer_with_recording(place_cell_viewer):
+    viewer = place_cell_viewer(300, seed=4)
     widget = _dock(viewer)
     widget.recording.neural.value = "neural"
     widget.recording.behaviour.value = "behaviour"
@@ -227,17 +211,14 @@ def test_behaviour_preset_without_labels_is_a_notification(qtbot, viewer_with_re
     assert "choose a behaviour layer" in widget.status.value
 
 
-def test_stop_and_closing_mid_run(qtbot, viewer_with_recording):
+def test_stop_and_closing_mid_run(qtbot, viewer_with_recording, stop_mid_run, close_mid_run):
     viewer, widget = viewer_with_recording
     widget.max_iterations.value = 100_000
     widget.run_button.click()
     arrivals = []
     widget.runner.worker.yielded.connect(lambda _: arrivals.append(time.perf_counter()))
     qtbot.waitUntil(lambda: len(arrivals) >= 3, timeout=WAIT_MS)
-    started = time.perf_counter()
-    with qtbot.waitSignal(widget.runner.worker.finished, timeout=WAIT_MS):
-        widget.stop_button.click()
-    latency = time.perf_counter() - started
+    latency = stop_mid_run(widget, WAIT_MS)
     # Stop acts at the next progress record, which comes every YIELD_EVERY (2) ensemble steps
     assert latency < 1.0
     assert widget.status.value.startswith("Stopped")
@@ -246,11 +227,7 @@ def test_stop_and_closing_mid_run(qtbot, viewer_with_recording):
     widget.run_button.click()
     qtbot.waitUntil(lambda: "step" in widget.status.value, timeout=WAIT_MS)
     worker = widget.runner.worker
-    started = time.perf_counter()
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        viewer.window.remove_dock_widget(widget.parent())
-    assert time.perf_counter() - started < 1.0
-    qtbot.wait(50)
+    assert close_mid_run(viewer, widget, worker, WAIT_MS) < 1.0
     assert WIDGET not in "".join(viewer.window.dock_widgets)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import time
 
 import numpy as np
 import pytest
@@ -85,7 +84,7 @@ def test_controls_need_behaviour_labels(controls_widget, monkeypatch):
     assert shown and "at least one label column" in shown[0]
 
 
-def test_stop_and_closing_mid_run(qtbot, controls_widget):
+def test_stop_and_closing_mid_run(qtbot, controls_widget, stop_mid_run, close_mid_run):
     viewer, widget = controls_widget
     # the controls yield every 1 % of training (10 steps here): Stop acts at the next yield
     widget.max_iterations.value = 1000
@@ -93,18 +92,13 @@ def test_stop_and_closing_mid_run(qtbot, controls_widget):
     qtbot.waitUntil(
         lambda: len(widget.loss_plot.names) and widget.runner.progress.n >= 20, timeout=WAIT_MS
     )
-    started = time.perf_counter()
-    with qtbot.waitSignal(widget.runner.worker.finished, timeout=WAIT_MS):
-        widget.stop_button.click()
-    assert time.perf_counter() - started < 1.0
+    assert stop_mid_run(widget, WAIT_MS) < 1.0
     assert widget.outcome is None and widget.status.text().startswith("Stopped")
     assert widget.run_button.isEnabled()
 
     widget.run_button.click()
     worker = widget.runner.worker
     qtbot.waitUntil(lambda: widget.runner.progress.n >= 20, timeout=WAIT_MS)
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        viewer.window.remove_dock_widget(widget.parent())
-    qtbot.wait(50)
+    close_mid_run(viewer, widget, worker, WAIT_MS)
     assert widget.outcome is None
     assert EMBEDDING_DOCK not in viewer.window.dock_widgets

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-
-from napari_cebra.io.synthetic import place_cell_recording
 
 pytestmark = pytest.mark.gui
 
@@ -15,13 +12,8 @@ WAIT_MS = 240_000
 
 
 @pytest.fixture
-def report_widget(make_napari_viewer, tmp_path):
-    recording = place_cell_recording(n_frames=500, n_neurons=20, seed=4)
-    viewer = make_napari_viewer()
-    viewer.add_image(recording.neural, name="neural")
-    viewer.add_image(
-        recording.behaviour, name="behaviour", metadata={"columns": ["position", "right", "left"]}
-    )
+def report_widget(place_cell_viewer, tmp_path):
+    viewer = place_cell_viewer(500, seed=4, behaviour_visible=True)
     _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", "CEBRA best-practice report")
     widget.data.neural.value = "neural"
     widget.data.behaviour.value = "behaviour"
@@ -63,23 +55,20 @@ def test_report_widget_writes_the_report_and_results(qtbot, report_widget, tmp_p
     assert opened == [outcome.report_path.resolve().as_uri()]
 
 
-def test_report_widget_stop_and_close_mid_run(qtbot, report_widget, tmp_path):
+def test_report_widget_stop_and_close_mid_run(
+    qtbot, report_widget, tmp_path, stop_mid_run, close_mid_run
+):
     viewer, widget = report_widget
     widget.iterations.value = 1000
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.runner.progress.n >= 30, timeout=WAIT_MS)
-    started = time.perf_counter()
-    with qtbot.waitSignal(widget.runner.worker.finished, timeout=WAIT_MS):
-        widget.stop_button.click()
-    assert time.perf_counter() - started < 1.0
+    assert stop_mid_run(widget, WAIT_MS) < 1.0
     assert widget.outcome is None and widget.status.text().startswith("Stopped")
     assert not (tmp_path / "report" / "report.html").exists()
 
     widget.run_button.click()
     worker = widget.runner.worker
     qtbot.waitUntil(lambda: widget.runner.progress.n >= 30, timeout=WAIT_MS)
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        viewer.window.remove_dock_widget(widget.parent())
-    qtbot.wait(50)
+    close_mid_run(viewer, widget, worker, WAIT_MS)
     assert widget.outcome is None
     assert not (tmp_path / "report" / "report.html").exists()

@@ -20,7 +20,6 @@ from napari_cebra._widgets.sweep_widget import (
     uses_labels,
     varied_parameters,
 )
-from napari_cebra.io.synthetic import place_cell_recording
 
 WIDGET = "Grid search"
 WAIT_MS = 180_000
@@ -99,16 +98,8 @@ class EventLoopStallMeter:
 
 
 @pytest.fixture
-def viewer_and_widget(make_napari_viewer, tmp_path):
-    recording = place_cell_recording(n_frames=300, n_neurons=20, seed=5)
-    viewer = make_napari_viewer()
-    viewer.add_image(recording.neural, name="neural")
-    viewer.add_image(
-        recording.behaviour,
-        name="behaviour",
-        metadata={"columns": ["position", "right", "left"]},
-        visible=False,
-    )
+def viewer_and_widget(place_cell_viewer, tmp_path):
+    viewer = place_cell_viewer(300, seed=5)
     _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", WIDGET)
     widget.recording.neural.value = "neural"
     widget.recording.behaviour.value = "behaviour"
@@ -224,17 +215,13 @@ def test_bad_input_is_a_notification_and_nothing_runs(qtbot, viewer_and_widget):
 
 
 @pytest.mark.gui
-def test_closing_mid_run_stops_the_sweep(qtbot, viewer_and_widget, tmp_path):
+def test_closing_mid_run_stops_the_sweep(qtbot, viewer_and_widget, tmp_path, close_mid_run):
     viewer, widget = viewer_and_widget
     widget.grid_text.setPlainText(GRID.format(iterations=100_000))
     widget.run_button.click()
     qtbot.waitUntil(lambda: widget.current.value() > 0, timeout=WAIT_MS)
     worker = widget.runner.worker
-    started = time.perf_counter()
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        viewer.window.remove_dock_widget(widget.parent())
-    assert time.perf_counter() - started < 1.0
-    qtbot.wait(50)
+    assert close_mid_run(viewer, widget, worker, WAIT_MS) < 1.0
     assert WIDGET not in "".join(viewer.window.dock_widgets)
     index = json.loads((tmp_path / "sweep" / "grid_results.json").read_text())
     assert index["models"] == []  # the unfinished model was not written

@@ -35,9 +35,9 @@ def viewer_and_widget(make_napari_viewer, session):
         visible=False,
     )
     _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", "Train CEBRA")
-    widget.neural.value = "movie"
-    widget.rois.value = "rois"
-    widget.behaviour.value = "behaviour"
+    widget.data.neural.value = "movie"
+    widget.data.rois.value = "rois"
+    widget.data.behaviour.value = "behaviour"
     widget.preset.value = "CEBRA-Behavior"
     widget.batch_size.value = 32
     widget.num_hidden_units.value = 8
@@ -51,14 +51,14 @@ def _wait_until_idle(qtbot, widget):
 
 def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_widget):
     viewer, widget = viewer_and_widget
-    assert widget.variables.value == ["position", "right", "left"]
+    assert widget.data.variables.value == ["position", "right", "left"]
     widget.max_iterations.value = 6
     n_models = len(session_models())
     widget.train_button.click()
-    assert not widget.train_button.isEnabled() and not widget.data_box.enabled
+    assert not widget.train_button.isEnabled() and not widget.data.enabled
     _wait_until_idle(qtbot, widget)
 
-    assert widget.train_button.isEnabled() and widget.data_box.enabled
+    assert widget.train_button.isEnabled() and widget.data.enabled
     assert widget.loss_plot.n_points == 6
     total = widget.loss_plot.curve("total")[:, 1]
     np.testing.assert_allclose(
@@ -138,12 +138,12 @@ def test_stop_ends_training_within_a_second_and_keeps_the_model(qtbot, viewer_an
         (
             lambda v, w: (
                 v.add_image(np.zeros((N_FRAMES, 1)), name="one trace"),
-                setattr(w.neural, "value", "one trace"),
+                setattr(w.data.neural, "value", "one trace"),
             ),
             "needs at least 2 frames and 2 neurons",
         ),
         (
-            lambda v, w: setattr(w.variables, "value", []),
+            lambda v, w: setattr(w.data.variables, "value", []),
             "choose a behaviour layer and at least one continuous label",
         ),
     ],
@@ -167,7 +167,7 @@ def test_bad_layer_combinations_show_an_error_and_add_nothing(
 def test_common_prefix_option_trains_on_the_shorter_length(viewer_and_widget):
     viewer, widget = viewer_and_widget
     viewer.layers["behaviour"].data = np.random.default_rng(0).random((N_FRAMES - 10, 3))
-    widget.common_prefix.value = True
+    widget.data.common_prefix.value = True
     request, description = widget.build_request()
     assert request.n_frames == N_FRAMES - 10
     assert request.labels[0].shape == (N_FRAMES - 10, 3)
@@ -211,18 +211,15 @@ def test_every_estimator_parameter_is_reachable(viewer_and_widget):
     assert model.precision == "bfloat16"
 
 
-def test_closing_the_widget_mid_run_does_not_crash(qtbot, viewer_and_widget):
+def test_closing_the_widget_mid_run_does_not_crash(qtbot, viewer_and_widget, close_mid_run):
     viewer, widget = viewer_and_widget
     widget.max_iterations.value = 100_000
     widget.train_button.click()
     worker = widget.worker
     qtbot.waitUntil(lambda: widget.loss_plot.n_points >= 2, timeout=WAIT_MS)
     n_models = len(session_models())
-    started = time.perf_counter()
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        viewer.window.remove_dock_widget(widget.parent())
-    assert time.perf_counter() - started < 1.0  # one step, then embedding 160 frames
-    qtbot.wait(50)
+    # one step, then embedding 160 frames
+    assert close_mid_run(viewer, widget, worker, WAIT_MS) < 1.0
     assert EMBEDDING_DOCK not in viewer.window.dock_widgets
     assert len(session_models()) == n_models
     assert not any(k.startswith("Train CEBRA") for k in viewer.window.dock_widgets)
@@ -233,13 +230,13 @@ def test_the_demo_sample_trains_end_to_end(qtbot, make_napari_viewer):
 
     viewer = make_napari_viewer()
     widget = open_demo(viewer)
-    assert (widget.neural.value, widget.rois.value, widget.behaviour.value) == (
+    assert (widget.data.neural.value, widget.data.rois.value, widget.data.behaviour.value) == (
         "calcium movie",
         "ROIs",
         "behaviour",
     )
-    assert widget.variables.value == ["position", "right", "left"]
-    assert set(widget.discrete.choices) >= {"right", "left"}
+    assert widget.data.variables.value == ["position", "right", "left"]
+    assert set(widget.data.discrete.choices) >= {"right", "left"}
     widget.preset.value = "CEBRA-Behavior"
     widget.max_iterations.value = 3
     widget.batch_size.value = 32

@@ -25,18 +25,12 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import Container
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QFrame,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QScrollArea,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QLabel, QPushButton
 
 from napari_cebra._widgets.background import BackgroundRunner, qt_alive
+from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout
 from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
 from napari_cebra._widgets.heatmap import Heatmap
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.train_widget import embedding_features
@@ -47,7 +41,6 @@ if TYPE_CHECKING:
     import napari
 
 SPLIT_COLUMN = "split"
-MIN_FORM_HEIGHT = 450  # px: docks added later (e.g. the embedding view) must not squash the form
 YIELD_EVERY = 2  # ensemble steps between records: Stop and closing the dock act within a second
 
 
@@ -411,199 +404,6 @@ def layers_steps(
     )
 
 
-@dataclass
-class Recording:
-    """Neural data and labels read from the recording form.
-
-    Attributes
-    ----------
-    neural : NeuralInput
-        Matrix or movie + ROIs.
-    labels : list of np.ndarray
-        Continuous label ``(n_frames, k)`` when behaviour columns are chosen (else empty).
-    n_frames : int
-        Frames used.
-    table : pandas.DataFrame or None
-        Behaviour table cut to ``n_frames`` (layer features).
-    description : dict
-        Layer names and label columns, for the session registry.
-    time_layer : str or None
-        Main-viewer layer whose first axis is time (the movie).
-    """
-
-    neural: Any
-    labels: list[np.ndarray]
-    n_frames: int
-    table: pd.DataFrame | None
-    description: dict[str, Any]
-    time_layer: str | None
-
-
-class RecordingForm:
-    """Neural layer (matrix, or movie + ROIs), behaviour layer and label columns.
-
-    Parameters
-    ----------
-    viewer : napari.viewer.Viewer
-        Where the layers are.
-    with_behaviour : bool
-        Show the behaviour layer and label pickers.
-    """
-
-    def __init__(self, viewer: Any, with_behaviour: bool = True) -> None:
-        from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Select
-
-        self.viewer = viewer
-        self.neural = ComboBox(label="neural data", choices=self._neural_choices)
-        self.rois = ComboBox(label="ROI labels", choices=self._labels_choices, nullable=True)
-        self.dff = CheckBox(text="ΔF/F (running-percentile baseline)", value=False)
-        self.behaviour = ComboBox(label="behaviour", choices=self._behaviour_choices, nullable=True)
-        self.variables = Select(label="behaviour labels", choices=self._column_choices)
-        self.variables.native.setMaximumHeight(70)
-        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
-        self.valid_fraction = FloatSpinBox(
-            label="validation fraction",
-            min=0.0,
-            max=0.9,
-            step=0.05,
-            value=0.2,
-            tooltip="The last part of the recording is held out from training.",
-        )
-        widgets = [self.neural, self.rois, self.dff]
-        if with_behaviour:
-            widgets += [self.behaviour, self.variables, self.common_prefix]
-        self.container = Container(widgets=[*widgets, self.valid_fraction], label="data")
-        self.neural.changed.connect(self._on_neural)
-        self.behaviour.changed.connect(self._on_behaviour)
-        self.refresh()
-
-    def _layer(self, name: str | None) -> Any:
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
-
-    def _neural_choices(self, _widget: Any = None) -> list[str]:
-        from napari_cebra._widgets.layer_data import layer_kind
-
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if layer_kind(layer) == "image" and layer.ndim in (2, 3)
-        ]
-
-    def _labels_choices(self, _widget: Any = None) -> list[str]:
-        from napari_cebra._widgets.layer_data import layer_kind
-
-        return [layer.name for layer in self.viewer.layers if layer_kind(layer) == "labels"]
-
-    def _behaviour_choices(self, _widget: Any = None) -> list[str]:
-        from napari_cebra._widgets.layer_data import layer_kind
-
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if layer_kind(layer) in ("image", "points", "tracks")
-            or len(getattr(layer, "features", ())) > 0
-        ]
-
-    def _column_choices(self, _widget: Any = None) -> list[str]:
-        from napari_cebra._widgets.layer_data import continuous_columns
-
-        table = self.behaviour_table()
-        return [] if table is None else continuous_columns(table)
-
-    def behaviour_table(self) -> pd.DataFrame | None:
-        """Per-frame table of the chosen behaviour layer; ``None`` if unset or unusable."""
-        from napari_cebra._widgets.layer_data import behaviour_table
-
-        layer = self._layer(self.behaviour.value)
-        if layer is None:
-            return None
-        try:
-            return behaviour_table(layer)
-        except ValueError:
-            return None
-
-    def refresh(self, _event: Any = None) -> None:
-        """Refresh the layer pickers after layers were added or removed."""
-        for widget in (self.neural, self.rois, self.behaviour):
-            widget.reset_choices()
-        self._on_neural()
-        self._on_behaviour()
-
-    def _on_neural(self, _value: Any = None) -> None:
-        layer = self._layer(self.neural.value)
-        is_movie = layer is not None and layer.ndim == 3
-        self.rois.visible = self.dff.visible = is_movie
-        if is_movie and self.rois.value is None and self.rois.choices[1:]:
-            self.rois.value = self.rois.choices[1]
-
-    def _on_behaviour(self, _value: Any = None) -> None:
-        previous = set(self.variables.value)
-        self.variables.reset_choices()
-        keep = [c for c in self.variables.choices if c in previous]
-        self.variables.value = keep or list(self.variables.choices)
-
-    def read(self, use_labels: bool) -> Recording:
-        """The chosen data as arrays.
-
-        Parameters
-        ----------
-        use_labels : bool
-            Pass the chosen behaviour columns as a continuous label (CEBRA-Behavior).
-
-        Raises
-        ------
-        ValueError
-            No or unusable neural layer, movie without ROIs, lengths that differ, labels asked
-            for but none chosen.
-        """
-        from napari_cebra._widgets import layer_data
-        from napari_cebra._widgets.workers import NeuralInput
-
-        neural_layer = self._layer(self.neural.value)
-        is_movie = neural_layer is not None and neural_layer.ndim == 3
-        rois_layer = self._layer(self.rois.value) if is_movie else None
-        source = layer_data.neural_source(neural_layer, rois_layer)
-        if source.kind == "matrix":
-            neural = NeuralInput(matrix=layer_data.neural_matrix(neural_layer))
-        else:
-            neural = NeuralInput(
-                movie=neural_layer.data, rois=np.asarray(rois_layer.data), dff=bool(self.dff.value)
-            )
-        behaviour_layer = self._layer(self.behaviour.value)
-        table = None if behaviour_layer is None else layer_data.behaviour_table(behaviour_layer)
-        n_frames = layer_data.common_length(
-            source.n_frames,
-            None if table is None else len(table),
-            neural_name=source.name,
-            behaviour_name=getattr(behaviour_layer, "name", ""),
-            allow_prefix=bool(self.common_prefix.value),
-        )
-        columns = list(self.variables.value) if use_labels else []
-        if use_labels and not columns:
-            raise ValueError(
-                "A behaviour-conditioned model (CEBRA-Behavior, conditional other than 'time') "
-                "trains on behaviour: choose a behaviour layer and at least one behaviour label, "
-                "or train on time only."
-            )
-        labels = layer_data.label_arrays(table, columns, None, n_frames)
-        description = {
-            "neural": source.name,
-            "rois": getattr(rois_layer, "name", None),
-            "behaviour": getattr(behaviour_layer, "name", None),
-            "labels": columns,
-            "n_frames": n_frames,
-            "valid_fraction": float(self.valid_fraction.value),
-        }
-        return Recording(
-            neural=neural,
-            labels=labels,
-            n_frames=n_frames,
-            table=None if table is None else table.iloc[:n_frames].reset_index(drop=True),
-            description=description,
-            time_layer=source.name if source.kind == "movie" else None,
-        )
-
-
 def embedding_candidates(viewer: Any) -> dict[str, tuple[np.ndarray, pd.DataFrame | None]]:
     """Embeddings that can be compared: the "CEBRA embedding" dock's, then the viewer's Points.
 
@@ -640,48 +440,24 @@ def common_numeric_columns(tables: Sequence[pd.DataFrame | None]) -> list[str]:
     return [n for n in names if all(n in t and pd.api.types.is_numeric_dtype(t[n]) for t in tables)]
 
 
-def scrolling_layout(widget: QWidget) -> QVBoxLayout:
-    """Put a vertical scroll area into ``widget`` and return the layout of its contents.
-
-    Docks are often shorter than a form with plots; scrolling keeps every control at its natural
-    height instead of squeezing them.
-    """
-    content = QWidget()
-    layout = QVBoxLayout(content)
-    scroll = QScrollArea(widget)
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.NoFrame)
-    scroll.setWidget(content)
-    scroll.setMinimumHeight(MIN_FORM_HEIGHT)
-    outer = QVBoxLayout(widget)
-    outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(scroll)
-    return layout
-
-
 SOURCES = ("train new runs", "session models", "embedding layers")
 VERDICT_COLOURS = {"good": "#7fd17f", "fair": "#f0c674", "poor": "#f08c7f"}
 
 
-class ConsistencyWidget(QWidget):
-    """Train K runs (or pick models / embeddings) and show how consistent their embeddings are.
-
-    Parameters
-    ----------
-    napari_viewer : napari.viewer.Viewer
-        The viewer this widget is docked in.
-    """
+class ConsistencyWidget(DockWidget):
+    """Train K runs (or pick models / embeddings) and show how consistent their embeddings are."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
+        super().__init__(napari_viewer)
         from magicgui.widgets import ComboBox, Label, PushButton, Select
 
-        self.viewer = napari_viewer
         self.result: ConsistencyView | None = None
         self._run_context: dict[str, Any] = {}
 
         self.source = ComboBox(label="compare", choices=list(SOURCES), value=SOURCES[0])
-        self.recording = RecordingForm(napari_viewer)
+        self.recording = DataPicker(
+            napari_viewer, discrete=False, variables_label="behaviour labels", variables_height=70
+        )
         self.params_box = self._build_params_box()
         self.models = Select(label="session models", choices=self._model_names)
         self.models.native.setMaximumHeight(90)
@@ -698,8 +474,7 @@ class ConsistencyWidget(QWidget):
         self.choice_box = Container(
             widgets=[self.models, self.layers, self.between, self.align_on, self.refresh_button]
         )
-        self.run_button = QPushButton("Compute consistency")
-        self.stop_button = QPushButton("Stop")
+        self.run_button, self.stop_button, buttons = run_stop_row("Compute consistency")
         self.status = Label(value="")
         self.verdict = QLabel()
         self.verdict.setWordWrap(True)
@@ -713,12 +488,9 @@ class ConsistencyWidget(QWidget):
             widgets=[self.run_choice, self.add_layer_button, self.register_button]
         )
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
         layout = scrolling_layout(self)
         layout.addWidget(self.source.native)
-        layout.addWidget(self.recording.container.native)
+        layout.addWidget(self.recording.native)
         layout.addWidget(self.params_box.native)
         layout.addWidget(self.more_toggle)
         layout.addWidget(self.more_box.native)
@@ -735,7 +507,7 @@ class ConsistencyWidget(QWidget):
             self,
             controls=[
                 self.source,
-                self.recording.container,
+                self.recording,
                 self.params_box,
                 self.more_toggle,
                 self.more_box,
@@ -754,8 +526,7 @@ class ConsistencyWidget(QWidget):
         self.n_runs.changed.connect(self._on_n_runs)
         self.add_layer_button.changed.connect(self.add_embedding_layer)
         self.register_button.changed.connect(self.register_models)
-        session_models().subscribe(self._on_registry)
-        self.destroyed.connect(lambda *_: session_models().unsubscribe(self._on_registry))
+        self.follow_session_models(self._on_registry)
         layers_events = self.viewer.layers.events
         for event in (layers_events.inserted, layers_events.removed):
             event.connect(self.refresh)
@@ -872,7 +643,7 @@ class ConsistencyWidget(QWidget):
     def _on_source(self, _value: Any = None) -> None:
         source = self.source.value
         training, models, layers = (source == s for s in SOURCES)
-        self.recording.container.visible = training or models
+        self.recording.visible = training or models
         for widget in (
             self.recording.behaviour,
             self.recording.variables,
@@ -928,7 +699,9 @@ class ConsistencyWidget(QWidget):
         source = self.source.value
         if source == SOURCES[0]:
             params = self.estimator_params()
-            recording = self.recording.read(use_labels=params["conditional"] != "time")
+            recording = self.recording.read(
+                continuous=params["conditional"] != "time", missing_labels=BEHAVIOUR_LABELS_NEEDED
+            )
             request = RunsRequest(
                 params=params,
                 neural=recording.neural,
@@ -944,7 +717,7 @@ class ConsistencyWidget(QWidget):
             names = list(self.models.value)
             if len(names) < 2:
                 raise ValueError(f"Choose at least 2 session models to compare, got {len(names)}.")
-            recording = self.recording.read(use_labels=False)
+            recording = self.recording.read(continuous=False)
             models = [session_models().get(name).model for name in names]
             self._run_context = {"recording": recording}
             steps = session_models_steps(
@@ -966,7 +739,7 @@ class ConsistencyWidget(QWidget):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            self.status.value = record.message
         elif isinstance(record, ComparisonProgress):
             self.status.value = f"{record.stage} ({record.step}/{record.total_steps})"
         else:

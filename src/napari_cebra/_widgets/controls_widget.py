@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets.background import BackgroundRunner
+from napari_cebra._widgets.dock import DockWidget, run_stop_row, text_label
 from napari_cebra._widgets.embedding_view import embedding_view
-from napari_cebra._widgets.gof_widget import (
-    VERDICT_COLOURS,
+from napari_cebra._widgets.forms import (
     DataPicker,
     DataSelection,
     neural_frames,
-    text_label,
+    scoring_batches_box,
 )
+from napari_cebra._widgets.gof_widget import VERDICT_COLOURS
 from napari_cebra._widgets.line_plot import LinePlot
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.train_widget import (
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 
 RUNS = ("real model", "label shuffle", "neural shuffle")
 RUN_COLOURS = {"real model": "#56b4e9", "label shuffle": "#e69f00", "neural shuffle": "#cc79a7"}
+MISSING_LABELS = (
+    "Choose a behaviour layer and at least one label column: CEBRA-Behavior and its shuffle "
+    "controls train on behaviour."
+)
 
 
 @dataclass(frozen=True)
@@ -133,23 +138,15 @@ def overall_progress(record: Any) -> tuple[int, int] | None:
     return index * record.total_steps + record.step, len(RUNS) * record.total_steps
 
 
-class ShuffleControlsWidget(QWidget):
-    """Train CEBRA-Behavior next to its label- and neural-shuffle controls and compare them.
-
-    Parameters
-    ----------
-    napari_viewer : napari.viewer.Viewer
-        The viewer this widget is docked in.
-    """
+class ShuffleControlsWidget(DockWidget):
+    """Train CEBRA-Behavior next to its label- and neural-shuffle controls and compare them."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.outcome: ControlsOutcome | None = None
         self.data = DataPicker(napari_viewer, discrete=False, labels_required=True)
         self.params_box = self._build_params_box()
-        self.run_button = QPushButton("Run real model + both controls")
-        self.stop_button = QPushButton("Stop")
+        self.run_button, self.stop_button, buttons = run_stop_row("Run real model + both controls")
         self.status = text_label("Pick the neural and behaviour layers, then press Run.")
         self.scores = text_label()
         self.verdicts = text_label()
@@ -160,9 +157,6 @@ class ShuffleControlsWidget(QWidget):
             x_label="step", y_label="GoF (bits)", title="Goodness of fit over training"
         )
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.data.native)
         layout.addWidget(self.params_box.native)
@@ -215,7 +209,7 @@ class ShuffleControlsWidget(QWidget):
             tooltip="each neuron independently: permuted frames or a random time shift",
         )
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
-        self.gof_batches = SpinBox(label="scoring batches", min=1, max=10_000, value=100)
+        self.gof_batches = scoring_batches_box()
         self.device = ComboBox(label="device", choices=available_devices())
         return Container(
             widgets=[
@@ -259,7 +253,7 @@ class ShuffleControlsWidget(QWidget):
         from napari.utils.notifications import show_error
 
         try:
-            selection = self.data.read()
+            selection = self.data.read(missing_labels=MISSING_LABELS)
             if selection.valid_fraction <= 0:
                 raise ValueError(
                     "The controls are judged on held-out frames: set a validation fraction > 0."
@@ -295,7 +289,7 @@ class ShuffleControlsWidget(QWidget):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.setText(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
+            self.status.setText(record.message)
             return
         if record.stage == "scoring":
             self.status.setText(f"Scoring the {record.run} (goodness of fit, embeddings)…")

@@ -1,4 +1,4 @@
-"""The "CEBRA goodness of fit" dock widget, and the layer picker shared by the analysis widgets.
+"""The "CEBRA goodness of fit" dock widget.
 
 For a model of the session it scores the goodness of fit (GoF, bits) on the training and the
 validation part of the data it was trained on, plots the GoF history and the loss / temperature
@@ -8,322 +8,30 @@ curves of training, and reads them in plain words the way the authors' recipe do
 from __future__ import annotations
 
 import html
-import threading
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, Select, SpinBox
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from magicgui.widgets import ComboBox, Container, Label
+from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.background import BackgroundRunner
+from napari_cebra._widgets.dock import DockWidget, run_stop_row, text_label
+from napari_cebra._widgets.forms import (
+    DataPicker,
+    DataSelection,
+    neural_frames,
+    scoring_batches_box,
+)
 from napari_cebra._widgets.line_plot import LinePlot
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.workers import (
-    NeuralInput,
-    TraceProgress,
-    neural_matrix_steps,
-    split_point,
-)
+from napari_cebra._widgets.workers import TraceProgress, split_point
 
 if TYPE_CHECKING:
     import napari
 
 VERDICT_COLOURS = {"pass": "#3ba55d", "warn": "#e6a23c", "fail": "#e5534b", "info": "#9aa0a6"}
-
-
-# ---------------------------------------------------------------------------------------------
-# choosing layers (shared by the goodness-of-fit, shuffle-control and report widgets)
-
-
-@dataclass
-class DataSelection:
-    """Layers read into what a worker needs (no viewer access afterwards).
-
-    Attributes
-    ----------
-    neural : NeuralInput
-        The neural matrix, or the movie and ROIs to extract traces from.
-    labels : list of np.ndarray
-        Label arrays cut to ``n_frames`` (continuous float32 ``(T, k)`` and/or discrete int64).
-    n_frames : int
-        Frames used.
-    valid_fraction : float
-        Last fraction of the frames held out for validation.
-    description : dict
-        Layer names and label names, for messages and the session registry.
-    table : pandas.DataFrame or None
-        Behaviour table cut to ``n_frames`` (for layer features).
-    time_layer : str or None
-        Main-viewer layer whose first axis is time (movie or keypoints), for the time link.
-    """
-
-    neural: NeuralInput
-    labels: list[np.ndarray]
-    n_frames: int
-    valid_fraction: float
-    description: dict[str, Any] = field(default_factory=dict)
-    table: pd.DataFrame | None = None
-    time_layer: str | None = None
-
-
-def neural_frames(
-    selection: DataSelection,
-) -> Generator[TraceProgress, None, np.ndarray]:
-    """Worker step: the ``(n_frames, n)`` neural matrix, extracting ROI traces if needed."""
-    matrix = yield from neural_matrix_steps(selection.neural, threading.Event())
-    return matrix[: selection.n_frames]
-
-
-class DataPicker(Container):
-    """Layer pickers: neural data (matrix or movie + ROIs), behaviour and its label columns.
-
-    Parameters
-    ----------
-    viewer : napari.viewer.Viewer
-        Viewer whose layers are offered.
-    discrete : bool
-        Offer a discrete label column.
-    valid_fraction : float or None
-        Default validation fraction; ``None`` hides the control.
-    labels_required : bool
-        :meth:`read` refuses a selection without any label column.
-    """
-
-    def __init__(
-        self,
-        viewer: Any,
-        *,
-        discrete: bool = True,
-        valid_fraction: float | None = 0.2,
-        labels_required: bool = False,
-    ) -> None:
-        self.viewer = viewer
-        self.labels_required = labels_required
-        self.offers_discrete = discrete
-        self.offers_valid_fraction = valid_fraction is not None
-        self._table_cache: tuple[str, pd.DataFrame | None] = ("", None)
-        self.neural = ComboBox(label="neural data", choices=self._neural_choices)
-        self.rois = ComboBox(label="ROI labels", choices=self._labels_choices, nullable=True)
-        self.dff = CheckBox(text="ΔF/F (running-percentile baseline)", value=False)
-        self.behaviour = ComboBox(label="behaviour", choices=self._behaviour_choices, nullable=True)
-        self.variables = Select(label="continuous labels", choices=self._continuous_choices)
-        self.variables.native.setMaximumHeight(80)
-        self.discrete = ComboBox(
-            label="discrete label", choices=self._discrete_choices, nullable=True
-        )
-        self.discrete.visible = discrete
-        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
-        self.valid_fraction = FloatSpinBox(
-            label="validation fraction",
-            min=0.0,
-            max=0.9,
-            step=0.05,
-            value=valid_fraction or 0.0,
-            tooltip="The last part of the recording is held out from training.",
-        )
-        self.valid_fraction.visible = valid_fraction is not None
-        super().__init__(
-            widgets=[
-                self.neural,
-                self.rois,
-                self.dff,
-                self.behaviour,
-                self.variables,
-                self.discrete,
-                self.common_prefix,
-                self.valid_fraction,
-            ],
-            label="data",
-        )
-        for widget in (self.neural, self.rois, self.behaviour):
-            widget.changed.connect(self._on_choice)
-        events = viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved):
-            event.connect(self.refresh)
-        self.native.destroyed.connect(self._disconnect)
-        self.refresh()
-
-    # -------------------------------------------------------------- choices
-    def _neural_choices(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if layer_data.layer_kind(layer) == "image" and layer.ndim in (2, 3)
-        ]
-
-    def _labels_choices(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name for layer in self.viewer.layers if layer_data.layer_kind(layer) == "labels"
-        ]
-
-    def _behaviour_choices(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if layer_data.layer_kind(layer) in ("image", "points", "tracks")
-            or len(getattr(layer, "features", ())) > 0
-        ]
-
-    def _continuous_choices(self, _widget: Any = None) -> list[str]:
-        table = self.behaviour_table()
-        return [] if table is None else layer_data.continuous_columns(table)
-
-    def _discrete_choices(self, _widget: Any = None) -> list[str]:
-        table = self.behaviour_table()
-        return [] if table is None else layer_data.discrete_columns(table)
-
-    def _layer(self, name: str | None) -> Any:
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
-
-    def behaviour_table(self) -> pd.DataFrame | None:
-        """Per-frame table of the chosen behaviour layer (``None`` if unset or unusable)."""
-        name = self.behaviour.value
-        if not name or name not in self.viewer.layers:
-            return None
-        if self._table_cache[0] != name:
-            try:
-                table = layer_data.behaviour_table(self.viewer.layers[name])
-            except ValueError:
-                table = None
-            self._table_cache = (name, table)
-        return self._table_cache[1]
-
-    def refresh(self, _event: Any = None) -> None:
-        """Offer the current layers (after layers were added, removed or reordered)."""
-        self._table_cache = ("", None)
-        for widget in (self.neural, self.rois, self.behaviour):
-            widget.reset_choices()
-        self._on_choice()
-
-    def _on_choice(self, _value: Any = None) -> None:
-        self._table_cache = ("", None)
-        neural = self._layer(self.neural.value)
-        is_movie = neural is not None and neural.ndim == 3
-        self.rois.visible = self.dff.visible = is_movie
-        if is_movie and self.rois.value is None and self.rois.choices[1:]:
-            self.rois.value = self.rois.choices[1]
-        if self.labels_required and self.behaviour.value is None:
-            others = [c for c in self.behaviour.choices[1:] if c != self.neural.value]
-            if others:
-                self.behaviour.value = others[0]  # triggers this method again
-                return
-        previous = set(self.variables.value)
-        self.variables.reset_choices()
-        self.discrete.reset_choices()
-        kept = [c for c in self.variables.choices if c in previous]
-        self.variables.value = kept or list(self.variables.choices)
-
-    def _disconnect(self, *_args: Any) -> None:
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved):
-            event.disconnect(self.refresh)
-
-    # -------------------------------------------------------------- reading
-    def set_from_description(self, trained_on: dict[str, Any]) -> None:
-        """Select the layers and labels a session model was trained on (as far as they exist)."""
-        self.refresh()
-        for widget, key in (
-            (self.neural, "neural"),
-            (self.rois, "rois"),
-            (self.behaviour, "behaviour"),
-        ):
-            name = trained_on.get(key)
-            if name in widget.choices:
-                widget.value = name
-        if trained_on.get("dff") is not None:
-            self.dff.value = bool(trained_on["dff"])
-        continuous = trained_on.get("continuous") or []
-        self.variables.value = [c for c in continuous if c in self.variables.choices]
-        discrete = trained_on.get("discrete")
-        self.discrete.value = discrete if discrete in self.discrete.choices else None
-        if "valid_fraction" in trained_on:
-            self.valid_fraction.value = float(trained_on["valid_fraction"])
-        n_frames = trained_on.get("n_frames")
-        neural = self._layer(self.neural.value)
-        if n_frames is not None and neural is not None and n_frames < neural.data.shape[0]:
-            self.common_prefix.value = True
-
-    def read(self, n_frames: int | None = None) -> DataSelection:
-        """Read the chosen layers into a :class:`DataSelection` (main thread only).
-
-        Parameters
-        ----------
-        n_frames : int, optional
-            Use only the first ``n_frames`` frames (e.g. those a model was trained on).
-
-        Raises
-        ------
-        ValueError
-            For unusable layers, different lengths without the common-prefix option, or no
-            label column when labels are required.
-        """
-        neural_layer = self._layer(self.neural.value)
-        is_movie = neural_layer is not None and neural_layer.ndim == 3
-        rois_layer = self._layer(self.rois.value) if is_movie else None
-        source = layer_data.neural_source(neural_layer, rois_layer)
-        if source.kind == "matrix":
-            neural = NeuralInput(matrix=layer_data.neural_matrix(neural_layer))
-        else:
-            neural = NeuralInput(
-                movie=neural_layer.data, rois=np.asarray(rois_layer.data), dff=bool(self.dff.value)
-            )
-        behaviour_layer = self._layer(self.behaviour.value)
-        table = None if behaviour_layer is None else layer_data.behaviour_table(behaviour_layer)
-        frames = layer_data.common_length(
-            source.n_frames,
-            None if table is None else len(table),
-            neural_name=source.name,
-            behaviour_name=getattr(behaviour_layer, "name", ""),
-            allow_prefix=bool(self.common_prefix.value),
-        )
-        if n_frames is not None:
-            if n_frames > frames:
-                raise ValueError(
-                    f"The model was trained on {n_frames} frames but the chosen layers have only "
-                    f"{frames}."
-                )
-            frames = n_frames
-        continuous = list(self.variables.value)
-        discrete = self.discrete.value if self.offers_discrete else None
-        if self.labels_required and not continuous and not discrete:
-            raise ValueError(
-                "Choose a behaviour layer and at least one label column: CEBRA-Behavior and its "
-                "shuffle controls train on behaviour."
-            )
-        labels = layer_data.label_arrays(table, continuous, discrete, frames)
-        time_layer = None
-        if source.kind == "movie":
-            time_layer = source.name
-        elif behaviour_layer is not None and layer_data.layer_kind(behaviour_layer) in (
-            "points",
-            "tracks",
-        ):
-            time_layer = behaviour_layer.name
-        return DataSelection(
-            neural=neural,
-            labels=labels,
-            n_frames=frames,
-            valid_fraction=(
-                float(self.valid_fraction.value) if self.offers_valid_fraction else 0.0
-            ),
-            description={
-                "neural": source.name,
-                "rois": getattr(rois_layer, "name", None),
-                "dff": bool(self.dff.value) if source.kind == "movie" else None,
-                "behaviour": getattr(behaviour_layer, "name", None),
-                **layer_data.label_description(continuous, discrete),
-                "n_frames": frames,
-                "valid_fraction": float(self.valid_fraction.value),
-                "time_layer": time_layer,
-            },
-            table=None if table is None else table.iloc[:frames].reset_index(drop=True),
-            time_layer=time_layer,
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,15 +232,6 @@ def reading_html(lines: list[tuple[str, str]]) -> str:
     )
 
 
-def text_label(text: str = "") -> QLabel:
-    """A rich-text label that wraps to the dock's width instead of widening it."""
-    label = QLabel(text)
-    label.setWordWrap(True)
-    label.setTextFormat(Qt.RichText)
-    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
-    return label
-
-
 def format_bits(value: float | None) -> str:
     """``"1.234 bits"`` or ``"—"`` for a missing value."""
     return "—" if value is None else f"{value:.3f} bits"
@@ -542,34 +241,22 @@ def format_bits(value: float | None) -> str:
 # the widget
 
 
-class GoodnessOfFitWidget(QWidget):
-    """Goodness of fit of a session model on its training and validation data.
-
-    Parameters
-    ----------
-    napari_viewer : napari.viewer.Viewer
-        The viewer this widget is docked in.
-    """
+class GoodnessOfFitWidget(DockWidget):
+    """Goodness of fit of a session model on its training and validation data."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.result: GofResult | None = None
         self.model_choice = ComboBox(label="model", choices=self._model_names)
         self.model_info = Label(value="")
         self.data = DataPicker(napari_viewer)
-        self.num_batches = SpinBox(
-            label="scoring batches",
-            min=1,
-            max=10_000,
-            value=100,
-            tooltip="Batches averaged by goodness_of_fit_score on each part.",
+        self.num_batches = scoring_batches_box(
+            "Batches averaged by goodness_of_fit_score on each part."
         )
         self.model_box = Container(
             widgets=[self.model_choice, self.model_info, self.num_batches], label="model"
         )
-        self.run_button = QPushButton("Compute goodness of fit")
-        self.stop_button = QPushButton("Stop")
+        self.run_button, self.stop_button, buttons = run_stop_row("Compute goodness of fit")
         self.status = text_label("Train a model (Train CEBRA) or load one (CEBRA models).")
         self.scores = text_label()
         self.reading = text_label()
@@ -578,9 +265,6 @@ class GoodnessOfFitWidget(QWidget):
             x_label="step", y_label="loss / τ", title="InfoNCE loss and temperature τ"
         )
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.model_box.native)
         layout.addWidget(self.data.native)
@@ -597,8 +281,7 @@ class GoodnessOfFitWidget(QWidget):
         )
         self.run_button.clicked.connect(self.compute)
         self.model_choice.changed.connect(self._on_model_choice)
-        session_models().subscribe(self.refresh_models)
-        self.destroyed.connect(lambda *_: session_models().unsubscribe(self.refresh_models))
+        self.follow_session_models(self.refresh_models)
         self.refresh_models()
 
     # -------------------------------------------------------------- models
@@ -661,7 +344,7 @@ class GoodnessOfFitWidget(QWidget):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.setText(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
+            self.status.setText(record.message)
         else:
             self.status.setText(
                 f"Scoring the {record.stage}: batch {record.step}/{record.total_steps}"

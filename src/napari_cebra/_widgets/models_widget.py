@@ -15,13 +15,19 @@ from magicgui.widgets import (
     Label,
     PushButton,
 )
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.background import BackgroundRunner, qt_alive
+from napari_cebra._widgets.dock import DockWidget
 from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.forms import (
+    labels_layer_names,
+    layer_choices,
+    neural_layer_names,
+    read_neural,
+)
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.workers import NeuralInput, TraceProgress, transform_steps
+from napari_cebra._widgets.workers import TraceProgress, transform_steps
 
 if TYPE_CHECKING:
     import napari
@@ -29,18 +35,11 @@ if TYPE_CHECKING:
 MODEL_FILTER = "*.pt *.pth *.ckpt"
 
 
-class ModelsWidget(QWidget):
-    """List the models of this session; save, load and apply them to other layers.
-
-    Parameters
-    ----------
-    napari_viewer : napari.viewer.Viewer
-        The viewer this widget is docked in.
-    """
+class ModelsWidget(DockWidget):
+    """List the models of this session; save, load and apply them to other layers."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.registry = session_models()
 
         self.model = ComboBox(label="model", choices=self._model_names, nullable=True)
@@ -50,8 +49,14 @@ class ModelsWidget(QWidget):
         self.remove_button = PushButton(text="Remove from session")
         self.load_path = FileEdit(label="load from", mode="r", filter=MODEL_FILTER)
         self.load_button = PushButton(text="Load model (ours or cebra)")
-        self.neural = ComboBox(label="neural data", choices=self._neural_choices)
-        self.rois = ComboBox(label="ROI labels", choices=self._labels_choices, nullable=True)
+        self.neural = ComboBox(
+            label="neural data", choices=layer_choices(napari_viewer, neural_layer_names)
+        )
+        self.rois = ComboBox(
+            label="ROI labels",
+            choices=layer_choices(napari_viewer, labels_layer_names),
+            nullable=True,
+        )
         self.dff = CheckBox(text="ΔF/F (as when training)", value=False)
         self.transform_button = PushButton(text="Transform → embedding")
         self.status = Label(value="")
@@ -82,8 +87,7 @@ class ModelsWidget(QWidget):
         self.remove_button.changed.connect(self.remove_model)
         self.load_button.changed.connect(self.load_model)
         self.transform_button.changed.connect(self.transform_layer)
-        self.registry.subscribe(self.refresh_models)
-        self.destroyed.connect(lambda *_: self.registry.unsubscribe(self.refresh_models))
+        self.follow_session_models(self.refresh_models)
         layers_events = self.viewer.layers.events
         for event in (layers_events.inserted, layers_events.removed, layers_events.moved):
             event.connect(self.refresh_layers)
@@ -92,18 +96,6 @@ class ModelsWidget(QWidget):
     # ------------------------------------------------------------------ choices
     def _model_names(self, _widget: Any = None) -> list[str]:
         return self.registry.names()
-
-    def _neural_choices(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if layer_data.layer_kind(layer) == "image" and layer.ndim in (2, 3)
-        ]
-
-    def _labels_choices(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name for layer in self.viewer.layers if layer_data.layer_kind(layer) == "labels"
-        ]
 
     def refresh_models(self) -> None:
         """Refresh the model list after the session registry changed; pick the newest."""
@@ -210,13 +202,7 @@ class ModelsWidget(QWidget):
             entry = self._selected()
             layer = self.viewer.layers[self.neural.value] if self.neural.value else None
             rois = self.viewer.layers[self.rois.value] if self.rois.value else None
-            source = layer_data.neural_source(layer, rois if layer and layer.ndim == 3 else None)
-            if source.kind == "matrix":
-                neural = NeuralInput(matrix=layer_data.neural_matrix(layer))
-            else:
-                neural = NeuralInput(
-                    movie=layer.data, rois=np.asarray(rois.data), dff=bool(self.dff.value)
-                )
+            source, neural = read_neural(layer, rois, self.dff.value)
             expected = getattr(entry.model, "n_features_", None)
             if (
                 source.kind == "matrix"
@@ -248,7 +234,7 @@ class ModelsWidget(QWidget):
         self.status.value = text
 
     def _on_progress(self, record: TraceProgress) -> None:
-        self._set_status(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
+        self._set_status(record.message)
 
     def _on_embedded(self, embedding: np.ndarray | None, name: str, time_layer: str | None) -> None:
         if embedding is None:

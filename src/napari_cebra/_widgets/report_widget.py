@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, Container, FileEdit, SpinBox
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.gof_widget import (
-    VERDICT_COLOURS,
+from napari_cebra._widgets.dock import DockWidget, run_stop_row, text_label
+from napari_cebra._widgets.forms import (
     DataPicker,
     DataSelection,
     neural_frames,
-    text_label,
+    scoring_batches_box,
 )
+from napari_cebra._widgets.gof_widget import VERDICT_COLOURS
 from napari_cebra._widgets.workers import TraceProgress
 
 if TYPE_CHECKING:
@@ -105,18 +106,11 @@ def checks_html(results: dict[str, Any]) -> str:
     return "<br>".join(lines)
 
 
-class ReportWidget(QWidget):
-    """Run the best-practice recipe on layers and write / open its HTML report.
-
-    Parameters
-    ----------
-    napari_viewer : napari.viewer.Viewer
-        The viewer this widget is docked in.
-    """
+class ReportWidget(DockWidget):
+    """Run the best-practice recipe on layers and write / open its HTML report."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.outcome: ReportOutcome | None = None
         self.data = DataPicker(napari_viewer, discrete=False)
         self.iterations = SpinBox(
@@ -130,13 +124,7 @@ class ReportWidget(QWidget):
             label="consistency runs", min=2, max=20, value=5, tooltip="5–10 recommended."
         )
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
-        self.gof_batches = SpinBox(
-            label="scoring batches",
-            min=1,
-            max=10_000,
-            value=100,
-            tooltip="Batches averaged for every goodness-of-fit score.",
-        )
+        self.gof_batches = scoring_batches_box("Batches averaged for every goodness-of-fit score.")
         self.folder = FileEdit(label="report folder", mode="d", value=Path.home() / "cebra-report")
         self.open_when_done = CheckBox(text="open the report when done", value=True)
         self.settings_box = Container(
@@ -150,14 +138,12 @@ class ReportWidget(QWidget):
             ],
             label="recipe",
         )
-        self.run_button = QPushButton("Run the recipe and write the report")
-        self.stop_button = QPushButton("Stop")
+        self.run_button, self.stop_button, buttons = run_stop_row(
+            "Run the recipe and write the report"
+        )
         self.status = text_label("Pick the layers (behaviour is optional), then press Run.")
         self.summary = text_label()
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.data.native)
         layout.addWidget(self.settings_box.native)
@@ -206,7 +192,7 @@ class ReportWidget(QWidget):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.setText(f"Extracting ROI traces: {100 * record.fraction:.0f}%")
+            self.status.setText(record.message)
         elif isinstance(record, WritingReport):
             self.status.setText(f"Writing the report to {record.folder}…")
         else:

@@ -24,20 +24,18 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QWidget,
 )
 
 from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.consistency_widget import RecordingForm, scrolling_layout
+from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout
 from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.train_widget import embedding_features
 from napari_cebra._widgets.workers import TraceProgress
@@ -307,18 +305,11 @@ def _item(value: Any) -> QTableWidgetItem:
     return item
 
 
-class SweepWidget(QWidget):
-    """Edit a parameter grid, run it (resumably), and compare the models in a sortable table.
-
-    Parameters
-    ----------
-    napari_viewer : napari.viewer.Viewer
-        The viewer this widget is docked in.
-    """
+class SweepWidget(DockWidget):
+    """Edit a parameter grid, run it (resumably), and compare the models in a sortable table."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.search: Any = None
         self.table_data: pd.DataFrame | None = None
         self.trainings = 0
@@ -327,7 +318,9 @@ class SweepWidget(QWidget):
         self._rows: dict[str, int] = {}
         self._columns: list[str] = []
 
-        self.recording = RecordingForm(napari_viewer)
+        self.recording = DataPicker(
+            napari_viewer, discrete=False, variables_label="behaviour labels", variables_height=70
+        )
         self.grid_text = QPlainTextEdit(default_grid_text())
         self.grid_text.setFont(QFont("monospace", 9))
         self.grid_text.setMinimumHeight(150)
@@ -340,8 +333,7 @@ class SweepWidget(QWidget):
         self.address = LineEdit(label="scheduler", value="tcp://127.0.0.1:8786")
         self.models_dir = FileEdit(label="models folder", mode="d", value=str(DEFAULT_MODELS_DIR))
         self.settings = Container(widgets=[self.where, self.address, self.models_dir])
-        self.run_button = QPushButton("Run sweep")
-        self.stop_button = QPushButton("Stop")
+        self.run_button, self.stop_button, buttons = run_stop_row("Run sweep")
         self.overall = QProgressBar()
         self.overall.setFormat("models %v / %m")
         self.current = QProgressBar()
@@ -358,11 +350,8 @@ class SweepWidget(QWidget):
         self.add_best_button = PushButton(text="Best → embedding layer + session model")
         self.best_box = Container(widgets=[self.scoring, self.best_label, self.add_best_button])
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
         layout = scrolling_layout(self)
-        layout.addWidget(self.recording.container.native)
+        layout.addWidget(self.recording.native)
         layout.addWidget(QLabel("Parameter grid (several values = varied):"))
         layout.addWidget(self.grid_text)
         layout.addWidget(self.grid_summary)
@@ -377,7 +366,7 @@ class SweepWidget(QWidget):
         self.runner = BackgroundRunner(
             self,
             controls=[
-                self.recording.container,
+                self.recording,
                 self.grid_text,
                 self.settings,
                 self.run_button,
@@ -390,9 +379,6 @@ class SweepWidget(QWidget):
         self.where.changed.connect(self._on_where)
         self.scoring.changed.connect(self._show_best)
         self.add_best_button.changed.connect(self.add_best)
-        layers_events = self.viewer.layers.events
-        for event in (layers_events.inserted, layers_events.removed):
-            event.connect(self.recording.refresh)
         self._on_where()
         self._on_grid_text()
         self.best_box.enabled = False
@@ -426,7 +412,9 @@ class SweepWidget(QWidget):
         """
         params = self.grid_params()
         with_labels = uses_labels(params)
-        recording = self.recording.read(use_labels=with_labels)
+        recording = self.recording.read(
+            continuous=with_labels, missing_labels=BEHAVIOUR_LABELS_NEEDED
+        )
         folder = str(self.models_dir.value).strip()
         if not folder or folder == ".":
             raise ValueError("Choose a models folder: finished models are kept there.")
@@ -530,7 +518,7 @@ class SweepWidget(QWidget):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            self.status.value = record.message
             return
         progress = record.progress
         self.overall.setRange(0, progress.n_models)

@@ -8,24 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    LineEdit,
-    Select,
-    SpinBox,
-)
-from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox
+from qtpy.QtWidgets import QPushButton, QVBoxLayout
 
 from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.background import BackgroundRunner
+from napari_cebra._widgets.dock import DockWidget, run_stop_row
 from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.forms import DataPicker, valid_fraction_box
 from napari_cebra._widgets.loss_plot import LossPlot
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.workers import NeuralInput, TraceProgress, TrainingRequest, train_steps
+from napari_cebra._widgets.workers import TraceProgress, TrainingRequest, train_steps
 from napari_cebra.workflows.recipe import BEHAVIOUR_PARAMS, TIME_PARAMS
 
 if TYPE_CHECKING:
@@ -43,9 +36,6 @@ PRESETS = {
     "CEBRA-Time": {**_without_device(TIME_PARAMS), **_GUI_DEFAULTS},
     "CEBRA-Behavior": {**_without_device(BEHAVIOUR_PARAMS), **_GUI_DEFAULTS},
 }
-KIND_KEY = "napari_cebra_kind"  # layer metadata set by napari_cebra.io's readers and samples
-NEURAL_KINDS = ("movie", "neural_matrix")
-BEHAVIOUR_KINDS = ("behaviour", "keypoints")
 
 
 def available_devices() -> list[str]:
@@ -62,40 +52,36 @@ def architecture_names() -> list[str]:
     return list(supported_model_architectures())
 
 
-class TrainWidget(QWidget):
-    """Train a CEBRA model on napari layers and show its embedding next to the movie.
-
-    Parameters
-    ----------
-    napari_viewer : napari.viewer.Viewer
-        The viewer this widget is docked in.
-    """
+class TrainWidget(DockWidget):
+    """Train a CEBRA model on napari layers and show its embedding next to the movie."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self._run: _TrainingRun | None = None
         self.last_result: Any = None
-        self._table_cache: tuple[str, pd.DataFrame | None] = ("", None)
 
-        self.data_box = self._build_data_box()
+        self.data_summary = Label(value="")
+        self.data = DataPicker(
+            napari_viewer,
+            valid_fraction=None,
+            variables_height=90,
+            preselect_tagged=True,
+            follow_layer_edits=True,
+            extra=[self.data_summary],
+        )
         self.train_box = self._build_train_box()
         self.advanced_box = self._build_advanced_box()
         self.advanced_box.visible = False
         self.advanced_toggle = QPushButton("Advanced parameters ▸")
         self.advanced_toggle.setCheckable(True)
         self.advanced_toggle.toggled.connect(self._toggle_advanced)
-        self.train_button = QPushButton("Train")
-        self.stop_button = QPushButton("Stop")
+        self.train_button, self.stop_button, buttons = run_stop_row("Train")
         self.train_button.clicked.connect(self.start_training)
         self.status = Label(value="Pick the layers, then press Train.")
         self.loss_plot = LossPlot(self)
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.data_box.native)
+        layout.addWidget(self.data.native)
         layout.addWidget(self.train_box.native)
         layout.addWidget(self.advanced_toggle)
         layout.addWidget(self.advanced_box.native)
@@ -106,7 +92,7 @@ class TrainWidget(QWidget):
         self.runner = BackgroundRunner(
             self,
             controls=[
-                self.data_box,
+                self.data,
                 self.train_box,
                 self.advanced_box,
                 self.advanced_toggle,
@@ -118,42 +104,10 @@ class TrainWidget(QWidget):
 
         self.preset.changed.connect(self.apply_preset)
         self.apply_preset(self.preset.value)
-        layers_events = self.viewer.layers.events
-        for event in (layers_events.inserted, layers_events.removed, layers_events.moved):
-            event.connect(self.refresh_layers)
-        self.refresh_layers()
+        self.data.selection_changed.connect(self._update_summary)
+        self._update_summary()
 
     # ------------------------------------------------------------------ building
-    def _build_data_box(self) -> Container:
-        self.neural = ComboBox(label="neural data", choices=self._neural_choices)
-        self.rois = ComboBox(label="ROI labels", choices=self._labels_choices, nullable=True)
-        self.dff = CheckBox(text="ΔF/F (running-percentile baseline)", value=False)
-        self.behaviour = ComboBox(label="behaviour", choices=self._behaviour_choices, nullable=True)
-        self.variables = Select(label="continuous labels", choices=self._continuous_choices)
-        self.variables.native.setMaximumHeight(90)
-        self.discrete = ComboBox(
-            label="discrete label", choices=self._discrete_choices, nullable=True
-        )
-        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
-        self.data_summary = Label(value="")
-        for widget in (self.neural, self.rois, self.behaviour):
-            widget.changed.connect(self._on_data_choice)
-        self.variables.changed.connect(self._update_summary)
-        self.discrete.changed.connect(self._update_summary)
-        return Container(
-            widgets=[
-                self.neural,
-                self.rois,
-                self.dff,
-                self.behaviour,
-                self.variables,
-                self.discrete,
-                self.common_prefix,
-                self.data_summary,
-            ],
-            label="data",
-        )
-
     def _build_train_box(self) -> Container:
         self.preset = ComboBox(label="preset", choices=list(PRESETS), value="CEBRA-Time")
         self.output_dimension = SpinBox(label="output dimension", min=1, max=128, value=3)
@@ -165,14 +119,7 @@ class TrainWidget(QWidget):
         self.learning_rate.native.setDecimals(6)
         self.temperature = FloatSpinBox(label="temperature τ", min=1e-3, max=100.0, step=0.01)
         self.time_offsets = SpinBox(label="time offset Δt", min=1, max=100_000, value=10)
-        self.valid_fraction = FloatSpinBox(
-            label="validation fraction",
-            min=0.0,
-            max=0.9,
-            step=0.05,
-            value=0.2,
-            tooltip="The last part of the recording is held out from training.",
-        )
+        self.valid_fraction = valid_fraction_box(0.2)
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device = ComboBox(label="device", choices=available_devices())
         return Container(
@@ -247,101 +194,9 @@ class TrainWidget(QWidget):
             label="advanced",
         )
 
-    # ------------------------------------------------------------------ choices
-    def _layers_of(self, *kinds: str) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if layer_data.layer_kind(layer) in kinds]
-
-    def _neural_choices(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if layer_data.layer_kind(layer) == "image" and layer.ndim in (2, 3)
-        ]
-
-    def _labels_choices(self, _widget: Any = None) -> list[str]:
-        return self._layers_of("labels")
-
-    def _behaviour_choices(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if layer_data.layer_kind(layer) in ("image", "points", "tracks")
-            or len(getattr(layer, "features", ())) > 0
-        ]
-
-    def _continuous_choices(self, _widget: Any = None) -> list[str]:
-        table = self.behaviour_table()
-        return [] if table is None else layer_data.continuous_columns(table)
-
-    def _discrete_choices(self, _widget: Any = None) -> list[str]:
-        table = self.behaviour_table()
-        return [] if table is None else layer_data.discrete_columns(table)
-
-    def behaviour_table(self) -> pd.DataFrame | None:
-        """The per-frame table of the chosen behaviour layer (``None`` if unusable or unset)."""
-        name = self.behaviour.value
-        if not name or name not in self.viewer.layers:
-            return None
-        cached_name, cached = self._table_cache
-        if cached_name == name:
-            return cached
-        try:
-            table = layer_data.behaviour_table(self.viewer.layers[name])
-        except ValueError as error:
-            self.data_summary.value = str(error)
-            table = None
-        self._table_cache = (name, table)
-        return table
-
-    def refresh_layers(self, _event: Any = None) -> None:
-        """Refresh the layer pickers after layers were added, removed or renamed."""
-        for layer in self.viewer.layers:
-            layer.events.name.connect(self.refresh_layers)
-            layer.events.data.connect(self._on_data_choice)
-        self._table_cache = ("", None)
-        for widget in (self.neural, self.rois, self.behaviour):
-            widget.reset_choices()
-        self._pick_by_kind()
-        self._on_data_choice()
-
-    def _pick_by_kind(self) -> None:
-        """Preselect layers tagged by our readers/sample data (``metadata[KIND_KEY]``)."""
-        kinds = {
-            layer.name: layer.metadata.get(KIND_KEY)
-            for layer in self.viewer.layers
-            if isinstance(layer.metadata, dict)
-        }
-        current = kinds.get(self.neural.value)
-        if current not in NEURAL_KINDS:
-            tagged = [n for n in self.neural.choices if kinds.get(n) in NEURAL_KINDS]
-            if tagged:
-                self.neural.value = tagged[0]
-        if self.behaviour.value is None:
-            tagged = [n for n in self.behaviour.choices if kinds.get(n) in BEHAVIOUR_KINDS]
-            if tagged:
-                self.behaviour.value = tagged[0]
-
-    def _on_data_choice(self, _value: Any = None) -> None:
-        self._table_cache = ("", None)
-        neural = self._layer(self.neural.value)
-        is_movie = neural is not None and neural.ndim == 3
-        self.rois.visible = is_movie
-        self.dff.visible = is_movie
-        if is_movie and self.rois.value is None and self.rois.choices[1:]:
-            self.rois.value = self.rois.choices[1]
-        previous = set(self.variables.value)
-        self.variables.reset_choices()
-        self.discrete.reset_choices()
-        keep = [c for c in self.variables.choices if c in previous]
-        self.variables.value = keep or list(self.variables.choices)
-        self._update_summary()
-
-    def _layer(self, name: str | None) -> Any:
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
-
-    def _update_summary(self, _value: Any = None) -> None:
-        table = self.behaviour_table()
-        neural = self._layer(self.neural.value)
+    def _update_summary(self) -> None:
+        table = self.data.behaviour_table()
+        neural = self.data.layer(self.data.neural.value)
         parts = []
         if neural is not None:
             parts.append(f"neural: {neural.data.shape[0]} frames")
@@ -408,6 +263,10 @@ class TrainWidget(QWidget):
             "precision": self.precision.value,
         }
 
+    def uses_behaviour(self) -> bool:
+        """Whether the chosen conditional (or the hybrid option) trains on continuous labels."""
+        return self.conditional.value != "time" or bool(self.hybrid.value)
+
     def training_labels(self) -> dict[str, Any]:
         """Behaviour columns passed to ``fit`` (continuous ones unless the run is time-only).
 
@@ -417,9 +276,8 @@ class TrainWidget(QWidget):
             ``layer_data.label_description``: ``"continuous"``, ``"discrete"`` and the display
             list ``"labels"``.
         """
-        uses_continuous = self.conditional.value != "time" or bool(self.hybrid.value)
-        continuous = list(self.variables.value) if uses_continuous else []
-        return layer_data.label_description(continuous, self.discrete.value)
+        continuous = list(self.data.variables.value) if self.uses_behaviour() else []
+        return layer_data.label_description(continuous, self.data.discrete.value)
 
     def build_request(self) -> tuple[TrainingRequest, dict[str, Any]]:
         """Read layers and controls into a :class:`TrainingRequest` and a data description.
@@ -431,69 +289,28 @@ class TrainWidget(QWidget):
             data, length mismatch without the common-prefix option, missing labels for a
             behaviour-conditioned run, bad parameter text).
         """
-        neural_layer = self._layer(self.neural.value)
-        is_movie = neural_layer is not None and neural_layer.ndim == 3
-        rois_layer = self._layer(self.rois.value) if is_movie else None
-        source = layer_data.neural_source(neural_layer, rois_layer)
-        if source.kind == "matrix":
-            neural = NeuralInput(matrix=layer_data.neural_matrix(neural_layer))
-        else:
-            neural = NeuralInput(
-                movie=neural_layer.data, rois=np.asarray(rois_layer.data), dff=bool(self.dff.value)
-            )
-        behaviour_layer = self._layer(self.behaviour.value)
-        table = None
-        if behaviour_layer is not None:
-            table = layer_data.behaviour_table(behaviour_layer)
-        n_frames = layer_data.common_length(
-            source.n_frames,
-            None if table is None else len(table),
-            neural_name=source.name,
-            behaviour_name=getattr(behaviour_layer, "name", ""),
-            allow_prefix=bool(self.common_prefix.value),
-        )
+        uses_behaviour = self.uses_behaviour()
+        selection = self.data.read(continuous=uses_behaviour)
         params = self.estimator_params()
-        label_names = self.training_labels()
-        uses_continuous = params["conditional"] != "time" or params["hybrid"]
-        if uses_continuous and not label_names["labels"]:
+        if uses_behaviour and not selection.labels:
             raise ValueError(
                 f"Conditional {params['conditional']!r} trains on behaviour: choose a behaviour "
                 "layer and at least one continuous label, or use the CEBRA-Time preset."
             )
-        labels = layer_data.label_arrays(
-            table, label_names["continuous"], label_names["discrete"], n_frames
-        )
         description = {
-            "neural": source.name,
-            "rois": getattr(rois_layer, "name", None),
-            "dff": bool(self.dff.value) if source.kind == "movie" else None,
-            "behaviour": getattr(behaviour_layer, "name", None),
-            **label_names,
-            "n_frames": n_frames,
+            **selection.description,
             "valid_fraction": float(self.valid_fraction.value),
             "preset": self.preset.value,
-            "time_layer": self._time_layer_name(source, behaviour_layer),
-            "table": None if table is None else table.iloc[:n_frames].reset_index(drop=True),
+            "table": selection.table,
         }
         request = TrainingRequest(
             params=params,
-            neural=neural,
-            labels=labels,
-            n_frames=n_frames,
+            neural=selection.neural,
+            labels=selection.labels,
+            n_frames=selection.n_frames,
             valid_fraction=float(self.valid_fraction.value),
         )
         return request, description
-
-    @staticmethod
-    def _time_layer_name(source: layer_data.NeuralSource, behaviour_layer: Any) -> str | None:
-        if source.kind == "movie":
-            return source.name
-        if behaviour_layer is not None and layer_data.layer_kind(behaviour_layer) in (
-            "points",
-            "tracks",
-        ):
-            return behaviour_layer.name
-        return None
 
     # ------------------------------------------------------------------ running
     @property
@@ -560,7 +377,7 @@ class _TrainingRun:
     def on_record(self, record: Any) -> None:
         """Show trace-extraction or training progress (status first, then the loss curve)."""
         if isinstance(record, TraceProgress):
-            self.widget.status.value = f"Extracting ROI traces: {100 * record.fraction:.0f}%"
+            self.widget.status.value = record.message
             return
         self.widget.status.value = (
             f"Step {record.step}/{record.total_steps}   loss {record.total:.4f}   "

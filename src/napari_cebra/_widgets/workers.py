@@ -44,6 +44,11 @@ class TraceProgress:
 
     fraction: float
 
+    @property
+    def message(self) -> str:
+        """Status-line text, e.g. ``"Extracting ROI traces: 40%"``."""
+        return f"Extracting ROI traces: {100 * self.fraction:.0f}%"
+
 
 @dataclass(frozen=True)
 class TrainingRequest:

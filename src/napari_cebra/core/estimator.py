@@ -273,18 +273,14 @@ class CEBRA(TransformerMixin, BaseEstimator):
         CEBRA
             ``self``.
         """
-        chunk = _FIT_CHUNK_VERBOSE if self.verbose else _FIT_CHUNK_QUIET
-        for _ in self.iter_fit(
+        self._train_to_end(
             X,
-            *y,
-            yield_every=chunk,
-            max_interval=None,
+            y,
             reset=True,
             adapt=adapt,
             callback=callback,
             callback_frequency=callback_frequency,
-        ):
-            pass
+        )
         self.__dict__.pop("_task", None)
         return self
 
@@ -306,18 +302,16 @@ class CEBRA(TransformerMixin, BaseEstimator):
         CEBRA
             ``self``.
         """
-        chunk = _FIT_CHUNK_VERBOSE if self.verbose else _FIT_CHUNK_QUIET
-        for _ in self.iter_fit(
-            X,
-            *y,
-            yield_every=chunk,
-            max_interval=None,
-            reset=False,
-            callback=callback,
-            callback_frequency=callback_frequency,
-        ):
-            pass
+        self._train_to_end(
+            X, y, reset=False, callback=callback, callback_frequency=callback_frequency
+        )
         return self
+
+    def _train_to_end(self, X: Any, y: tuple[Any, ...], **fit_options: Any) -> None:
+        """Run :meth:`iter_fit` to its end, yielding only every few steps (more when verbose)."""
+        chunk = _FIT_CHUNK_VERBOSE if self.verbose else _FIT_CHUNK_QUIET
+        for _ in self.iter_fit(X, *y, yield_every=chunk, max_interval=None, **fit_options):
+            pass
 
     def fit_transform(self, X: Any, *y: Any, **fit_params: Any) -> np.ndarray:
         """``fit(X, *y)`` then ``transform(X)``."""
@@ -454,21 +448,10 @@ class CEBRA(TransformerMixin, BaseEstimator):
         """Build criterion, optimizer, sampler and solver, then set every fitted attribute."""
         import torch
 
-        from napari_cebra.core.loss import InfoNCE
         from napari_cebra.core.training import PrivateGlobalRNG, Solver
 
         model = model.to(device)
-        criterion = InfoNCE(
-            distance=self.distance,
-            temperature=self.temperature,
-            temperature_mode=self.temperature_mode,
-            min_temperature=self.min_temperature,
-        ).to(device)
-        optimizer = torch.optim.Adam(
-            [*model.parameters(), *criterion.parameters()],
-            lr=self.learning_rate,
-            **dict(self.optimizer_kwargs),
-        )
+        criterion, optimizer = self._criterion_and_optimizer(model, device)
         offset = _first_encoder(model).get_offset()
         generator = torch.Generator(device=device).manual_seed(seeds.sampler)
         solver_name, objective = self._build_objective(recording, model, offset, generator)
@@ -482,17 +465,53 @@ class CEBRA(TransformerMixin, BaseEstimator):
             recording.n_features,
             dropout_rng,
         )
+        self._set_fitted(
+            model, solver, device, solver_name, _label_types(recording), recording.n_features, seed
+        )
+        self._task = _TrainingTask(objective, recording.n_features)
+
+    def _criterion_and_optimizer(
+        self, model: torch.nn.Module, device: str
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """The InfoNCE criterion on ``device`` and Adam over the model's and its parameters."""
+        import torch
+
+        from napari_cebra.core.loss import InfoNCE
+
+        criterion = InfoNCE(
+            distance=self.distance,
+            temperature=self.temperature,
+            temperature_mode=self.temperature_mode,
+            min_temperature=self.min_temperature,
+        ).to(device)
+        optimizer = torch.optim.Adam(
+            [*model.parameters(), *criterion.parameters()],
+            lr=self.learning_rate,
+            **dict(self.optimizer_kwargs),
+        )
+        return criterion, optimizer
+
+    def _set_fitted(
+        self,
+        model: torch.nn.Module,
+        solver: Solver,
+        device: str,
+        solver_name: str,
+        label_types: list,
+        n_features: int | list[int],
+        seed: int | None,
+    ) -> None:
+        """Set the fitted attributes (``model_``, ``solver_``, ``offset_``, …)."""
         self.device_ = device
-        self.offset_ = offset
+        self.offset_ = _first_encoder(model).get_offset()
         self.solver_name_ = solver_name
-        self.label_types_ = _label_types(recording)
+        self.label_types_ = label_types
         self.model_ = model
         self.solver_ = solver
-        self.n_features_ = recording.n_features
-        self.n_features_in_ = recording.n_features
-        self.num_sessions_ = len(recording.data) if recording.multi_session else None
+        self.n_features_ = n_features
+        self.n_features_in_ = n_features
+        self.num_sessions_ = len(n_features) if isinstance(n_features, list) else None
         self.seed_ = seed
-        self._task = _TrainingTask(objective, recording.n_features)
 
     def _check_continuation(self, X: Any) -> None:
         """``partial_fit`` continues on its first data; the new ``X`` must have its width."""
@@ -845,7 +864,6 @@ class CEBRA(TransformerMixin, BaseEstimator):
         """
         import torch
 
-        from napari_cebra.core.loss import InfoNCE
         from napari_cebra.core.models import init
         from napari_cebra.core.training import HYBRID_STAT_KEYS, STAT_KEYS, Solver
 
@@ -858,30 +876,11 @@ class CEBRA(TransformerMixin, BaseEstimator):
             ]
         model = torch.nn.ModuleList(encoders) if multi_session else encoders[0]
         model = model.to(device)
-        criterion = InfoNCE(
-            distance=self.distance,
-            temperature=self.temperature,
-            temperature_mode=self.temperature_mode,
-            min_temperature=self.min_temperature,
-        ).to(device)
-        optimizer = torch.optim.Adam(
-            [*model.parameters(), *criterion.parameters()],
-            lr=self.learning_rate,
-            **dict(self.optimizer_kwargs),
-        )
+        criterion, optimizer = self._criterion_and_optimizer(model, device)
         stat_keys = HYBRID_STAT_KEYS if solver_name == SOLVER_HYBRID else STAT_KEYS
         solver = Solver(solver_name, model, criterion, optimizer, stat_keys, n_features)
         solver.load_state_dict(solver_state)
-        self.device_ = device
-        self.offset_ = _first_encoder(model).get_offset()
-        self.solver_name_ = solver_name
-        self.label_types_ = label_types
-        self.model_ = model
-        self.solver_ = solver
-        self.n_features_ = n_features
-        self.n_features_in_ = n_features
-        self.num_sessions_ = len(widths) if multi_session else None
-        self.seed_ = seed
+        self._set_fitted(model, solver, device, solver_name, label_types, n_features, seed)
 
     def save(self, filename: Any, backend: str = "sklearn") -> None:
         """Write the fitted model to ``filename`` (our versioned format, see

@@ -371,6 +371,25 @@ def _scatter_shifts(grad_columns: torch.Tensor, length: int) -> torch.Tensor:
     return grad_input
 
 
+def _conv_product(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Column matrix of a contiguous ``(B, T, c)`` tensor, the weight matrix and
+    ``columns @ matrix + bias`` (``(B · (T − k + 1), out)``), all in ``dtype``."""
+    columns = _columns(x, weight.shape[2])
+    matrix = _matrix(weight, dtype)
+    return columns, matrix, torch.addmm(bias.to(dtype), columns, matrix)
+
+
+def _conv_input_grad(
+    grad: torch.Tensor, matrix: torch.Tensor, weight: torch.Tensor, batch: int, length: int
+) -> torch.Tensor:
+    """Input gradient ``(B, T, c)`` of :func:`_conv_product` from the output gradient ``grad``."""
+    _, channels, kernel = weight.shape
+    grad_columns = (grad @ matrix.t()).reshape(batch, -1, kernel, channels)
+    return _scatter_shifts(grad_columns, length)
+
+
 class _InputConvFunction(torch.autograd.Function):
     """First convolution from the constant input column matrix, kept in both layouts."""
 
@@ -411,28 +430,24 @@ class _ConvFunction(torch.autograd.Function):
         dtype: torch.dtype,
     ) -> torch.Tensor:
         x = x.contiguous()
-        batch, length, channels = x.shape
-        kernel = weight.shape[2]
-        out_length = length - kernel + 1
-        columns = _columns(x, kernel)
-        matrix = _matrix(weight, dtype)
+        batch, length, _ = x.shape
+        out_length = length - weight.shape[2] + 1
+        columns, matrix, product = _conv_product(x, weight, bias, dtype)
         ctx.save_for_backward(columns, matrix, weight)
         ctx.length = length
-        return torch.addmm(bias.to(dtype), columns, matrix).reshape(batch, out_length, -1)
+        return product.reshape(batch, out_length, -1)
 
     @staticmethod
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         columns, matrix, weight = ctx.saved_tensors
-        batch, out_length, _ = grad_output.shape
+        batch = grad_output.shape[0]
         grad = grad_output.reshape(columns.shape[0], -1)
         grad_weight = _weight_grad(columns.t() @ grad, weight)
         grad_input = None
         if ctx.needs_input_grad[0]:
-            kernel, channels = weight.shape[2], weight.shape[1]
-            grad_columns = (grad @ matrix.t()).reshape(batch, out_length, kernel, channels)
-            grad_input = _scatter_shifts(grad_columns, ctx.length)
+            grad_input = _conv_input_grad(grad, matrix, weight, batch, ctx.length)
         return grad_input, grad_weight, grad.sum(0).float(), None
 
 
@@ -457,9 +472,7 @@ class _ResidualConvFunction(torch.autograd.Function):
         kernel = weight.shape[2]
         crop = (kernel - 1) // 2
         out_length = length - kernel + 1
-        columns = _columns(x, kernel)
-        matrix = _matrix(weight, dtype)
-        pre_activation = torch.addmm(bias.to(dtype), columns, matrix)
+        columns, matrix, pre_activation = _conv_product(x, weight, bias, dtype)
         branch = F.gelu(pre_activation, approximate=approximate).reshape(batch, out_length, -1)
         ctx.save_for_backward(columns, matrix, weight, pre_activation)
         ctx.length = length
@@ -472,14 +485,12 @@ class _ResidualConvFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         columns, matrix, weight, pre_activation = ctx.saved_tensors
         batch, out_length, _ = grad_output.shape
-        kernel, channels = weight.shape[2], weight.shape[1]
         grad_pre = torch.ops.aten.gelu_backward(
             grad_output.reshape(pre_activation.shape), pre_activation, approximate=ctx.approximate
         )
         grad_weight = _weight_grad(columns.t() @ grad_pre, weight)
-        grad_columns = (grad_pre @ matrix.t()).reshape(batch, out_length, kernel, channels)
-        grad_input = _scatter_shifts(grad_columns, ctx.length)
-        crop = (kernel - 1) // 2
+        grad_input = _conv_input_grad(grad_pre, matrix, weight, batch, ctx.length)
+        crop = (weight.shape[2] - 1) // 2
         grad_input[:, crop : crop + out_length] += grad_output
         return grad_input, grad_weight, grad_pre.sum(0).float(), None, None
 

@@ -23,8 +23,9 @@ import os
 import pickle
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -127,11 +128,28 @@ def write_atomically(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file next to ``path``, then move it into place."""
     import torch
 
-    folder = path.parent if str(path.parent) else Path(".")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    replace_file_atomically(path, lambda handle: torch.save(payload, handle))
+
+
+def replace_file_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` fill a temporary file next to ``path``, then move it into place.
+
+    Readers see either the old file or the complete new one: the temporary file is flushed to
+    disk before ``os.replace``, and removed (leaving ``path`` untouched) if anything fails.
+
+    Parameters
+    ----------
+    path : Path
+        The file to create or replace.
+    write : callable
+        Called with the temporary file, opened for writing in binary mode.
+    """
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            torch.save(payload, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -15,6 +15,12 @@ TRACK_LENGTH = 1.6  # metres
 BIN_SIZE = 0.025  # seconds
 
 
+def _achilles_labels(position: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``(T, 3)`` float32 ``[position, right, left]`` with one-hot running directions."""
+    right = (direction == 0).astype(np.float32)
+    return np.stack([position, right, 1.0 - right], axis=1).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class PlaceCellRecording:
     """A neurons × time matrix with the behaviour that drives it.
@@ -39,8 +45,7 @@ class PlaceCellRecording:
     @property
     def behaviour(self) -> np.ndarray:
         """``(T, 3)`` float32 ``[position, right, left]``, the layout of the achilles labels."""
-        right = (self.direction == 0).astype(np.float32)
-        return np.stack([self.position, right, 1.0 - right], axis=1).astype(np.float32)
+        return _achilles_labels(self.position, self.direction)
 
     @property
     def n_frames(self) -> int:
@@ -173,8 +178,7 @@ class CalciumImagingSession:
     @property
     def behaviour(self) -> np.ndarray:
         """``(T, 3)`` float32 ``[position, right, left]``, the layout of the achilles labels."""
-        right = (self.direction == 0).astype(np.float32)
-        return np.stack([self.position, right, 1.0 - right], axis=1).astype(np.float32)
+        return _achilles_labels(self.position, self.direction)
 
     @property
     def n_frames(self) -> int:

@@ -23,15 +23,16 @@ import math
 import numbers
 import os
 import re
-import tempfile
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_cebra.core.progress import run_to_end
+from napari_cebra.core.serialization import replace_file_atomically
 from napari_cebra.workflows.executors import (
     TaskDone,
     TaskProgress,
@@ -214,16 +215,15 @@ class GridSearch:
         GridSearch
             ``self``.
         """
-        for record in self.iter_fit_models(
+        steps = self.iter_fit_models(
             datasets,
             params,
             models_dir,
             valid_datasets=valid_datasets,
             valid_fraction=valid_fraction,
             executor=executor,
-        ):
-            if progress is not None:
-                progress(record)
+        )
+        run_to_end(steps, progress)
         return self
 
     def iter_fit_models(
@@ -235,7 +235,7 @@ class GridSearch:
         valid_datasets: Mapping[str, Any] | None = None,
         valid_fraction: float | None = None,
         executor: Any = None,
-    ) -> Iterator[GridProgress]:
+    ) -> Generator[GridProgress, None, None]:
         """Generator form of :meth:`fit_models`.
 
         Closing the generator stops the sweep; every model finished so far stays in
@@ -671,16 +671,8 @@ def _read_index(directory: Path) -> dict[str, dict[str, Any]]:
 
 def _write_json_atomically(path: Path, payload: Any) -> None:
     """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(_jsonable(payload), file, indent=1)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    text = json.dumps(_jsonable(payload), indent=1)
+    replace_file_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _jsonable(value: Any) -> Any:

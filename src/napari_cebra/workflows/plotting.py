@@ -19,6 +19,8 @@ import matplotlib.figure
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from napari_cebra.core.consistency import consistency_matrix
+
 CEBRA_COLORS = ("#4854e9", "#6235e0", "#a045e8", "#bf1bb9", "#d4164f")
 
 
@@ -306,13 +308,7 @@ def _square_scores(scores: Any, pairs: Any, datasets: Any) -> tuple[np.ndarray, 
             f"{'no' if wanted is None else len(wanted)} datasets and {len(compared)} distinct ids "
             "in pairs."
         )
-    position = {label: index for index, label in enumerate(labels)}
-    matrix = np.full((len(labels), len(labels)), np.nan)
-    for score, (source, target) in zip(values, pair_array.tolist(), strict=True):
-        if source not in position or target not in position:
-            raise ValueError(f"pair ({source!r}, {target!r}) is not among the datasets {labels}.")
-        matrix[position[source], position[target]] = score
-    return matrix, labels
+    return consistency_matrix(values, pair_array, labels), labels
 
 
 def plot_consistency(

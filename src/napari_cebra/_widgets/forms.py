@@ -1,0 +1,424 @@
+"""Form pieces shared by the dock widgets: the layer picker and controls several widgets show.
+
+:class:`DataPicker` offers the viewer's layers, keeps its lists current as layers come and go,
+and reads the chosen layers into a :class:`DataSelection` (arrays and names, no viewer access
+afterwards) for a worker. The train, goodness-of-fit, shuffle-controls, report, consistency and
+grid-search widgets embed one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Select, SpinBox, Widget
+from psygnal import Signal
+
+from napari_cebra._widgets import layer_data
+from napari_cebra._widgets.workers import NeuralInput, TraceProgress, neural_matrix_steps
+from napari_cebra.io.napari_contributions import KIND_KEY  # set by our readers and samples
+
+NEURAL_KINDS = ("movie", "neural_matrix")
+BEHAVIOUR_KINDS = ("behaviour", "keypoints")
+TIMED_KINDS = ("points", "tracks")  # behaviour layers whose first axis is time
+
+
+def neural_layer_names(viewer: Any) -> list[str]:
+    """Image layers that can be neural data: 2-D (time × neurons) or 3-D (a movie)."""
+    return [
+        layer.name
+        for layer in viewer.layers
+        if layer_data.layer_kind(layer) == "image" and layer.ndim in (2, 3)
+    ]
+
+
+def labels_layer_names(viewer: Any) -> list[str]:
+    """Labels layers (ROI candidates)."""
+    return [layer.name for layer in viewer.layers if layer_data.layer_kind(layer) == "labels"]
+
+
+def behaviour_layer_names(viewer: Any) -> list[str]:
+    """Layers that can hold per-frame behaviour: images, points, tracks, or any with features."""
+    return [
+        layer.name
+        for layer in viewer.layers
+        if layer_data.layer_kind(layer) in ("image", *TIMED_KINDS)
+        or len(getattr(layer, "features", ())) > 0
+    ]
+
+
+def layer_choices(viewer: Any, names: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
+    """A magicgui ``choices`` callback offering ``names(viewer)`` (e.g. :func:`neural_layer_names`)."""
+
+    def choices(_widget: Any = None) -> list[str]:
+        return names(viewer)
+
+    return choices
+
+
+BEHAVIOUR_LABELS_NEEDED = (
+    "A behaviour-conditioned model (CEBRA-Behavior, conditional other than 'time') trains on "
+    "behaviour: choose a behaviour layer and at least one behaviour label, or train on time only."
+)
+
+
+def valid_fraction_box(value: float) -> FloatSpinBox:
+    """The "validation fraction" control: the last part of the recording is held out."""
+    return FloatSpinBox(
+        label="validation fraction",
+        min=0.0,
+        max=0.9,
+        step=0.05,
+        value=value,
+        tooltip="The last part of the recording is held out from training.",
+    )
+
+
+def scoring_batches_box(tooltip: str | None = None) -> SpinBox:
+    """The "scoring batches" control: batches averaged for a goodness-of-fit score."""
+    return SpinBox(label="scoring batches", min=1, max=10_000, value=100, tooltip=tooltip)
+
+
+def read_neural(
+    neural_layer: Any, rois_layer: Any, dff: bool
+) -> tuple[layer_data.NeuralSource, NeuralInput]:
+    """Check the neural layer and read it into what a worker needs.
+
+    Parameters
+    ----------
+    neural_layer : napari.layers.Image or None
+        Time × neurons matrix or time × y × x movie.
+    rois_layer : napari.layers.Labels or None
+        ROI labels; used only when ``neural_layer`` is a movie.
+    dff : bool
+        Convert a movie's extracted traces to ΔF/F.
+
+    Raises
+    ------
+    ValueError
+        Every problem :func:`layer_data.neural_source` finds (no layer, RGB, wrong number of
+        dimensions, a movie without matching ROIs).
+    """
+    is_movie = neural_layer is not None and neural_layer.ndim == 3
+    source = layer_data.neural_source(neural_layer, rois_layer if is_movie else None)
+    if source.kind == "matrix":
+        return source, NeuralInput(matrix=layer_data.neural_matrix(neural_layer))
+    return source, NeuralInput(
+        movie=neural_layer.data, rois=np.asarray(rois_layer.data), dff=bool(dff)
+    )
+
+
+def time_layer_name(source: layer_data.NeuralSource, behaviour_layer: Any) -> str | None:
+    """Main-viewer layer whose first axis is time: the movie, else timed behaviour points."""
+    if source.kind == "movie":
+        return source.name
+    if behaviour_layer is not None and layer_data.layer_kind(behaviour_layer) in TIMED_KINDS:
+        return behaviour_layer.name
+    return None
+
+
+@dataclass
+class DataSelection:
+    """Layers read into what a worker needs (no viewer access afterwards).
+
+    Attributes
+    ----------
+    neural : NeuralInput
+        The neural matrix, or the movie and ROIs to extract traces from.
+    labels : list of np.ndarray
+        Label arrays cut to ``n_frames`` (continuous float32 ``(T, k)`` and/or discrete int64).
+    n_frames : int
+        Frames used.
+    valid_fraction : float
+        Last fraction of the frames held out for validation.
+    description : dict
+        Layer names and label names, for messages and the session registry.
+    table : pandas.DataFrame or None
+        Behaviour table cut to ``n_frames`` (for layer features).
+    time_layer : str or None
+        Main-viewer layer whose first axis is time (movie or keypoints), for the time link.
+    """
+
+    neural: NeuralInput
+    labels: list[np.ndarray]
+    n_frames: int
+    valid_fraction: float
+    description: dict[str, Any] = field(default_factory=dict)
+    table: pd.DataFrame | None = None
+    time_layer: str | None = None
+
+
+def neural_frames(
+    selection: DataSelection,
+) -> Generator[TraceProgress, None, np.ndarray]:
+    """Worker step: the ``(n_frames, n)`` neural matrix, extracting ROI traces if needed."""
+    matrix = yield from neural_matrix_steps(selection.neural, threading.Event())
+    return matrix[: selection.n_frames]
+
+
+class DataPicker(Container):
+    """Layer pickers: neural data (matrix or movie + ROIs), behaviour and its label columns.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Viewer whose layers are offered.
+    discrete : bool
+        Offer a discrete label column.
+    valid_fraction : float or None
+        Default validation fraction; ``None`` hides the control.
+    labels_required : bool
+        Preselect a behaviour layer (other than the neural one) when none is chosen.
+    variables_label, variables_height : str, int
+        Label and height (px) of the continuous-label list.
+    preselect_tagged : bool
+        Preselect the layers our readers and sample data tagged (``metadata[KIND_KEY]``).
+    follow_layer_edits : bool
+        Also refresh when a layer is renamed or its data replaced.
+    extra : sequence of magicgui widgets
+        Shown below the pickers (e.g. a summary of the selection).
+
+    Attributes
+    ----------
+    selection_changed : psygnal.Signal
+        Emitted after the chosen layers or label columns changed.
+    """
+
+    selection_changed = Signal()
+
+    def __init__(
+        self,
+        viewer: Any,
+        *,
+        discrete: bool = True,
+        valid_fraction: float | None = 0.2,
+        labels_required: bool = False,
+        variables_label: str = "continuous labels",
+        variables_height: int = 80,
+        preselect_tagged: bool = False,
+        follow_layer_edits: bool = False,
+        extra: Sequence[Widget] = (),
+    ) -> None:
+        self.viewer = viewer
+        self.labels_required = labels_required
+        self.offers_discrete = discrete
+        self.offers_valid_fraction = valid_fraction is not None
+        self.preselect_tagged = preselect_tagged
+        self.follow_layer_edits = follow_layer_edits
+        self._table_cache: tuple[str, pd.DataFrame | None] = ("", None)
+        self.neural = ComboBox(
+            label="neural data", choices=layer_choices(viewer, neural_layer_names)
+        )
+        self.rois = ComboBox(
+            label="ROI labels", choices=layer_choices(viewer, labels_layer_names), nullable=True
+        )
+        self.dff = CheckBox(text="ΔF/F (running-percentile baseline)", value=False)
+        self.behaviour = ComboBox(
+            label="behaviour", choices=layer_choices(viewer, behaviour_layer_names), nullable=True
+        )
+        self.variables = Select(label=variables_label, choices=self._continuous_choices)
+        self.variables.native.setMaximumHeight(variables_height)
+        self.discrete = ComboBox(
+            label="discrete label", choices=self._discrete_choices, nullable=True
+        )
+        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
+        self.valid_fraction = valid_fraction_box(valid_fraction or 0.0)
+        shown = [self.neural, self.rois, self.dff, self.behaviour, self.variables]
+        shown += [self.discrete] if discrete else []
+        shown += [self.common_prefix]
+        shown += [self.valid_fraction] if valid_fraction is not None else []
+        super().__init__(widgets=[*shown, *extra], label="data")
+        for widget in (self.neural, self.rois, self.behaviour):
+            widget.changed.connect(self._on_choice)
+        for widget in (self.variables, self.discrete):
+            widget.changed.connect(self._on_labels_choice)
+        events = viewer.layers.events
+        for event in (events.inserted, events.removed, events.moved):
+            event.connect(self.refresh)
+        self.native.destroyed.connect(self._disconnect)
+        self.refresh()
+
+    # -------------------------------------------------------------- choices
+    def _continuous_choices(self, _widget: Any = None) -> list[str]:
+        table = self.behaviour_table()
+        return [] if table is None else layer_data.continuous_columns(table)
+
+    def _discrete_choices(self, _widget: Any = None) -> list[str]:
+        table = self.behaviour_table()
+        return [] if table is None else layer_data.discrete_columns(table)
+
+    def layer(self, name: str | None) -> Any:
+        """The viewer's layer called ``name`` (``None`` if unset or gone)."""
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def behaviour_table(self) -> pd.DataFrame | None:
+        """Per-frame table of the chosen behaviour layer (``None`` if unset or unusable)."""
+        name = self.behaviour.value
+        if not name or name not in self.viewer.layers:
+            return None
+        if self._table_cache[0] != name:
+            try:
+                table = layer_data.behaviour_table(self.viewer.layers[name])
+            except ValueError:
+                table = None
+            self._table_cache = (name, table)
+        return self._table_cache[1]
+
+    def refresh(self, _event: Any = None) -> None:
+        """Offer the current layers (after layers were added, removed, reordered or edited)."""
+        if self.follow_layer_edits:
+            for layer in self.viewer.layers:
+                layer.events.name.connect(self.refresh)
+                layer.events.data.connect(self._on_choice)
+        self._table_cache = ("", None)
+        for widget in (self.neural, self.rois, self.behaviour):
+            widget.reset_choices()
+        if self.preselect_tagged:
+            self._preselect_tagged()
+        self._on_choice()
+
+    def _preselect_tagged(self) -> None:
+        """Choose layers tagged by our readers/sample data unless a tagged one is chosen."""
+        kinds = {
+            layer.name: layer.metadata.get(KIND_KEY)
+            for layer in self.viewer.layers
+            if isinstance(layer.metadata, dict)
+        }
+        if kinds.get(self.neural.value) not in NEURAL_KINDS:
+            tagged = [n for n in self.neural.choices if kinds.get(n) in NEURAL_KINDS]
+            if tagged:
+                self.neural.value = tagged[0]
+        if self.behaviour.value is None:
+            tagged = [n for n in self.behaviour.choices if kinds.get(n) in BEHAVIOUR_KINDS]
+            if tagged:
+                self.behaviour.value = tagged[0]
+
+    def _on_choice(self, _value: Any = None) -> None:
+        self._table_cache = ("", None)
+        neural = self.layer(self.neural.value)
+        is_movie = neural is not None and neural.ndim == 3
+        self.rois.visible = self.dff.visible = is_movie
+        if is_movie and self.rois.value is None and self.rois.choices[1:]:
+            self.rois.value = self.rois.choices[1]
+        if self.labels_required and self.behaviour.value is None:
+            others = [c for c in self.behaviour.choices[1:] if c != self.neural.value]
+            if others:
+                self.behaviour.value = others[0]  # triggers this method again
+                return
+        previous = set(self.variables.value)
+        self.variables.reset_choices()
+        self.discrete.reset_choices()
+        kept = [c for c in self.variables.choices if c in previous]
+        self.variables.value = kept or list(self.variables.choices)
+        self.selection_changed.emit()
+
+    def _on_labels_choice(self, _value: Any = None) -> None:
+        self.selection_changed.emit()
+
+    def _disconnect(self, *_args: Any) -> None:
+        events = self.viewer.layers.events
+        for event in (events.inserted, events.removed, events.moved):
+            event.disconnect(self.refresh)
+        if self.follow_layer_edits:
+            for layer in self.viewer.layers:
+                layer.events.name.disconnect(self.refresh)
+                layer.events.data.disconnect(self._on_choice)
+
+    # -------------------------------------------------------------- reading
+    def set_from_description(self, trained_on: dict[str, Any]) -> None:
+        """Select the layers and labels a session model was trained on (as far as they exist)."""
+        self.refresh()
+        for widget, key in (
+            (self.neural, "neural"),
+            (self.rois, "rois"),
+            (self.behaviour, "behaviour"),
+        ):
+            name = trained_on.get(key)
+            if name in widget.choices:
+                widget.value = name
+        if trained_on.get("dff") is not None:
+            self.dff.value = bool(trained_on["dff"])
+        continuous = trained_on.get("continuous") or []
+        self.variables.value = [c for c in continuous if c in self.variables.choices]
+        discrete = trained_on.get("discrete")
+        self.discrete.value = discrete if discrete in self.discrete.choices else None
+        if "valid_fraction" in trained_on:
+            self.valid_fraction.value = float(trained_on["valid_fraction"])
+        n_frames = trained_on.get("n_frames")
+        neural = self.layer(self.neural.value)
+        if n_frames is not None and neural is not None and n_frames < neural.data.shape[0]:
+            self.common_prefix.value = True
+
+    def read(
+        self,
+        n_frames: int | None = None,
+        *,
+        continuous: bool = True,
+        missing_labels: str | None = None,
+    ) -> DataSelection:
+        """Read the chosen layers into a :class:`DataSelection` (main thread only).
+
+        Parameters
+        ----------
+        n_frames : int, optional
+            Use only the first ``n_frames`` frames (e.g. those a model was trained on).
+        continuous : bool
+            Use the chosen continuous label columns (``False``: a time-only model).
+        missing_labels : str, optional
+            Refuse, with this message, a selection that uses labels (``continuous``) but has no
+            label column.
+
+        Raises
+        ------
+        ValueError
+            For unusable layers, different lengths without the common-prefix option, more
+            frames asked for than the layers have, or ``missing_labels``.
+        """
+        behaviour_layer = self.layer(self.behaviour.value)
+        rois_layer = self.layer(self.rois.value)
+        source, neural = read_neural(self.layer(self.neural.value), rois_layer, self.dff.value)
+        table = None if behaviour_layer is None else layer_data.behaviour_table(behaviour_layer)
+        frames = layer_data.common_length(
+            source.n_frames,
+            None if table is None else len(table),
+            neural_name=source.name,
+            behaviour_name=getattr(behaviour_layer, "name", ""),
+            allow_prefix=bool(self.common_prefix.value),
+        )
+        if n_frames is not None:
+            if n_frames > frames:
+                raise ValueError(
+                    f"The model was trained on {n_frames} frames but the chosen layers have only "
+                    f"{frames}."
+                )
+            frames = n_frames
+        columns = list(self.variables.value) if continuous else []
+        discrete = self.discrete.value if self.offers_discrete else None
+        if continuous and missing_labels and not columns and not discrete:
+            raise ValueError(missing_labels)
+        is_movie = source.kind == "movie"
+        time_layer = time_layer_name(source, behaviour_layer)
+        return DataSelection(
+            neural=neural,
+            labels=layer_data.label_arrays(table, columns, discrete, frames),
+            n_frames=frames,
+            valid_fraction=(
+                float(self.valid_fraction.value) if self.offers_valid_fraction else 0.0
+            ),
+            description={
+                "neural": source.name,
+                "rois": rois_layer.name if is_movie else None,
+                "dff": bool(self.dff.value) if is_movie else None,
+                "behaviour": getattr(behaviour_layer, "name", None),
+                **layer_data.label_description(columns, discrete),
+                "n_frames": frames,
+                "valid_fraction": float(self.valid_fraction.value),
+                "time_layer": time_layer,
+            },
+            table=None if table is None else table.iloc[:frames].reset_index(drop=True),
+            time_layer=time_layer,
+        )
