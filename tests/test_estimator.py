@@ -420,6 +420,25 @@ def test_to_moves_the_model(small_data, fast_params):
         model.to("gpu")
 
 
+def test_adam_is_fused_on_the_cpu_and_matches_the_default_adam(small_data, fast_params):
+    params = dict(fast_params, max_iterations=20)
+    fused = CEBRA(**params).fit(small_data)
+    assert fused.solver_.optimizer.param_groups[0]["fused"] is True
+    plain = CEBRA(
+        **params, optimizer_kwargs=(("betas", (0.9, 0.999)), ("eps", 1e-8), ("fused", False))
+    ).fit(small_data)
+    assert not plain.solver_.optimizer.param_groups[0]["fused"]
+    np.testing.assert_allclose(
+        fused.state_dict_["loss"], plain.state_dict_["loss"], rtol=1e-4, atol=1e-5
+    )
+    optimizer = fused.to("cpu").solver_.optimizer  # the moved state still steps
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    assert optimizer.state_dict()["state"][0]["step"].item() == 21
+
+
 # ---------------------------------------------------------------------------------------------
 # seeds: bit-reproducible training on the CPU for every conditional
 # ---------------------------------------------------------------------------------------------

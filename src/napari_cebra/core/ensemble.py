@@ -42,7 +42,7 @@ from torch import nn
 from napari_cebra.core.estimator import CEBRA
 from napari_cebra.core.loss import dot_similarity, euclidean_similarity, infonce_from_similarities
 from napari_cebra.core.models import DropTimeAxis, Encoder, LinearResidual, Residual, UnitNorm
-from napari_cebra.core.training import STAT_KEYS, ContrastiveObjective
+from napari_cebra.core.training import STAT_KEYS, ContrastiveObjective, adam
 
 PRECISIONS = ("float32", "bfloat16")
 _SIMILARITIES = {"cosine": dot_similarity, "euclidean": euclidean_similarity}
@@ -267,8 +267,8 @@ class _BatchedTraining:
             [member.solver_.criterion for member in members], objective.windows.data.device
         )
         leaves = [*self.encoder.parameters, *self.criterion.parameters]
-        self.optimizer = torch.optim.Adam(
-            leaves, lr=first.learning_rate, **dict(first.optimizer_kwargs)
+        self.optimizer = adam(
+            leaves, first.learning_rate, dict(first.optimizer_kwargs), objective.windows.data.device
         )
         self.autocast = torch.autocast(
             device_type=objective.windows.data.device.type,

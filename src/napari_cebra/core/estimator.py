@@ -474,9 +474,8 @@ class CEBRA(TransformerMixin, BaseEstimator):
         self, model: torch.nn.Module, device: str
     ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """The InfoNCE criterion on ``device`` and Adam over the model's and its parameters."""
-        import torch
-
         from napari_cebra.core.loss import InfoNCE
+        from napari_cebra.core.training import adam
 
         criterion = InfoNCE(
             distance=self.distance,
@@ -484,10 +483,11 @@ class CEBRA(TransformerMixin, BaseEstimator):
             temperature_mode=self.temperature_mode,
             min_temperature=self.min_temperature,
         ).to(device)
-        optimizer = torch.optim.Adam(
+        optimizer = adam(
             [*model.parameters(), *criterion.parameters()],
-            lr=self.learning_rate,
-            **dict(self.optimizer_kwargs),
+            self.learning_rate,
+            dict(self.optimizer_kwargs),
+            device,
         )
         return criterion, optimizer
 
@@ -986,9 +986,19 @@ def _copy_all_but_first_layer(source: torch.nn.Module, target: torch.nn.Module) 
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: str) -> None:
+    """Put the optimizer state next to its (already moved) parameters.
+
+    ``load_state_dict`` applies torch's own placement rules (e.g. the step counter stays on the
+    CPU for the default Adam and moves with the parameters for the fused one). The fused kernel
+    exists on CPU and CUDA only; elsewhere the default implementation takes over.
+    """
     import torch
 
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0:
-                state[key] = value.to(device)
+    state = optimizer.state_dict()
+    if torch.device(device).type not in ("cpu", "cuda"):
+        for group in state["param_groups"]:
+            group["fused"] = None
+        for values in state["state"].values():
+            if isinstance(values.get("step"), torch.Tensor):
+                values["step"] = values["step"].cpu()
+    optimizer.load_state_dict(state)
