@@ -448,7 +448,7 @@ def bench_ensemble(args: argparse.Namespace) -> dict[str, Any]:
                 if kind == "one":
                     CEBRA(**params, seed=0, precision=precision).fit(data)
                 else:
-                    fit_ensemble(params, data, seeds=[0, 1, 2, 3, 4], precision=precision)
+                    fit_ensemble({**params, "precision": precision}, data, seeds=[0, 1, 2, 3, 4])
                 runs[f"{kind}_{precision}"].append(
                     (time.perf_counter() - start, time.process_time() - start_cpu)
                 )

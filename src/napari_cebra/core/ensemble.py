@@ -21,7 +21,10 @@ of ``Conv1d``/``Linear`` layers, GELU/Tanh/Hardtanh activations, residual blocks
 output (every ``offset*-model`` and ``offset1-model*`` architecture without dropout, subsampling or
 output clipping). Other configurations — full batch (``batch_size=None``), hybrid, multi-session,
 dropout, subsampling and clipped encoders — are trained one member after the other with
-``CEBRA.iter_fit`` (the records then have ``batched=False``).
+``CEBRA.iter_fit`` (the records then have ``batched=False``). So is ``precision="bfloat16"`` on the
+CPU: there the single-run path with its bfloat16 kernels (``core.fast``) trains five members in five
+times one run, the grouped model under autocast in about eight. With ``"float32"`` the grouped
+model is the faster one (about 4.3 times one run for five members).
 
 This module imports torch at import time; it is imported only when models are trained.
 """
@@ -44,7 +47,6 @@ from napari_cebra.core.loss import dot_similarity, euclidean_similarity, infonce
 from napari_cebra.core.models import DropTimeAxis, Encoder, LinearResidual, Residual, UnitNorm
 from napari_cebra.core.training import STAT_KEYS, ContrastiveObjective, adam
 
-PRECISIONS = ("float32", "bfloat16")
 _SIMILARITIES = {"cosine": dot_similarity, "euclidean": euclidean_similarity}
 _ELEMENTWISE = (nn.GELU, nn.Tanh, nn.Hardtanh, nn.Identity)
 
@@ -113,7 +115,6 @@ def fit_ensemble(
     *y: Any,
     seeds: Sequence[int],
     progress: Callable[[EnsembleProgress], None] | None = None,
-    precision: str = "float32",
     yield_every: int = 10,
 ) -> list[CEBRA]:
     """Train one estimator per seed, as one batched model where possible.
@@ -128,10 +129,6 @@ def fit_ensemble(
         One seed per member.
     progress : callable, optional
         Called with an :class:`EnsembleProgress` every ``yield_every`` steps.
-    precision : {"float32", "bfloat16"}
-        Arithmetic of the batched encoder pass. ``"bfloat16"`` runs matrix products in bfloat16
-        with float32 accumulation, parameters and optimizer state (faster on CPUs with bfloat16
-        instructions); ``"float32"`` matches single runs.
     yield_every : int
         Steps between progress records.
 
@@ -142,7 +139,7 @@ def fit_ensemble(
         ``CEBRA(**params, seed=seeds[k]).fit(X, *y)``.
     """
     members = make_ensemble(params, seeds)
-    for record in iter_fit_ensemble(members, X, *y, precision=precision, yield_every=yield_every):
+    for record in iter_fit_ensemble(members, X, *y, yield_every=yield_every):
         if progress is not None:
             progress(record)
     return members
@@ -152,7 +149,6 @@ def iter_fit_ensemble(
     members: Sequence[CEBRA],
     X: Any,
     *y: Any,
-    precision: str = "float32",
     yield_every: int = 10,
 ) -> Iterator[EnsembleProgress]:
     """Train the estimators ``members`` together, yielding progress records.
@@ -168,8 +164,6 @@ def iter_fit_ensemble(
         Unfitted or fitted estimators; they are (re)trained from scratch.
     X, *y
         Data and labels, as for ``CEBRA.fit``.
-    precision : {"float32", "bfloat16"}
-        See :func:`fit_ensemble`.
     yield_every : int
         Steps between records (the last step is always reported).
 
@@ -178,17 +172,15 @@ def iter_fit_ensemble(
     EnsembleProgress
     """
     _check_members(members)
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}.")
     if isinstance(yield_every, bool) or not isinstance(yield_every, int) or yield_every < 1:
         raise ValueError(f"yield_every must be a positive integer, got {yield_every!r}.")
     members[0]._start(X, y)
-    if not _batchable(members[0]):
+    if not _batchable(members[0]) or _faster_one_after_another(members[0]):
         yield from _train_one_after_another(members, X, y, yield_every)
         return
     for member in members[1:]:
         member._start(X, y)
-    yield from _BatchedTraining(members, precision).run(yield_every)
+    yield from _BatchedTraining(members, members[0].precision).run(yield_every)
 
 
 def _check_members(members: Sequence[CEBRA]) -> None:
@@ -215,6 +207,13 @@ def _batchable(member: CEBRA) -> bool:
     return isinstance(member._task.objective, ContrastiveObjective) and _supported_encoder(
         member.model_
     )
+
+
+def _faster_one_after_another(member: CEBRA) -> bool:
+    """bfloat16 on the CPU: the single-run path (``core.fast``, bfloat16 kernels) trains K members
+    one after the other in K times one run, while the grouped model under autocast needs about
+    8 times one run for K = 5 (``benchmarks/README.md``)."""
+    return member.precision == "bfloat16" and member.device_ == "cpu"
 
 
 def _supported_encoder(encoder: nn.Module) -> bool:

@@ -41,20 +41,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_cebra.core.models import DropTimeAxis, Residual, UnitNorm
+from napari_cebra.core.validation import PRECISIONS
 
 if TYPE_CHECKING:
     from napari_cebra.core.offset import Offset
 
 __all__ = [
-    "PRECISIONS",
     "ChannelsLastEncoder",
     "FusedCriterion",
     "compile_encoder",
     "compute_dtype",
     "fused_infonce",
 ]
-
-PRECISIONS = ("float32", "bfloat16")
 
 
 def compute_dtype(precision: str) -> torch.dtype:

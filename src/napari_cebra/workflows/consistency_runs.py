@@ -72,7 +72,6 @@ def consistency_runs(
     valid_fraction: float = 0.2,
     executor: Any = None,
     progress: Callable[[Any], None] | None = None,
-    precision: str = "float32",
     yield_every: int = 10,
 ) -> ConsistencyRuns:
     """Train ``n_runs`` seeds of ``params`` on the first part of ``X`` and compare their embeddings.
@@ -94,8 +93,6 @@ def consistency_runs(
         address: one dask task per run.
     progress : callable, optional
         Called with each ``core.ensemble.EnsembleProgress`` record.
-    precision : {"float32", "bfloat16"}
-        Arithmetic of the batched ensemble (see ``core.ensemble.fit_ensemble``).
     yield_every : int
         Training steps between two progress records of the in-process ensemble (the last step
         is always reported); on an executor there is one record per finished run.
@@ -112,7 +109,6 @@ def consistency_runs(
         seeds=seeds,
         valid_fraction=valid_fraction,
         executor=executor,
-        precision=precision,
         yield_every=yield_every,
     )
     return run_to_end(runs, progress)
@@ -126,7 +122,6 @@ def iter_consistency_runs(
     seeds: Sequence[int] | None = None,
     valid_fraction: float = 0.2,
     executor: Any = None,
-    precision: str = "float32",
     yield_every: int = 10,
 ) -> Generator[Any, None, ConsistencyRuns]:
     """Generator form of :func:`consistency_runs`: yields ``EnsembleProgress`` records and
@@ -142,7 +137,7 @@ def iter_consistency_runs(
     resolved = resolve_executor(executor)
     try:
         if resolved.in_process:
-            models = yield from _train_batched(params, train_arrays, seeds, precision, yield_every)
+            models = yield from _train_batched(params, train_arrays, seeds, yield_every)
         else:
             models = yield from _train_on_executor(resolved, params, train_arrays, seeds)
     finally:
@@ -166,13 +161,12 @@ def _train_batched(
     params: Mapping[str, Any],
     arrays: tuple[np.ndarray, ...],
     seeds: list[int],
-    precision: str,
     yield_every: int,
 ) -> Generator[Any, None, list[Any]]:
     from napari_cebra.core.ensemble import iter_fit_ensemble, make_ensemble
 
     models = make_ensemble(params, seeds)
-    yield from iter_fit_ensemble(models, *arrays, precision=precision, yield_every=yield_every)
+    yield from iter_fit_ensemble(models, *arrays, yield_every=yield_every)
     return models
 
 
