@@ -11,6 +11,8 @@ Usage::
 
     python benchmarks/bench_report.py --iterations 5000        # the recipe's settings
     python benchmarks/bench_report.py --iterations 300 --threads 1
+    python benchmarks/bench_report.py --threads 1 --engines ours &   # side by side, one per core
+    python benchmarks/bench_report.py --threads 1 --engines cebra
 """
 
 from __future__ import annotations
@@ -67,23 +69,10 @@ def _cebra_fits(
     return seconds
 
 
-def main(argv: list[str] | None = None) -> None:
-    import torch
-
-    from napari_cebra.io.synthetic import place_cell_recording
+def _ours(rec: Any, position: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """``run_recipe`` end to end: wall and CPU seconds, per-stage seconds and the verdict."""
     from napari_cebra.workflows.recipe import DEFAULT_GRID, run_recipe
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=5000)
-    parser.add_argument("--n-runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--skip-cebra", action="store_true")
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rec = place_cell_recording()
-    position = rec.position[:, None]
     start, start_cpu = time.perf_counter(), time.process_time()
     results = run_recipe(
         rec.neural,
@@ -93,33 +82,68 @@ def main(argv: list[str] | None = None) -> None:
         grid=DEFAULT_GRID,
         model_params={"device": "cpu"},
     )
-    ours = time.perf_counter() - start
-    ours_cpu = time.process_time() - start_cpu
+    return {
+        "ours_total_s": time.perf_counter() - start,
+        "ours_cpu_s": time.process_time() - start_cpu,
+        "ours_stage_s": results.get("timings"),
+        "ours_verdict": results.get("verdict"),
+    }
+
+
+def _cebra(rec: Any, position: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """cebra's trainings of the same stages: wall seconds per stage and CPU seconds in all."""
+    cpu = [0.0]
+    stages = _cebra_fits(rec.neural, position, args.iterations, args.n_runs, cpu)
+    return {
+        "cebra_fits_total_s": sum(stages.values()),
+        "cebra_fits_cpu_s": cpu[0],
+        "cebra_stage_s": stages,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from napari_cebra.io.synthetic import place_cell_recording
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument("--n-runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--engines",
+        choices=["both", "ours", "cebra"],
+        default="both",
+        help="both (default; ours first, then cebra), or one of them (two processes may then "
+        "run side by side, one per core; compare their CPU seconds)",
+    )
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rec = place_cell_recording()
+    position = rec.position[:, None]
     summary: dict[str, Any] = {
         "iterations": args.iterations,
         "n_runs": args.n_runs,
         "torch_threads": torch.get_num_threads(),
-        "ours_total_s": ours,
-        "ours_cpu_s": ours_cpu,
-        "ours_stage_s": results.get("timings"),
-        "ours_verdict": results.get("verdict"),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "torch": torch.__version__,
         },
     }
-    out = RESULTS / f"report_{args.iterations}.json"
+    suffix = "" if args.engines == "both" else f"_{args.engines}"
+    out = RESULTS / f"report_{args.iterations}{suffix}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, default=str))  # ours alone, in case cebra is interrupted
-    if not args.skip_cebra:
-        cpu = [0.0]
-        stages = _cebra_fits(rec.neural, position, args.iterations, args.n_runs, cpu)
-        summary["cebra_fits_total_s"] = sum(stages.values())
-        summary["cebra_fits_cpu_s"] = cpu[0]
-        summary["cebra_over_ours_cpu"] = cpu[0] / ours_cpu
-        summary["cebra_stage_s"] = stages
-        summary["cebra_over_ours"] = summary["cebra_fits_total_s"] / ours
+    if args.engines in ("both", "ours"):
+        summary.update(_ours(rec, position, args))
+        out.write_text(json.dumps(summary, default=str))  # kept if cebra is interrupted
+    if args.engines in ("both", "cebra"):
+        summary.update(_cebra(rec, position, args))
+    if args.engines == "both":
+        summary["cebra_over_ours"] = summary["cebra_fits_total_s"] / summary["ours_total_s"]
+        summary["cebra_over_ours_cpu"] = summary["cebra_fits_cpu_s"] / summary["ours_cpu_s"]
     summary["machine"]["load_average_end"] = os.getloadavg()
     print(json.dumps(summary, indent=1, default=str))
     out.write_text(json.dumps(summary, default=str))
