@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from napari_cebra.__main__ import build_parser, main
 
@@ -123,6 +124,30 @@ def test_report_with_1d_labels_and_no_labels(recording_files, monkeypatch, tmp_p
     assert recorded["neural"].shape == (1200, 16)
     assert main(["report", "neural.npy", "--out", "o"]) == 0
     assert recorded["labels"] is None
+
+
+def test_threads_and_precision_options(recording_files, monkeypatch):
+    recorded = {}
+
+    def fake_run_report(neural, labels, out, iterations, runs, seed, overrides, *options):
+        recorded.update(overrides=overrides, threads=torch.get_num_threads())
+        return {}
+
+    monkeypatch.setattr("napari_cebra.__main__.run_report", fake_run_report)
+    monkeypatch.chdir(recording_files)
+    before = torch.get_num_threads()
+    try:
+        argv = ["report", "neural.npy", "--out", "o", "--threads", "2", "--precision", "bfloat16"]
+        assert main([*argv, "--batch-size", "64"]) == 0
+        assert recorded == {"overrides": {"precision": "bfloat16", "batch_size": 64}, "threads": 2}
+        assert main(["report", "neural.npy", "--out", "o"]) == 0
+        assert recorded["overrides"] == {"precision": "float32"}
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        main(["report", "neural.npy", "--out", "o", "--threads", "0"])
+    with pytest.raises(SystemExit):
+        main(["report", "neural.npy", "--out", "o", "--precision", "float16"])
 
 
 def test_non_finite_input_rejected(recording_files, tmp_path, capsys):

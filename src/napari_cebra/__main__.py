@@ -161,7 +161,9 @@ def run_report(
 
 def _command_report(args: argparse.Namespace) -> int:
     neural, labels = load_inputs(args)
-    overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    overrides: dict[str, Any] = {"precision": args.precision}
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
     run_report(
         neural,
         labels,
@@ -236,6 +238,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_threads_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch CPU threads (default: one per core); 1 is steadier on a machine busy with "
+        "other jobs, where threads that wait for each other slow training down many times",
+    )
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``napari-cebra`` argument parser."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
@@ -254,11 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--gof-batches", type=_positive_int, default=100, help="batches per goodness-of-fit score"
     )
+    report.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="arithmetic of training (bfloat16: faster on CPUs with AVX512-BF16/AMX and GPUs)",
+    )
     report.add_argument("--key", help="array name in an .npz/.h5 neural file")
     report.add_argument("--labels-key", help="array name in an .npz/.h5 labels file")
     report.add_argument(
         "--transpose", action="store_true", help="the neural file is stored neurons × time"
     )
+    _add_threads_option(report)
     report.set_defaults(handler=_command_report, min_frames=100)
 
     demo = commands.add_parser("demo", help="open the napari demo (or a headless report)")
@@ -267,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--iterations", type=_positive_int, default=DEMO_ITERATIONS)
     demo.add_argument("--runs", type=_positive_int, default=DEMO_RUNS)
     demo.add_argument("--seed", type=int, default=0)
+    _add_threads_option(demo)
     demo.set_defaults(handler=_command_demo)
 
     download = commands.add_parser("download", help="download a public dataset")
@@ -280,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m napari_cebra`` and the ``napari-cebra`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        _set_threads(getattr(args, "threads", None))
         return args.handler(args)
     except InputError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
