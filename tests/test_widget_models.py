@@ -27,7 +27,7 @@ def viewer_and_widget(make_napari_viewer, small_data):
 
 
 def _transform(qtbot, widget, layer_name):
-    widget.neural.value = layer_name
+    widget.data.neural.value = layer_name
     widget.transform_button.clicked()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
 
@@ -54,6 +54,38 @@ def test_save_load_and_transform_a_session_model(qtbot, viewer_and_widget, fast_
     np.testing.assert_array_equal(layer.features["frame"], np.arange(len(expected)))
 
 
+def test_transform_carries_the_behaviour_columns_as_point_features(
+    qtbot, viewer_and_widget, fast_params, small_data
+):
+    viewer, widget = viewer_and_widget
+    entry = session_models().add(CEBRA(**fast_params).fit(small_data), base_name="behaviour")
+    position = np.linspace(0, 1.6, len(small_data), dtype=np.float32)
+    behaviour = np.stack([position, np.arange(len(small_data)) % 2], axis=1)
+    viewer.add_image(behaviour, name="behaviour", metadata={"columns": ["position", "right"]})
+    widget.data.behaviour.value = "behaviour"
+    assert not widget.data.variables.visible  # every column is used
+    _transform(qtbot, widget, "recording B")
+    assert widget.status.value.startswith(f"Added {entry.name} on recording B"), widget.status.value
+    layer = viewer.window.dock_widgets[EMBEDDING_DOCK].layer(f"{entry.name} on recording B")
+    assert list(layer.features.columns) == ["frame", "position", "right"]
+    np.testing.assert_allclose(layer.features["position"], position)
+    np.testing.assert_array_equal(layer.features["right"], behaviour[:, 1])
+
+
+def test_layer_features_of_a_shorter_behaviour_table_are_missing_at_the_end():
+    import pandas as pd
+
+    from napari_cebra._widgets.layer_data import embedding_features
+
+    table = pd.DataFrame({"position": [0.5, 0.7]})
+    features = embedding_features(table, 3)
+    assert list(features.columns) == ["frame", "position"]
+    assert features["position"].iloc[:2].tolist() == [0.5, 0.7]
+    assert np.isnan(features["position"].iloc[2])
+    split = embedding_features(None, 4, n_train=3)["split"]
+    assert split.tolist() == ["train", "train", "train", "validation"]
+
+
 def test_transform_with_the_wrong_number_of_neurons_is_refused(
     qtbot, viewer_and_widget, fast_params, monkeypatch
 ):
@@ -63,7 +95,7 @@ def test_transform_with_the_wrong_number_of_neurons_is_refused(
     viewer.add_image(np.zeros((50, 5), dtype=np.float32), name="five neurons")
     errors = []
     monkeypatch.setattr("napari.utils.notifications.show_error", errors.append)
-    widget.neural.value = "five neurons"
+    widget.data.neural.value = "five neurons"
     widget.transform_button.clicked()
     assert widget.worker is None
     assert errors and "trained on 8 neurons" in errors[0] and "(50, 5)" in errors[0]
@@ -103,7 +135,7 @@ def test_closing_the_dock_mid_transform_stops_it(
     session_models().add(CEBRA(**fast_params).fit(small_data), base_name="closing")
     viewer.add_image(np.zeros((20, 6, 6), dtype=np.float32), name="movie")
     viewer.add_labels(np.ones((6, 6), dtype=np.int32), name="rois")
-    widget.neural.value, widget.rois.value = "movie", "rois"
+    widget.data.neural.value, widget.data.rois.value = "movie", "rois"
     widget.transform_button.clicked()
     qtbot.waitUntil(lambda: "Extracting ROI traces" in widget.status.value, timeout=WAIT_MS)
     assert not widget.transform_button.enabled

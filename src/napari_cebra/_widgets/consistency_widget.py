@@ -32,8 +32,8 @@ from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layou
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
 from napari_cebra._widgets.heatmap import Heatmap
+from napari_cebra._widgets.layer_data import embedding_features
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.train_widget import embedding_features
 from napari_cebra._widgets.workers import TraceProgress
 from napari_cebra.core.consistency import consistency_matrix, consistency_score
 

@@ -27,14 +27,10 @@ from napari_cebra._widgets.forms import (
     scoring_batches_box,
 )
 from napari_cebra._widgets.gof_widget import VERDICT_COLOURS
+from napari_cebra._widgets.layer_data import embedding_features
 from napari_cebra._widgets.line_plot import LinePlot
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.train_widget import (
-    PRESETS,
-    architecture_names,
-    available_devices,
-    embedding_features,
-)
+from napari_cebra._widgets.train_widget import PRESETS, architecture_names, available_devices
 from napari_cebra._widgets.workers import TraceProgress, split_point
 
 if TYPE_CHECKING:

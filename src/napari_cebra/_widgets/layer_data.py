@@ -367,3 +367,32 @@ def _fill_frames(frames: np.ndarray, values: np.ndarray, n_frames: int) -> np.nd
         nearest = np.clip(np.searchsorted(frames, every, side="right") - 1, 0, len(frames) - 1)
         return values[nearest].astype(np.int64)
     return np.interp(every, frames, values.astype(np.float64)).astype(np.float32)
+
+
+def embedding_features(
+    table: pd.DataFrame | None, n_frames: int, n_train: int | None = None
+) -> pd.DataFrame:
+    """Point features of an embedding of ``n_frames`` frames.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or None
+        Behaviour table; every column becomes a feature (rows past the end of a shorter table
+        are missing values).
+    n_frames : int
+        Frames of the embedding.
+    n_train : int, optional
+        Frames of the training part: adds a ``split`` feature (``train``/``validation``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frame`` (0 … n_frames − 1), the behaviour columns and, with ``n_train``, ``split``.
+    """
+    features = pd.DataFrame({"frame": np.arange(n_frames)})
+    if table is not None:
+        features = pd.concat([features, table.iloc[:n_frames].reset_index(drop=True)], axis=1)
+    if n_train is not None:
+        split = np.where(np.arange(n_frames) < n_train, "train", "validation")
+        features["split"] = pd.Categorical(split, categories=["train", "validation"])
+    return features

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -17,15 +16,11 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QVBoxLayout
 
+from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.background import BackgroundRunner, qt_alive
 from napari_cebra._widgets.dock import DockWidget
 from napari_cebra._widgets.embedding_view import embedding_view
-from napari_cebra._widgets.forms import (
-    labels_layer_names,
-    layer_choices,
-    neural_layer_names,
-    read_neural,
-)
+from napari_cebra._widgets.forms import DataPicker, DataSelection
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.workers import TraceProgress, transform_steps
 
@@ -49,15 +44,9 @@ class ModelsWidget(DockWidget):
         self.remove_button = PushButton(text="Remove from session")
         self.load_path = FileEdit(label="load from", mode="r", filter=MODEL_FILTER)
         self.load_button = PushButton(text="Load model (ours or cebra)")
-        self.neural = ComboBox(
-            label="neural data", choices=layer_choices(napari_viewer, neural_layer_names)
-        )
-        self.rois = ComboBox(
-            label="ROI labels",
-            choices=layer_choices(napari_viewer, labels_layer_names),
-            nullable=True,
-        )
-        self.dff = CheckBox(text="ΔF/F (as when training)", value=False)
+        self.data = DataPicker(napari_viewer, discrete=False, valid_fraction=None)
+        self.data.dff.text = "ΔF/F (as when training)"
+        self.data.variables.visible = False  # every behaviour column becomes a point feature
         self.transform_button = PushButton(text="Transform → embedding")
         self.status = Label(value="")
         self.box = Container(
@@ -69,10 +58,11 @@ class ModelsWidget(DockWidget):
                 self.remove_button,
                 self.load_path,
                 self.load_button,
-                Label(value="Embed another recording with the chosen model:"),
-                self.neural,
-                self.rois,
-                self.dff,
+                Label(
+                    value="Embed another recording with the chosen model\n"
+                    "(behaviour: optional, its columns become point features):"
+                ),
+                self.data,
                 self.transform_button,
                 self.status,
             ]
@@ -88,9 +78,6 @@ class ModelsWidget(DockWidget):
         self.load_button.changed.connect(self.load_model)
         self.transform_button.changed.connect(self.transform_layer)
         self.follow_session_models(self.refresh_models)
-        layers_events = self.viewer.layers.events
-        for event in (layers_events.inserted, layers_events.removed, layers_events.moved):
-            event.connect(self.refresh_layers)
         self.refresh_models()
 
     # ------------------------------------------------------------------ choices
@@ -107,11 +94,6 @@ class ModelsWidget(DockWidget):
         if names and self.model.value not in names[:-1]:
             self.model.value = names[-1]
         self._show_details()
-
-    def refresh_layers(self, _event: Any = None) -> None:
-        """Refresh the layer pickers after layers were added or removed."""
-        self.neural.reset_choices()
-        self.rois.reset_choices()
 
     def _show_details(self, _value: Any = None) -> None:
         name = self.model.value
@@ -134,8 +116,10 @@ class ModelsWidget(DockWidget):
                 f"{trained.get('steps_done')} steps, "
                 f"goodness of fit {trained.get('goodness_of_fit_bits')} bits"
             )
-        else:
+        elif entry.source != "trained":
             lines.append(f"loaded from {entry.source}")
+        else:
+            lines.append("trained in a script (no record of its data)")
         self.details.value = "\n".join(lines)
 
     def _selected(self) -> Any:
@@ -200,31 +184,26 @@ class ModelsWidget(DockWidget):
             return
         try:
             entry = self._selected()
-            layer = self.viewer.layers[self.neural.value] if self.neural.value else None
-            rois = self.viewer.layers[self.rois.value] if self.rois.value else None
-            source, neural = read_neural(layer, rois, self.dff.value)
+            selection = self.data.read(continuous=False)
+            matrix = selection.neural.matrix
             expected = getattr(entry.model, "n_features_", None)
-            if (
-                source.kind == "matrix"
-                and expected is not None
-                and neural.matrix.shape[1] != expected
-            ):
+            if matrix is not None and expected is not None and matrix.shape[1] != expected:
                 raise ValueError(
-                    f"{entry.name} was trained on {expected} neurons but layer {source.name!r} "
-                    f"has shape {neural.matrix.shape}."
+                    f"{entry.name} was trained on {expected} neurons but layer "
+                    f"{selection.description['neural']!r} has shape {matrix.shape}."
                 )
         except ValueError as error:
             show_error(f"Transform: {error}")
             return
         stop = threading.Event()
-        name = f"{entry.name} on {source.name}"
-        time_layer = source.name if source.kind == "movie" else None
-        self.status.value = f"Embedding {source.name}…"
+        source = selection.description["neural"]
+        name = f"{entry.name} on {source}"
+        self.status.value = f"Embedding {source}…"
         self.runner.run(
-            transform_steps(entry.model, neural, stop),
-            description=f"Embedding {source.name}",
+            transform_steps(entry.model, selection.neural, stop),
+            description=f"Embedding {source}",
             on_record=self._on_progress,
-            on_result=lambda embedding: self._on_embedded(embedding, name, time_layer),
+            on_result=lambda embedding: self._on_embedded(embedding, name, selection),
             on_error=lambda error: self._set_status(f"Transform failed: {error}"),
             measure=trace_progress,
             stop=stop,
@@ -236,13 +215,20 @@ class ModelsWidget(DockWidget):
     def _on_progress(self, record: TraceProgress) -> None:
         self._set_status(record.message)
 
-    def _on_embedded(self, embedding: np.ndarray | None, name: str, time_layer: str | None) -> None:
+    def _on_embedded(
+        self, embedding: np.ndarray | None, name: str, selection: DataSelection
+    ) -> None:
         if embedding is None:
             self._set_status("Stopped: no embedding.")
             return
         self.status.value = f"Added {name} ({len(embedding)} frames) to the embedding dock."
         view = embedding_view(self.viewer)
-        view.add_embedding(embedding, name=name, time_layer=time_layer)
+        view.add_embedding(
+            embedding,
+            name=name,
+            features=layer_data.embedding_features(selection.table, len(embedding)),
+            time_layer=selection.time_layer,
+        )
 
 
 def trace_progress(record: TraceProgress) -> tuple[int, int]:

@@ -36,8 +36,8 @@ from napari_cebra._widgets.background import BackgroundRunner
 from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
+from napari_cebra._widgets.layer_data import embedding_features
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.train_widget import embedding_features
 from napari_cebra._widgets.workers import TraceProgress
 
 if TYPE_CHECKING:

@@ -6,8 +6,6 @@ import ast
 import threading
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox
 from qtpy.QtWidgets import QPushButton, QVBoxLayout
 
@@ -409,7 +407,7 @@ class _TrainingRun:
             f"{entry.name}: {result.steps_done} steps in {result.seconds:.1f} s{stopped}; "
             f"goodness of fit {result.goodness_of_fit:.2f} bits (last steps)."
         )
-        features = embedding_features(table, len(result.embedding), result.n_train)
+        features = layer_data.embedding_features(table, len(result.embedding), result.n_train)
         view = embedding_view(widget.viewer)
         view.add_embedding(
             result.embedding,
@@ -424,16 +422,6 @@ class _TrainingRun:
     def on_error(self, error: BaseException) -> None:
         """The runner has notified the error; keep it in the status line too."""
         self.widget.status.value = f"Training failed: {error}"
-
-
-def embedding_features(table: pd.DataFrame | None, n_frames: int, n_train: int) -> pd.DataFrame:
-    """Point features: frame index, every behaviour variable, and the train/validation split."""
-    features = pd.DataFrame({"frame": np.arange(n_frames)})
-    if table is not None:
-        features = pd.concat([features, table.iloc[:n_frames].reset_index(drop=True)], axis=1)
-    split = np.where(np.arange(n_frames) < n_train, "train", "validation")
-    features["split"] = pd.Categorical(split, categories=["train", "validation"])
-    return features
 
 
 def _parse_literal(name: str, text: str) -> Any:
