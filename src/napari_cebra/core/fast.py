@@ -373,8 +373,13 @@ def _conv_product(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Column matrix of a contiguous ``(B, T, c)`` tensor, the weight matrix and
-    ``columns @ matrix + bias`` (``(B · (T − k + 1), out)``), all in ``dtype``."""
-    columns = _columns(x, weight.shape[2])
+    ``columns @ matrix + bias`` (``(B · (T − k + 1), out)``), all in ``dtype``.
+
+    The column matrix is made contiguous here even for ``B = 1`` (where it is a strided view):
+    the matrix products cannot use the overlapping view and would copy it in the forward pass
+    and copy its transpose again for the weight gradient (9 % of a bfloat16 step).
+    """
+    columns = _columns(x, weight.shape[2]).contiguous()
     matrix = _matrix(weight, dtype)
     return columns, matrix, torch.addmm(bias.to(dtype), columns, matrix)
 
