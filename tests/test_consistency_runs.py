@@ -104,7 +104,7 @@ def test_runs_hold_models_embeddings_and_matrices(recording):
     assert runs.mean_train == pytest.approx(np.nanmean(runs.train_matrix))
     # different seeds after a few steps: related but not identical embeddings
     assert runs.mean_train < 0.999
-    assert records[-1].step == PARAMS["max_iterations"]
+    assert records[-1].step == records[-1].total_steps == 3 * PARAMS["max_iterations"]
 
 
 def test_without_validation_part(recording):
@@ -123,11 +123,16 @@ def test_generator_returns_the_result(recording):
         except StopIteration as stop:
             result = stop.value
             break
-    assert len(result.models) == 2 and records[-1].batched
+    assert len(result.models) == 2
+    assert records[-1].step == records[-1].total_steps == 2 * PARAMS["max_iterations"]
 
 
-@pytest.mark.parametrize(("yield_every", "steps"), [(1, list(range(1, 16))), (4, [4, 8, 12, 15])])
+@pytest.mark.parametrize(
+    ("yield_every", "steps"),
+    [(1, list(range(1, 31))), (4, [4, 8, 12, 15, 19, 23, 27, 30])],
+)
 def test_yield_every_sets_the_record_spacing(recording, yield_every, steps):
+    """Two runs one after the other on the CPU: steps count over both runs."""
     records = []
     consistency_runs(
         PARAMS, recording.neural, n_runs=2, yield_every=yield_every, progress=records.append

@@ -62,7 +62,7 @@ def test_members_follow_their_single_runs(recording, case):
     """Member k uses the init and batches of CEBRA(seed=k): losses agree to float rounding."""
     params, labels = CASES[case]
     y = labels(recording)
-    members = fit_ensemble(params, recording.neural, *y, seeds=[7, 8])
+    members = fit_ensemble(params, recording.neural, *y, seeds=[7, 8], batched=True)
     single = CEBRA(**params, seed=8).fit(recording.neural, *y)
     np.testing.assert_allclose(_loss(members[1]), _loss(single), rtol=0, atol=1e-4)
     np.testing.assert_allclose(
@@ -77,7 +77,7 @@ def test_members_follow_their_single_runs(recording, case):
 
 
 def test_members_are_normal_fitted_estimators(recording, tmp_path):
-    members = fit_ensemble(_params(), recording.neural, seeds=[1, 2, 3])
+    members = fit_ensemble(_params(), recording.neural, seeds=[1, 2, 3], batched=True)
     assert [m.seed for m in members] == [1, 2, 3]
     embeddings = [m.transform(recording.neural) for m in members]
     for member, embedding in zip(members, embeddings, strict=True):
@@ -105,7 +105,7 @@ def test_identical_seeds_give_identical_members(recording):
 
 def test_generator_reports_progress_and_stops_cleanly(recording):
     members = make_ensemble(_params(max_iterations=40), [0, 1])
-    steps = iter_fit_ensemble(members, recording.neural, yield_every=5)
+    steps = iter_fit_ensemble(members, recording.neural, yield_every=5, batched=True)
     records = [next(steps) for _ in range(3)]
     steps.close()
     assert [r.step for r in records] == [5, 10, 15]
@@ -117,12 +117,15 @@ def test_generator_reports_progress_and_stops_cleanly(recording):
         assert member.transform(recording.neural).shape == (600, 3)
 
 
-def test_bfloat16_members_on_the_cpu_are_single_bfloat16_runs(recording):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_on_the_cpu_fast_path_members_are_their_single_runs(recording, precision):
+    """By default the channels-last single run is the faster way on the CPU: members train one
+    after the other and equal their single runs bit for bit."""
     records = []
-    params = _params(precision="bfloat16")
+    params = _params(precision=precision)
     members = fit_ensemble(params, recording.neural, seeds=[0, 1], progress=records.append)
     assert records[-1].step == records[-1].total_steps == 2 * STEPS
-    assert not records[-1].batched  # the single-run bfloat16 path is the faster one on the CPU
+    assert not records[-1].batched
     for seed, member in enumerate(members):
         single = CEBRA(**params, seed=seed).fit(recording.neural)
         np.testing.assert_array_equal(_loss(member), _loss(single))
@@ -131,12 +134,25 @@ def test_bfloat16_members_on_the_cpu_are_single_bfloat16_runs(recording):
     np.testing.assert_allclose(_loss(members[0]), _loss(as_float32), atol=0.05)
 
 
+def test_grouped_model_in_bfloat16(recording):
+    records = []
+    params = _params(precision="bfloat16")
+    members = fit_ensemble(
+        params, recording.neural, seeds=[0, 1], progress=records.append, batched=True
+    )
+    assert records[-1].batched and records[-1].step == STEPS
+    single = CEBRA(**_params(), seed=0).fit(recording.neural)
+    np.testing.assert_allclose(_loss(members[0]), _loss(single), atol=0.05)
+
+
 def test_unsupported_configurations_train_one_after_another(recording):
     params = _params(model_architecture="offset36-model-dropout", batch_size=16, max_iterations=4)
     records = []
     members = fit_ensemble(params, recording.neural, seeds=[0, 1], progress=records.append)
     assert not records[-1].batched
     assert records[-1].step == records[-1].total_steps == 8
+    with pytest.raises(ValueError, match="cannot be trained as one grouped model"):
+        fit_ensemble(params, recording.neural, seeds=[0, 1], batched=True)
     single = CEBRA(**params, seed=1).fit(recording.neural)
     np.testing.assert_array_equal(_loss(members[1]), _loss(single))
 

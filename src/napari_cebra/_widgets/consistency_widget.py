@@ -2,8 +2,8 @@
 
 Three sources of embeddings:
 
-* **train new runs**: K seeds of one configuration trained as one batched model on a neural layer
-  (the workflow library's ``iter_consistency_runs``); the first part of the recording is trained
+* **train new runs**: K seeds of one configuration trained on a neural layer (the workflow
+  library's ``iter_consistency_runs``); the first part of the recording is trained
   on, the last part is validation.
 * **session models**: models already trained in this session, all applied to one neural layer.
 * **embedding layers**: embeddings already shown (the "CEBRA embedding" dock or Points layers of
@@ -294,7 +294,7 @@ class RunsRequest:
 def train_runs_steps(
     request: RunsRequest, stop: threading.Event
 ) -> Generator[Any, None, ConsistencyView | None]:
-    """Train K seeds as one batched model and score their consistency (worker generator).
+    """Train K seeds of one configuration and score their consistency (worker generator).
 
     Yields trace-extraction and ensemble progress records; returns ``None`` when stopped.
     """

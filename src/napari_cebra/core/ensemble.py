@@ -21,10 +21,11 @@ of ``Conv1d``/``Linear`` layers, GELU/Tanh/Hardtanh activations, residual blocks
 output (every ``offset*-model`` and ``offset1-model*`` architecture without dropout, subsampling or
 output clipping). Other configurations — full batch (``batch_size=None``), hybrid, multi-session,
 dropout, subsampling and clipped encoders — are trained one member after the other with
-``CEBRA.iter_fit`` (the records then have ``batched=False``). So is ``precision="bfloat16"`` on the
-CPU: there the single-run path with its bfloat16 kernels (``core.fast``) trains five members in five
-times one run, the grouped model under autocast in about eight. With ``"float32"`` the grouped
-model is the faster one (about 4.3 times one run for five members).
+``CEBRA.iter_fit`` (the records then have ``batched=False``). So, by default, are encoders with a
+channels-last program (``core.fast``) on the CPU: that program makes a single run so efficient that
+five members cost less one after the other (5× one run) than as one grouped model (6.3× in float32
+and about 8× in bfloat16, 500 steps at the recipe's settings on the benchmark CPU); there each
+member equals its single run bit for bit. ``batched=True`` still asks for the grouped model.
 
 This module imports torch at import time; it is imported only when models are trained.
 """
@@ -116,6 +117,7 @@ def fit_ensemble(
     seeds: Sequence[int],
     progress: Callable[[EnsembleProgress], None] | None = None,
     yield_every: int = 10,
+    batched: bool | None = None,
 ) -> list[CEBRA]:
     """Train one estimator per seed, as one batched model where possible.
 
@@ -131,6 +133,9 @@ def fit_ensemble(
         Called with an :class:`EnsembleProgress` every ``yield_every`` steps.
     yield_every : int
         Steps between progress records.
+    batched : bool, optional
+        ``None`` (default): the faster way for the device (see :func:`iter_fit_ensemble`).
+        ``True``: one grouped model; ``False``: one member after the other.
 
     Returns
     -------
@@ -139,7 +144,7 @@ def fit_ensemble(
         ``CEBRA(**params, seed=seeds[k]).fit(X, *y)``.
     """
     members = make_ensemble(params, seeds)
-    for record in iter_fit_ensemble(members, X, *y, yield_every=yield_every):
+    for record in iter_fit_ensemble(members, X, *y, yield_every=yield_every, batched=batched):
         if progress is not None:
             progress(record)
     return members
@@ -150,6 +155,7 @@ def iter_fit_ensemble(
     X: Any,
     *y: Any,
     yield_every: int = 10,
+    batched: bool | None = None,
 ) -> Iterator[EnsembleProgress]:
     """Train the estimators ``members`` together, yielding progress records.
 
@@ -166,6 +172,13 @@ def iter_fit_ensemble(
         Data and labels, as for ``CEBRA.fit``.
     yield_every : int
         Steps between records (the last step is always reported).
+    batched : bool, optional
+        ``None`` (default) picks the faster way: on the CPU, members whose encoder has a
+        channels-last program (``core.fast``: every plain ``offset*-model``) train one after the
+        other — each then equals its single run bit for bit — because that program makes one run
+        so efficient that a grouped model of five members costs more than five runs (6.3× against
+        5× one run at the recipe's settings); elsewhere (GPUs, other encoders) the grouped model.
+        ``True`` asks for the grouped model and ``False`` for one member after the other.
 
     Yields
     ------
@@ -174,8 +187,18 @@ def iter_fit_ensemble(
     _check_members(members)
     if isinstance(yield_every, bool) or not isinstance(yield_every, int) or yield_every < 1:
         raise ValueError(f"yield_every must be a positive integer, got {yield_every!r}.")
+    if batched not in (None, True, False):
+        raise ValueError(f"batched must be None, True or False, got {batched!r}.")
     members[0]._start(X, y)
-    if not _batchable(members[0]) or _faster_one_after_another(members[0]):
+    if batched and not _batchable(members[0]):
+        raise ValueError(
+            "batched=True, but this configuration cannot be trained as one grouped model (full "
+            "batch, hybrid, multi-session, dropout, subsampling or clipped encoders); leave "
+            "batched=None to train the members one after the other."
+        )
+    if batched is None:
+        batched = _batchable(members[0]) and not _faster_one_after_another(members[0])
+    if not batched:
         yield from _train_one_after_another(members, X, y, yield_every)
         return
     for member in members[1:]:
@@ -210,10 +233,9 @@ def _batchable(member: CEBRA) -> bool:
 
 
 def _faster_one_after_another(member: CEBRA) -> bool:
-    """bfloat16 on the CPU: the single-run path (``core.fast``, bfloat16 kernels) trains K members
-    one after the other in K times one run, while the grouped model under autocast needs about
-    8 times one run for K = 5 (``benchmarks/README.md``)."""
-    return member.precision == "bfloat16" and member.device_ == "cpu"
+    """On the CPU, an encoder with a channels-last program trains faster one run after the other
+    than as part of a grouped model (see :func:`iter_fit_ensemble`)."""
+    return member.device_ == "cpu" and member._task.objective.windows.uses_program(member.model_)
 
 
 def _supported_encoder(encoder: nn.Module) -> bool:

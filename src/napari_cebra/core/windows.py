@@ -67,6 +67,10 @@ class WindowEncoder:
         dtype = compute_dtype(precision)
         self._program = ChannelsLastEncoder(data, offset, dtype) if convolutional else None
 
+    def uses_program(self, encoder: torch.nn.Module) -> bool:
+        """Whether ``encoder`` runs through the channels-last program (``core.fast``)."""
+        return self._program is not None and self._program.supports(encoder)
+
     def windows(self, centres: torch.Tensor) -> torch.Tensor:
         """Input windows for ``centres`` (shape ``(B,)``, int64 on the data's device).
 
@@ -87,7 +91,7 @@ class WindowEncoder:
         over at most :data:`CPU_WINDOWS_PER_CALL` windows per call (smaller convolutions stay
         in cache); on GPUs all windows go through in one call.
         """
-        if self._program is not None and self._program.supports(encoder):
+        if self.uses_program(encoder):
             return self._program(encoder, centres)
         windows = self.windows(centres)
         if self.data.device.type != "cpu" or windows.shape[0] <= CPU_WINDOWS_PER_CALL:
@@ -97,7 +101,7 @@ class WindowEncoder:
     def embed_sequence(self, encoder: torch.nn.Module) -> torch.Tensor:
         """Embeddings ``(N − L + 1, d)`` of every full window of the recording (with gradient):
         ``encoder.embed_sequence(data)``, through the channels-last program when there is one."""
-        if self._program is not None and self._program.supports(encoder):
+        if self.uses_program(encoder):
             return self._program.embed_sequence(encoder)
         return encoder.embed_sequence(self.data)
 

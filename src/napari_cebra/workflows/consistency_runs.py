@@ -5,8 +5,9 @@ and checks that their embeddings agree up to a linear map (``consistency_score(b
 R² of a linear regression from one run's embedding to another's) on the training data and on the
 held-out validation data. Train consistency in the 90s (%) indicates a stable configuration.
 
-In this process the runs are trained as one batched ensemble (``core.ensemble``), which costs far
-less than K sequential runs; with a dask executor every run is one task on the cluster.
+In this process the runs go through ``core.ensemble``, which picks the faster way for the device
+(one grouped model on GPUs; on the CPU the channels-last single runs one after the other); with a
+dask executor every run is one task on the cluster.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def iter_consistency_runs(
     resolved = resolve_executor(executor)
     try:
         if resolved.in_process:
-            models = yield from _train_batched(params, train_arrays, seeds, yield_every)
+            models = yield from _train_in_process(params, train_arrays, seeds, yield_every)
         else:
             models = yield from _train_on_executor(resolved, params, train_arrays, seeds)
     finally:
@@ -157,7 +158,7 @@ def _resolve_seeds(n_runs: int, seeds: Sequence[int] | None) -> list[int]:
     return seeds
 
 
-def _train_batched(
+def _train_in_process(
     params: Mapping[str, Any],
     arrays: tuple[np.ndarray, ...],
     seeds: list[int],

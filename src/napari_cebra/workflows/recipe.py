@@ -319,7 +319,7 @@ def _consistency_stage(
     seed: int,
     valid_fraction: float,
 ) -> Generator[RecipeProgress, None, dict[str, Any]]:
-    """Train ``n_runs`` seeds as one batched ensemble and compare their embeddings."""
+    """Train ``n_runs`` seeds (``core.ensemble``) and compare their embeddings."""
     from napari_cebra.workflows.consistency_runs import iter_consistency_runs
 
     seeds = list(range(seed, seed + n_runs))
