@@ -203,13 +203,22 @@ def test_ctrl_c_during_training_exits_130_without_files(recording_files):
     environment = {**os.environ, "MPLBACKEND": "Agg"}
     command = [sys.executable, "-m", "napari_cebra", "report", "neural.npy", "--out", str(out)]
     process = subprocess.Popen(
-        command, cwd=recording_files, stderr=subprocess.PIPE, text=True, env=environment
+        command,
+        cwd=recording_files,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        # a shell without job control starts background jobs with SIGINT ignored; Python then
+        # installs no KeyboardInterrupt handler, so give the child the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    for line in process.stderr:
-        if "[1/3] CEBRA-Time" in line:
-            break
-    process.send_signal(signal.SIGINT)
-    remaining = process.stderr.read()
-    assert process.wait(timeout=120) == 130
-    assert "interrupted; no report was written" in remaining
+    try:
+        for line in process.stderr:
+            if "[1/3] CEBRA-Time" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    finally:
+        process.kill()  # never leave a 5,000-iteration report running if the test fails
+    assert "interrupted; no report was written" in process.stderr.read()
     assert not out.exists()
