@@ -12,7 +12,8 @@ Sections (all on by default; pick some with ``--sections``):
   ours also on a 100,000-frame recording (seconds per step, peak memory).
 * ``transform`` — ``transform`` of a 1,000,000 × 200 float32 recording in a child process:
   throughput and peak resident memory above the input (must stay below input + output).
-* ``ensemble`` — ``fit_ensemble`` with K = 5 seeds against one run with the same settings.
+* ``ensemble`` — ``fit_ensemble`` with K = 5 seeds (grouped, and one after the other) against one
+  run with the same settings.
 
 Results go to ``benchmarks/results/<section>.json``; ``benchmarks/README.md`` summarises them.
 
@@ -26,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -176,59 +178,8 @@ def _engines(precisions: list[str]) -> dict[str, Any]:
 
     engines: dict[str, Any] = {"cebra": cebra.CEBRA}
     for precision in precisions:
-        engines[f"ours_{precision}"] = _with_precision(CEBRA, precision)
+        engines[f"ours_{precision}"] = functools.partial(CEBRA, precision=precision)
     return engines
-
-
-def _with_precision(cls: Any, precision: str) -> Any:
-    """A factory of our estimator training in ``precision``.
-
-    Uses the estimator's ``precision`` parameter when it has one; otherwise the training
-    windows' precision is set for the duration of each ``fit`` (benchmark-only patch).
-    """
-    if "precision" in cls().get_params():
-
-        def build(**params: Any) -> Any:
-            return cls(**params, precision=precision)
-
-        return build
-
-    def build_patched(**params: Any) -> Any:
-        return _PatchedPrecision(cls(**params), precision)
-
-    return build_patched
-
-
-class _PatchedPrecision:
-    """Our estimator whose ``fit`` builds its training windows in a given precision."""
-
-    def __init__(self, estimator: Any, precision: str) -> None:
-        self.estimator = estimator
-        self.precision = precision
-
-    def fit(self, *arrays: Any) -> Any:
-        from napari_cebra.core import training, windows
-
-        original = windows.WindowEncoder.__init__
-        original_full = training.FullBatchObjective.__init__
-        precision = self.precision
-
-        def patched(self: Any, data: Any, offset: Any, convolutional: bool, *_: Any) -> None:
-            original(self, data, offset, convolutional, precision)
-
-        def patched_full(self: Any, *args: Any, **kwargs: Any) -> None:
-            original_full(self, *args, **kwargs, precision=precision)
-
-        windows.WindowEncoder.__init__ = patched
-        training.FullBatchObjective.__init__ = patched_full
-        try:
-            return self.estimator.fit(*arrays)
-        finally:
-            windows.WindowEncoder.__init__ = original
-            training.FullBatchObjective.__init__ = original_full
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.estimator, name)
 
 
 def bench_minibatch(args: argparse.Namespace) -> dict[str, Any]:
@@ -431,35 +382,48 @@ def bench_transform(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_ensemble(args: argparse.Namespace) -> dict[str, Any]:
     """K = 5 seeds with ``fit_ensemble`` against one run of the same precision (``time``, seed
-    settings), in wall seconds and process CPU seconds."""
+    settings), in wall seconds and process CPU seconds: as one grouped model (``batched=True``)
+    and one member after the other (``batched=False``, the CPU default for these encoders)."""
     from napari_cebra import CEBRA
     from napari_cebra.core.ensemble import fit_ensemble
 
     data, _ = recording()
     params = {**SEED_SETTINGS, "conditional": "time", "max_iterations": args.ensemble_steps}
     precisions = ("float32", "bfloat16")
+    kinds = {"one": None, "k5_grouped": True, "k5_one_after_another": False}
     runs: dict[str, list[tuple[float, float]]] = {
-        f"{kind}_{precision}": [] for kind in ("one", "k5") for precision in precisions
+        f"{kind}_{precision}": [] for kind in kinds for precision in precisions
     }
     for _ in range(args.repeats):
         for precision in precisions:
-            for kind in ("one", "k5"):
+            for kind, batched in kinds.items():
                 start, start_cpu = time.perf_counter(), time.process_time()
                 if kind == "one":
                     CEBRA(**params, seed=0, precision=precision).fit(data)
                 else:
-                    fit_ensemble({**params, "precision": precision}, data, seeds=[0, 1, 2, 3, 4])
+                    fit_ensemble(
+                        {**params, "precision": precision},
+                        data,
+                        seeds=[0, 1, 2, 3, 4],
+                        batched=batched,
+                    )
                 runs[f"{kind}_{precision}"].append(
                     (time.perf_counter() - start, time.process_time() - start_cpu)
                 )
     seconds = {name: statistics.median(v[0] for v in values) for name, values in runs.items()}
     cpu = {name: statistics.median(v[1] for v in values) for name, values in runs.items()}
+    ratios = {
+        f"{kind}_over_one{suffix}": {
+            p: times[f"{kind}_{p}"] / times[f"one_{p}"] for p in precisions
+        }
+        for kind in list(kinds)[1:]
+        for suffix, times in (("", seconds), ("_cpu", cpu))
+    }
     result = {
         "steps": args.ensemble_steps,
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "k5_over_one": {p: seconds[f"k5_{p}"] / seconds[f"one_{p}"] for p in precisions},
-        "k5_over_one_cpu": {p: cpu[f"k5_{p}"] / cpu[f"one_{p}"] for p in precisions},
+        **ratios,
         "runs": runs,
     }
     print(json.dumps(result, indent=1))
