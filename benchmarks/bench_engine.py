@@ -12,8 +12,8 @@ Sections (all on by default; pick some with ``--sections``):
   ours also on a 100,000-frame recording (seconds per step, peak memory).
 * ``transform`` — ``transform`` of a 1,000,000 × 200 float32 recording in a child process:
   throughput and peak resident memory above the input (must stay below input + output).
-* ``ensemble`` — ``fit_ensemble`` with K = 5 seeds (grouped, and one after the other) against one
-  run with the same settings.
+* ``ensemble`` — ``fit_ensemble`` with K = 5 seeds (grouped, one after the other, and side by side
+  in threads) against one run with the same settings.
 
 Results go to ``benchmarks/results/<section>.json``; ``benchmarks/README.md`` summarises them.
 
@@ -382,21 +382,27 @@ def bench_transform(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_ensemble(args: argparse.Namespace) -> dict[str, Any]:
     """K = 5 seeds with ``fit_ensemble`` against one run of the same precision (``time``, seed
-    settings), in wall seconds and process CPU seconds: as one grouped model (``batched=True``)
-    and one member after the other (``batched=False``, the CPU default for these encoders)."""
+    settings), in wall seconds and process CPU seconds: as one grouped model (``batched=True``),
+    one member after the other (``batched=False, workers=1``) and side by side in threads, one
+    member per torch thread (``batched=False``, the CPU default for these encoders)."""
     from napari_cebra import CEBRA
     from napari_cebra.core.ensemble import fit_ensemble
 
     data, _ = recording()
     params = {**SEED_SETTINGS, "conditional": "time", "max_iterations": args.ensemble_steps}
     precisions = ("float32", "bfloat16")
-    kinds = {"one": None, "k5_grouped": True, "k5_one_after_another": False}
+    kinds = {
+        "one": None,
+        "k5_grouped": {"batched": True},
+        "k5_one_after_another": {"batched": False, "workers": 1},
+        "k5_side_by_side": {"batched": False},
+    }
     runs: dict[str, list[tuple[float, float]]] = {
         f"{kind}_{precision}": [] for kind in kinds for precision in precisions
     }
     for _ in range(args.repeats):
         for precision in precisions:
-            for kind, batched in kinds.items():
+            for kind, options in kinds.items():
                 start, start_cpu = time.perf_counter(), time.process_time()
                 if kind == "one":
                     CEBRA(**params, seed=0, precision=precision).fit(data)
@@ -405,7 +411,7 @@ def bench_ensemble(args: argparse.Namespace) -> dict[str, Any]:
                         {**params, "precision": precision},
                         data,
                         seeds=[0, 1, 2, 3, 4],
-                        batched=batched,
+                        **options,
                     )
                 runs[f"{kind}_{precision}"].append(
                     (time.perf_counter() - start, time.process_time() - start_cpu)

@@ -169,3 +169,72 @@ def test_bad_arguments_raise(recording):
     mixed = [CEBRA(**_params(), seed=0), CEBRA(**_params(output_dimension=4), seed=1)]
     with pytest.raises(ValueError, match=r"differs from members\[0\] in \['output_dimension'\]"):
         next(iter_fit_ensemble(mixed, recording.neural))
+
+
+def test_members_train_side_by_side_in_threads(recording):
+    """On the fast path members train ``workers`` at a time, each with its share of the torch
+    threads; every member equals its single run and the thread setting is restored."""
+    import threading
+
+    import torch
+
+    params = _params(max_iterations=30)
+    threads_before = torch.get_num_threads()
+    running = []
+    records = []
+
+    def progress(record):
+        records.append(record)
+        running.append(threading.active_count())
+
+    members = fit_ensemble(
+        params, recording.neural, seeds=[0, 1, 2], progress=progress, yield_every=5, workers=2
+    )
+    assert torch.get_num_threads() == threads_before
+    assert not records[-1].batched
+    assert records[-1].step == records[-1].total_steps == 3 * 30
+    assert [r.step for r in records] == sorted(r.step for r in records)
+    # members' records interleave: a second member reports before the first has finished
+    first_done = next(i for i, r in enumerate(records) if r.losses[0] == _loss(members[0])[-1])
+    assert any(not np.isnan(r.losses[1]) for r in records[:first_done])
+    assert max(running) >= 3  # the calling thread and two workers
+    torch.set_num_threads(max(1, threads_before // 2))
+    try:
+        singles = [CEBRA(**params, seed=seed).fit(recording.neural) for seed in range(3)]
+    finally:
+        torch.set_num_threads(threads_before)
+    for member, single in zip(members, singles, strict=True):
+        np.testing.assert_array_equal(_loss(member), _loss(single))
+
+
+def test_side_by_side_training_stops_cleanly_and_reports_errors(recording):
+    import threading
+
+    members = make_ensemble(_params(max_iterations=400), [0, 1])
+    threads_before = threading.active_count()
+    steps = iter_fit_ensemble(members, recording.neural, yield_every=5, workers=2)
+    records = [next(steps) for _ in range(4)]
+    steps.close()
+    assert threading.active_count() == threads_before
+    done = [len(member.state_dict_["loss"]) for member in members]
+    assert 0 < sum(done) < 800
+    assert records[-1].step <= sum(done)
+    for member in members:
+        assert member.transform(recording.neural).shape == (600, 3)
+
+    broken = make_ensemble(_params(), [0, 1])
+
+    def failing_train(*args, **kwargs):
+        raise RuntimeError("member 1 failed")
+        yield  # pragma: no cover
+
+    broken[1]._train = failing_train
+    with pytest.raises(RuntimeError, match="member 1 failed"):
+        list(iter_fit_ensemble(broken, recording.neural, workers=2))
+    assert threading.active_count() == threads_before
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_bad_workers_raise(recording, workers):
+    with pytest.raises(ValueError, match="workers must be None or a positive integer"):
+        fit_ensemble(_params(), recording.neural, seeds=[0, 1], workers=workers)

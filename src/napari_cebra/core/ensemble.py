@@ -27,12 +27,20 @@ five members cost less one after the other (5× one run) than as one grouped mod
 and about 8× in bfloat16, 500 steps at the recipe's settings on the benchmark CPU); there each
 member equals its single run bit for bit. ``batched=True`` still asks for the grouped model.
 
+Members trained one after the other on the channels-last program run ``workers`` at a time in
+threads (default: one per torch thread, at most K), each with its share of the torch threads. A
+single run does not use several cores well (its products are small), so K members side by side
+finish sooner than K runs in a row that each use every core (benchmarks/README.md has the
+figures). Each member still equals its single run trained with the same number of torch threads.
+
 This module imports torch at import time; it is imported only when models are trained.
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -118,6 +126,7 @@ def fit_ensemble(
     progress: Callable[[EnsembleProgress], None] | None = None,
     yield_every: int = 10,
     batched: bool | None = None,
+    workers: int | None = None,
 ) -> list[CEBRA]:
     """Train one estimator per seed, as one batched model where possible.
 
@@ -136,6 +145,9 @@ def fit_ensemble(
     batched : bool, optional
         ``None`` (default): the faster way for the device (see :func:`iter_fit_ensemble`).
         ``True``: one grouped model; ``False``: one member after the other.
+    workers : int, optional
+        Members trained at the same time when they are not batched (see
+        :func:`iter_fit_ensemble`).
 
     Returns
     -------
@@ -144,7 +156,10 @@ def fit_ensemble(
         ``CEBRA(**params, seed=seeds[k]).fit(X, *y)``.
     """
     members = make_ensemble(params, seeds)
-    for record in iter_fit_ensemble(members, X, *y, yield_every=yield_every, batched=batched):
+    records = iter_fit_ensemble(
+        members, X, *y, yield_every=yield_every, batched=batched, workers=workers
+    )
+    for record in records:
         if progress is not None:
             progress(record)
     return members
@@ -156,6 +171,7 @@ def iter_fit_ensemble(
     *y: Any,
     yield_every: int = 10,
     batched: bool | None = None,
+    workers: int | None = None,
 ) -> Iterator[EnsembleProgress]:
     """Train the estimators ``members`` together, yielding progress records.
 
@@ -179,6 +195,12 @@ def iter_fit_ensemble(
         so efficient that a grouped model of five members costs more than five runs (6.3× against
         5× one run at the recipe's settings); elsewhere (GPUs, other encoders) the grouped model.
         ``True`` asks for the grouped model and ``False`` for one member after the other.
+    workers : int, optional
+        How many members train at the same time when they are not batched and their encoder has
+        a channels-last program: each in its own thread with ``torch.get_num_threads() //
+        workers`` torch threads (at least one). ``None`` (default): one member per torch thread,
+        at most K. ``1``: strictly one after the other. Other configurations always train one
+        after the other (their model initialisation or dropout uses the global random state).
 
     Yields
     ------
@@ -189,6 +211,10 @@ def iter_fit_ensemble(
         raise ValueError(f"yield_every must be a positive integer, got {yield_every!r}.")
     if batched not in (None, True, False):
         raise ValueError(f"batched must be None, True or False, got {batched!r}.")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(f"workers must be None or a positive integer, got {workers!r}.")
     members[0]._start(X, y)
     if batched and not _batchable(members[0]):
         raise ValueError(
@@ -199,7 +225,12 @@ def iter_fit_ensemble(
     if batched is None:
         batched = _batchable(members[0]) and not _faster_one_after_another(members[0])
     if not batched:
-        yield from _train_one_after_another(members, X, y, yield_every)
+        if workers is None:
+            workers = min(len(members), torch.get_num_threads())
+        if workers > 1 and len(members) > 1 and _faster_one_after_another(members[0]):
+            yield from _train_side_by_side(members, X, y, yield_every, workers)
+        else:
+            yield from _train_one_after_another(members, X, y, yield_every)
         return
     for member in members[1:]:
         member._start(X, y)
@@ -269,6 +300,91 @@ def _train_one_after_another(
                 batched=False,
             )
         member.__dict__.pop("_task", None)
+
+
+_DONE = object()
+
+
+def _train_side_by_side(
+    members: Sequence[CEBRA], X: Any, y: tuple[Any, ...], yield_every: int, workers: int
+) -> Iterator[EnsembleProgress]:
+    """Members' own runs, ``workers`` at a time in threads, each with its share of the torch
+    threads; records are yielded in the calling thread.
+
+    All members are started here first, one after the other: model initialisation seeds the
+    global random state, which the threads must not share. Training itself uses only the
+    members' own generators (encoders with a channels-last program have no dropout). Closing the
+    generator stops every thread after its current step and keeps the steps done.
+    """
+    for member in members:
+        member._start(X, y)
+    total_threads = torch.get_num_threads()
+    threads_each = max(1, total_threads // workers)
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(members)):
+        todo.put(index)
+    records: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def train(index: int) -> None:
+        member = members[index]
+        run = member._train(member.max_iterations, yield_every, None, None, 0.2)
+        try:
+            for record in run:
+                records.put((index, record))
+                if stop.is_set():
+                    return  # stopped: the member keeps its steps and can continue
+        finally:
+            run.close()
+        member.__dict__.pop("_task", None)
+
+    def work() -> None:
+        error = None
+        try:
+            torch.set_num_threads(threads_each)
+            while not stop.is_set():
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    break
+                train(index)
+        except BaseException as caught:  # handed to the calling thread, which raises it
+            error = caught
+        finally:
+            records.put((_DONE, error))
+
+    threads = [
+        threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(members)))
+    ]
+    start = time.perf_counter()
+    per_member = members[0].max_iterations
+    steps = [0] * len(members)
+    losses = [math.nan] * len(members)
+    running = len(threads)
+    try:
+        for thread in threads:
+            thread.start()
+        while running:
+            index, record = records.get()
+            if index is _DONE:
+                running -= 1
+                if record is not None:
+                    raise record
+                continue
+            steps[index] = record.step
+            losses[index] = record.total
+            yield EnsembleProgress(
+                step=sum(steps),
+                total_steps=per_member * len(members),
+                losses=tuple(losses),
+                elapsed=time.perf_counter() - start,
+                batched=False,
+            )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        torch.set_num_threads(total_threads)
 
 
 class _BatchedTraining:
