@@ -6,8 +6,8 @@ R² of a linear regression from one run's embedding to another's) on the trainin
 held-out validation data. Train consistency in the 90s (%) indicates a stable configuration.
 
 In this process the runs go through ``core.ensemble``, which picks the faster way for the device
-(one grouped model on GPUs; on the CPU the channels-last single runs one after the other); with a
-dask executor every run is one task on the cluster.
+(one grouped model on GPUs; on the CPU the channels-last single runs side by side in threads, one
+per torch thread); with a dask executor every run is one task on the cluster.
 """
 
 from __future__ import annotations
