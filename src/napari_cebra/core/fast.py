@@ -249,7 +249,7 @@ class ChannelsLastEncoder:
         self._high = self.num_samples - offset.right
         self._window = len(offset)
         self._input_cache: torch.Tensor | None = None
-        self._columns: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._columns: dict[int, torch.Tensor] = {}  # transposed input columns per kernel
         self._programs: dict[int, tuple[nn.Module, _Program | None]] = {}
 
     @property
@@ -322,21 +322,28 @@ class ChannelsLastEncoder:
     def _first_layer_over_recording(self, conv: _Conv) -> torch.Tensor:
         """The first convolution over the whole recording.
 
-        The input's column matrix is constant; it is cached in both layouts (the transposed one
-        serves the weight gradient) unless that would take more than ``_COLUMN_CACHE_BYTES``.
+        The forward pass multiplies the recording itself, one product per shift of the kernel
+        (reading the recording instead of its ``k`` times wider column matrix); the transposed
+        column matrix, which is constant, is cached for the weight gradient unless it would take
+        more than ``_COLUMN_CACHE_BYTES``.
         """
         weight, bias = conv.module.weight, conv.module.bias
         if conv.kernel not in self._columns:
             size = self._input.numel() * conv.kernel * self._input.element_size()
-            if 2 * size > _COLUMN_CACHE_BYTES:
+            if size > _COLUMN_CACHE_BYTES:
                 return _ConvFunction.apply(
                     self._input[:, None], weight, bias, self.compute_dtype, conv.activation
                 )[:, 0]
-            columns = _columns(self._input[:, None], conv.kernel)
-            self._columns[conv.kernel] = (columns, columns.t().contiguous())
-        columns, columns_t = self._columns[conv.kernel]
+            self._columns[conv.kernel] = (
+                _columns(self._input[:, None], conv.kernel).t().contiguous()
+            )
         return _InputConvFunction.apply(
-            columns, columns_t, weight, bias, self.compute_dtype, conv.activation
+            self._input,
+            self._columns[conv.kernel],
+            weight,
+            bias,
+            self.compute_dtype,
+            conv.activation,
         )
 
     def _apply_sequence(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
@@ -450,20 +457,27 @@ def _conv_input_grad(
 
 
 class _InputConvFunction(torch.autograd.Function):
-    """First convolution (and its activation) from the constant input column matrix, kept in
-    both layouts."""
+    """First convolution (and its activation) over the constant recording ``(N, n)``: one
+    product per kernel shift forward, the cached transposed column matrix ``(k · n, N − k + 1)``
+    for the weight gradient."""
 
     @staticmethod
     def forward(
         ctx: torch.autograd.function.FunctionCtx,
-        columns: torch.Tensor,
+        recording: torch.Tensor,
         columns_t: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor,
         dtype: torch.dtype,
         activation: _Activation | None,
     ) -> torch.Tensor:
-        pre_activation = torch.addmm(bias.to(dtype), columns, _matrix(weight, dtype))
+        matrix = _matrix(weight, dtype)
+        channels = recording.shape[1]
+        rows = columns_t.shape[1]
+        pre_activation = torch.addmm(bias.to(dtype), recording[:rows], matrix[:channels])
+        for shift in range(1, weight.shape[2]):
+            block = matrix[shift * channels : (shift + 1) * channels]
+            pre_activation.addmm_(recording[shift : shift + rows], block)
         output, saved = _activation_forward(pre_activation, activation)
         ctx.save_for_backward(columns_t, weight, saved)
         ctx.activation = activation
