@@ -119,8 +119,9 @@ def test_generator_reports_progress_and_stops_cleanly(recording):
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_on_the_cpu_fast_path_members_are_their_single_runs(recording, precision):
-    """By default the channels-last single run is the faster way on the CPU: members train one
-    after the other and equal their single runs bit for bit."""
+    """By default the channels-last single run is the faster way on the CPU: members train as
+    their own single runs (side by side when there are several torch threads) and equal them bit
+    for bit."""
     records = []
     params = _params(precision=precision)
     members = fit_ensemble(params, recording.neural, seeds=[0, 1], progress=records.append)

@@ -27,7 +27,7 @@ five members cost less one after the other (5× one run) than as one grouped mod
 and about 8× in bfloat16, 500 steps at the recipe's settings on the benchmark CPU); there each
 member equals its single run bit for bit. ``batched=True`` still asks for the grouped model.
 
-Members trained one after the other on the channels-last program run ``workers`` at a time in
+Members that are not batched and have a channels-last program train ``workers`` at a time in
 threads (default: one per torch thread, at most K), each with its share of the torch threads. A
 single run does not use several cores well (its products are small), so K members side by side
 finish sooner than K runs in a row that each use every core (benchmarks/README.md has the
@@ -190,15 +190,16 @@ def iter_fit_ensemble(
         Steps between records (the last step is always reported).
     batched : bool, optional
         ``None`` (default) picks the faster way: on the CPU, members whose encoder has a
-        channels-last program (``core.fast``: every plain ``offset*-model``) train one after the
-        other — each then equals its single run bit for bit — because that program makes one run
-        so efficient that a grouped model of five members costs more than five runs (6.3× against
-        5× one run at the recipe's settings); elsewhere (GPUs, other encoders) the grouped model.
-        ``True`` asks for the grouped model and ``False`` for one member after the other.
+        channels-last program (``core.fast``: every plain ``offset*-model``) train as their own
+        single runs (side by side, see ``workers``) — each then equals its single run bit for
+        bit — because that program makes one run so efficient that a grouped model of five
+        members costs more than five runs (6.3× against 5× one run at the recipe's settings);
+        elsewhere (GPUs, other encoders) the grouped model. ``True`` asks for the grouped model
+        and ``False`` for the members' own runs.
     workers : int, optional
         How many members train at the same time when they are not batched and their encoder has
         a channels-last program: each in its own thread with ``torch.get_num_threads() //
-        workers`` torch threads (at least one). ``None`` (default): one member per torch thread,
+        min(workers, K)`` torch threads (at least one). ``None`` (default): one member per torch thread,
         at most K. ``1``: strictly one after the other. Other configurations always train one
         after the other (their model initialisation or dropout uses the global random state).
 
@@ -318,6 +319,7 @@ def _train_side_by_side(
     """
     for member in members:
         member._start(X, y)
+    workers = min(workers, len(members))
     total_threads = torch.get_num_threads()
     threads_each = max(1, total_threads // workers)
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -353,9 +355,7 @@ def _train_side_by_side(
         finally:
             records.put((_DONE, error))
 
-    threads = [
-        threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(members)))
-    ]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
     start = time.perf_counter()
     per_member = members[0].max_iterations
     steps = [0] * len(members)
