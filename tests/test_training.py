@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from napari_cebra.core.loss import InfoNCE
 from napari_cebra.core.models import init
@@ -178,3 +179,94 @@ def test_iter_fit_yields_by_time_when_steps_are_slow():
     assert [p.step for p in quiet] == [40]
     # time-based yields do not change the training itself
     assert quiet[-1].total == progress.total
+
+
+class _HostSyncRecorder(TorchDispatchMode):
+    """Records the operators that make the host wait for the device (reading a value, or a
+    result whose shape depends on the data)."""
+
+    SYNCHRONISING = frozenset(
+        {
+            "_local_scalar_dense",  # .item(), float(), bool(), int()
+            "is_nonzero",
+            "equal",
+            "nonzero",
+            "masked_select",
+            "_unique",
+            "_unique2",
+            "unique_dim",
+            "unique_consecutive",
+            "repeat_interleave",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self.seen = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.seen += 1
+        if name in self.SYNCHRONISING:
+            self.found.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_sync_recorder_sees_host_reads():
+    recorder = _HostSyncRecorder()
+    with recorder:
+        value = torch.tensor([1.0, 0.0])
+        value.sum().item()
+        value.nonzero()
+    assert recorder.found == ["_local_scalar_dense", "nonzero"]
+
+
+_SOLVERS = {
+    "time": (dict(conditional="time"), ()),
+    "time_delta": (dict(conditional="time_delta"), ("continuous",)),
+    "delta_normal": (dict(conditional="delta_normal", delta=0.3), ("continuous",)),
+    "discrete": (dict(conditional="time_delta"), ("discrete",)),
+    "mixed": (dict(conditional="time_delta"), ("continuous", "discrete")),
+    "hybrid": (dict(conditional="time_delta", hybrid=True), ("continuous",)),
+    "full batch": (dict(conditional="time", batch_size=None), ()),
+    "bfloat16": (dict(conditional="time", precision="bfloat16"), ()),
+    "offset1": (dict(conditional="time", model_architecture="offset1-model"), ()),
+    "learnable temperature": (dict(conditional="time", temperature_mode="auto"), ()),
+    "multi-session": (dict(conditional="time_delta"), ("sessions",)),
+}
+
+
+@pytest.mark.parametrize("solver", list(_SOLVERS))
+def test_training_steps_never_wait_for_the_device(solver, monkeypatch):
+    """Item 5 of the performance issue, checked without a GPU: no training step reads a value
+    back or creates a data-dependent shape, so on CUDA the host can queue steps ahead of the
+    device (statistics are copied only when progress is reported)."""
+    from napari_cebra import CEBRA
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 12)).astype(np.float32)
+    labels = {
+        "continuous": rng.normal(size=(600, 2)).astype(np.float32),
+        "discrete": rng.integers(0, 3, 600),
+    }
+    options, label_names = _SOLVERS[solver]
+    if label_names == ("sessions",):
+        X, y = [X, X[:400]], ([labels["continuous"], labels["continuous"][:400]],)
+    else:
+        y = tuple(labels[name] for name in label_names)
+    recorder = _HostSyncRecorder()
+    steps = []
+    original = Solver._step
+
+    def recorded_step(self, objective):
+        steps.append(None)
+        with recorder:
+            return original(self, objective)
+
+    monkeypatch.setattr(Solver, "_step", recorded_step)
+    params = dict(model_architecture="offset10-model", batch_size=64, output_dimension=3, seed=0)
+    CEBRA(**{**params, **options}, max_iterations=4).fit(X, *y)
+    assert len(steps) == 4
+    assert recorder.seen > 100  # the steps' operators went through the recorder
+    assert recorder.found == []
