@@ -312,12 +312,13 @@ def _train_side_by_side(
     """Members' own runs, ``workers`` at a time in threads, each with its share of the torch
     threads; records are yielded in the calling thread.
 
-    All members are started here first, one after the other: model initialisation seeds the
-    global random state, which the threads must not share. Training itself uses only the
-    members' own generators (encoders with a channels-last program have no dropout). Closing the
-    generator stops every thread after its current step and keeps the steps done.
+    All members are started in the calling thread first, one after the other (``members[0]``
+    already is, by :func:`iter_fit_ensemble`): model initialisation seeds the global random
+    state, which the threads must not share. Training itself uses only the members' own
+    generators (encoders with a channels-last program have no dropout). Closing the generator
+    stops every thread after its current step and keeps the steps done.
     """
-    for member in members:
+    for member in members[1:]:
         member._start(X, y)
     workers = min(workers, len(members))
     total_threads = torch.get_num_threads()
