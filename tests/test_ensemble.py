@@ -208,6 +208,44 @@ def test_members_train_side_by_side_in_threads(recording):
         np.testing.assert_array_equal(_loss(member), _loss(single))
 
 
+def test_side_by_side_members_stay_level(recording):
+    """Three members on two threads: a free thread takes the run with the most steps left, so
+    the third member starts long before the first two have finished (whole members per thread
+    would start it only then) and all three finish within the last few records."""
+    params = _params(max_iterations=60)
+    records = []
+    members = fit_ensemble(
+        params,
+        recording.neural,
+        seeds=[0, 1, 2],
+        progress=records.append,
+        yield_every=5,
+        workers=2,
+    )
+    finals = [_loss(member)[-1] for member in members]
+    first_finish = min(
+        next(i for i, r in enumerate(records) if r.losses[m] == finals[m]) for m in range(3)
+    )
+    third_start = next(i for i, r in enumerate(records) if not np.isnan(r.losses[2]))
+    assert third_start < first_finish / 2
+    assert first_finish >= len(records) - 6
+    assert records[-1].step == 3 * 60
+
+
+def test_run_pool_hands_out_the_run_with_most_steps_left():
+    from napari_cebra.core.ensemble import _RunPool
+
+    pool = _RunPool([iter(()), iter(()), iter(())], [10, 30, 30])
+    assert pool.take() == 1  # most steps left, lowest index among equals
+    assert pool.take() == 2
+    pool.give_back(1, 20)
+    assert pool.take() == 1
+    assert pool.take() == 0
+    assert pool.take() is None  # every run left is held by a thread
+    pool.give_back(0, 5)
+    assert pool.take() == 0
+
+
 def test_side_by_side_training_stops_cleanly_and_reports_errors(recording):
     import threading
 
