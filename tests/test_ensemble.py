@@ -273,7 +273,24 @@ def test_side_by_side_training_stops_cleanly_and_reports_errors(recording):
     assert threading.active_count() == threads_before
 
 
-@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
 def test_bad_workers_raise(recording, workers):
-    with pytest.raises(ValueError, match="workers must be None or a positive integer"):
+    expected = (
+        rf"workers must be a positive integer \(or None for one per torch thread\), got {workers!r}"
+    )
+    with pytest.raises(ValueError, match=expected):
         fit_ensemble(_params(), recording.neural, seeds=[0, 1], workers=workers)
+
+
+def test_numpy_integer_workers_and_yield_every_are_accepted(recording):
+    records = []
+    members = fit_ensemble(
+        _params(max_iterations=6),
+        recording.neural,
+        seeds=[0, 1],
+        progress=records.append,
+        yield_every=np.int64(3),
+        workers=np.int64(2),
+    )
+    assert [len(_loss(member)) for member in members] == [6, 6]
+    assert records[-1].step == 12

@@ -57,6 +57,7 @@ from napari_cebra.core.estimator import CEBRA
 from napari_cebra.core.loss import dot_similarity, euclidean_similarity, infonce_from_similarities
 from napari_cebra.core.models import DropTimeAxis, Encoder, LinearResidual, Residual, UnitNorm
 from napari_cebra.core.training import STAT_KEYS, ContrastiveObjective, adam
+from napari_cebra.core.validation import check_positive_int
 
 _SIMILARITIES = {"cosine": dot_similarity, "euclidean": euclidean_similarity}
 _ELEMENTWISE = (nn.GELU, nn.Tanh, nn.Hardtanh, nn.Identity)
@@ -210,14 +211,11 @@ def iter_fit_ensemble(
     EnsembleProgress
     """
     _check_members(members)
-    if isinstance(yield_every, bool) or not isinstance(yield_every, int) or yield_every < 1:
-        raise ValueError(f"yield_every must be a positive integer, got {yield_every!r}.")
+    check_positive_int("yield_every", yield_every)
     if batched not in (None, True, False):
         raise ValueError(f"batched must be None, True or False, got {batched!r}.")
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise ValueError(f"workers must be None or a positive integer, got {workers!r}.")
+    if workers is not None:
+        check_positive_int("workers", workers, "or None for one per torch thread")
     members[0]._start(X, y)
     if batched and not _batchable(members[0]):
         raise ValueError(
@@ -228,8 +226,7 @@ def iter_fit_ensemble(
     if batched is None:
         batched = _batchable(members[0]) and not _faster_one_after_another(members[0])
     if not batched:
-        if workers is None:
-            workers = min(len(members), torch.get_num_threads())
+        workers = min(len(members), torch.get_num_threads()) if workers is None else int(workers)
         if workers > 1 and len(members) > 1 and _faster_one_after_another(members[0]):
             yield from _train_side_by_side(members, X, y, yield_every, workers)
         else:
