@@ -232,17 +232,19 @@ def test_side_by_side_members_stay_level(recording):
     assert records[-1].step == 3 * 60
 
 
-def test_run_pool_hands_out_the_run_with_most_steps_left():
+def test_run_pool_hands_out_the_run_with_fewest_steps_done():
     from napari_cebra.core.ensemble import _RunPool
 
-    pool = _RunPool([iter(()), iter(()), iter(())], [10, 30, 30])
-    assert pool.take() == 1  # most steps left, lowest index among equals
+    pool = _RunPool([iter(()), iter(()), iter(())])
+    assert pool.take() == 0  # fewest steps done, lowest index among equals
+    pool.give_back(0, 20)
+    assert pool.take() == 1
     assert pool.take() == 2
-    pool.give_back(1, 20)
+    pool.give_back(1, 10)
     assert pool.take() == 1
     assert pool.take() == 0
     assert pool.take() is None  # every run left is held by a thread
-    pool.give_back(0, 5)
+    pool.give_back(0, 25)
     assert pool.take() == 0
 
 

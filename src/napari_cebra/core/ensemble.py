@@ -330,8 +330,7 @@ def _train_side_by_side(
     total_threads = torch.get_num_threads()
     threads_each = max(1, total_threads // workers)
     pool = _RunPool(
-        [member._train(member.max_iterations, yield_every, None, None, 0.2) for member in members],
-        [member.max_iterations for member in members],
+        [member._train(member.max_iterations, yield_every, None, None, 0.2) for member in members]
     )
     records: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
     stop = threading.Event()
@@ -349,7 +348,7 @@ def _train_side_by_side(
                     members[index].__dict__.pop("_task", None)
                     continue
                 records.put((index, record))
-                pool.give_back(index, members[index].max_iterations - record.step)
+                pool.give_back(index, record.step)
         except BaseException as caught:  # handed to the calling thread, which raises it
             error = caught
         finally:
@@ -390,12 +389,13 @@ def _train_side_by_side(
 
 
 class _RunPool:
-    """Training runs shared by worker threads: each run is advanced by one thread at a time, and a
-    free thread takes the waiting run with the most steps left (the lowest index among equals)."""
+    """Training runs of equal length shared by worker threads: each run is advanced by one thread
+    at a time, and a free thread takes the waiting run with the fewest steps done, i.e. the most
+    steps left (the lowest index among equals)."""
 
-    def __init__(self, runs: list[Iterator[Any]], steps_left: list[int]) -> None:
+    def __init__(self, runs: list[Iterator[Any]]) -> None:
         self.runs = runs
-        self._waiting = dict(enumerate(steps_left))  # runs no thread holds, and their steps left
+        self._waiting = dict.fromkeys(range(len(runs)), 0)  # runs no thread holds: steps done
         self._lock = threading.Lock()
 
     def take(self) -> int | None:
@@ -404,14 +404,14 @@ class _RunPool:
         with self._lock:
             if not self._waiting:
                 return None
-            index = max(self._waiting, key=lambda i: (self._waiting[i], -i))
+            index = min(self._waiting, key=lambda i: (self._waiting[i], i))
             del self._waiting[index]
             return index
 
-    def give_back(self, index: int, steps_left: int) -> None:
-        """Return a run after advancing it."""
+    def give_back(self, index: int, steps_done: int) -> None:
+        """Return a run after advancing it to ``steps_done`` steps."""
         with self._lock:
-            self._waiting[index] = steps_left
+            self._waiting[index] = steps_done
 
 
 class _BatchedTraining:
