@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +104,24 @@ def place_cell_viewer(make_napari_viewer) -> Callable[..., object]:
         return viewer
 
     return make
+
+
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+SCREENSHOTS_ENV = "NAPARI_CEBRA_SCREENSHOTS"
+
+
+@pytest.fixture
+def screenshot_path(tmp_path) -> Callable[[str], Path]:
+    """Factory: where a test saves screenshot ``name``: ``docs/images/`` when the environment
+    variable ``NAPARI_CEBRA_SCREENSHOTS=1`` asks for new pictures, else a temporary folder (a
+    normal test run never rewrites the documentation's pictures)."""
+
+    def path(name: str) -> Path:
+        folder = DOCS_IMAGES if os.environ.get(SCREENSHOTS_ENV) == "1" else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    return path
 
 
 @pytest.fixture

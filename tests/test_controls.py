@@ -9,7 +9,6 @@ from napari_cebra.workflows.controls import (
     CONTROL_GOF_LIMIT_BITS,
     ControlProgress,
     ControlResult,
-    _late_gof_rise,
     control_verdict,
     iter_label_shuffle_control,
     label_shuffle_control,
@@ -17,6 +16,7 @@ from napari_cebra.workflows.controls import (
     shuffle_labels,
     shuffle_neurons,
 )
+from napari_cebra.workflows.verdicts import late_gof_rise
 
 QUICK_PARAMS = {
     "model_architecture": "offset10-model",
@@ -105,9 +105,9 @@ def test_control_verdicts(real, control, late, verdict, phrase):
 
 def test_late_rise_measures_last_fifth():
     flat_then_rising = np.concatenate([np.zeros(80), np.linspace(0, 0.5, 20)])
-    assert _late_gof_rise(flat_then_rising) == pytest.approx(0.25)
-    assert _late_gof_rise(np.zeros(100)) == 0.0
-    assert _late_gof_rise(np.ones(5)) == 0.0
+    assert late_gof_rise(flat_then_rising) == pytest.approx(0.25)
+    assert late_gof_rise(np.zeros(100)) == 0.0
+    assert late_gof_rise(np.ones(5)) == 0.0
 
 
 def test_iter_control_yields_progress_and_can_stop(rng):

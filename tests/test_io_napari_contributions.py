@@ -137,12 +137,32 @@ def test_calcium_sample(plugins):
     sample = next(s for s in manifest.contributions.sample_data if s.key == "calcium_imaging")
     layers = sample.open(_registry=plugins.commands)
     kinds = [(meta["name"], kind) for _, meta, kind in layers]
-    assert kinds == [("calcium movie", "image"), ("ROIs", "labels"), ("behaviour", "image")]
+    assert kinds == [("calcium movie", "image"), ("ROIs", "labels"), ("behaviour", "points")]
     movie, rois, behaviour = (data for data, _, _ in layers)
     assert movie.dtype == np.uint16 and movie.shape == (3000, 128, 128)
     assert rois.shape == (128, 128) and rois.max() == 80
-    assert behaviour.shape == (3000, 3)
     assert layers[2][1]["metadata"]["columns"] == ["position", "right", "left"]
+    # one point per frame, just below the field of view, along its width
+    np.testing.assert_array_equal(behaviour[:, 0], np.arange(3000))
+    assert np.all(behaviour[:, 1] > 128) and np.all(behaviour[:, 1] < 140)
+    assert 0 <= behaviour[:, 2].min() < 5 and 120 < behaviour[:, 2].max() <= 127
+    features = layers[2][1]["features"]
+    assert features["position"].shape == (3000,) and set(np.unique(features["right"])) == {0, 1}
+
+
+def test_calcium_sample_keeps_the_movie_large(make_napari_viewer):
+    """The behaviour does not stretch the main viewer: after Home the movie fills the canvas."""
+    from napari_cebra._widgets.forms import DataPicker
+    from napari_cebra._widgets.layer_data import behaviour_table
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-cebra", "calcium_imaging")
+    extent = viewer.layers.extent.world
+    assert extent[1][1] - extent[0][1] < 140 and extent[1][2] - extent[0][2] < 140
+    table = behaviour_table(viewer.layers["behaviour"])
+    assert list(table.columns) == ["position", "right", "left"] and len(table) == 3000
+    picker = DataPicker(viewer)
+    assert picker.neural.value == "calcium movie" and "behaviour" in picker.behaviour.choices
 
 
 def test_place_cell_sample():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,6 @@ pytestmark = pytest.mark.gui
 
 WIDGET = "Consistency runs"
 WAIT_MS = 120_000
-SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "widget-consistency.png"
 
 
 def _dock(viewer):
@@ -44,11 +42,11 @@ def _rotated_runs(n_runs: int, n_frames: int, noise: float, seed: int = 0) -> li
 
 def test_reading_follows_the_recipe_thresholds():
     verdict, text = consistency_reading(0.95, 0.93)
-    assert verdict == "good" and "95.0 %" in text and "93.0 %" in text
+    assert verdict == "pass" and "95.0 %" in text and "93.0 %" in text
     verdict, text = consistency_reading(0.80, 0.78)
-    assert verdict == "fair" and "Grid search" in text
+    assert verdict == "warn" and "Grid search" in text
     verdict, text = consistency_reading(0.40, None)
-    assert verdict == "poor" and "do not interpret" in text
+    assert verdict == "fail" and "do not interpret" in text
     _, text = consistency_reading(0.97, 0.60)
     assert "overfitting" in text
 
@@ -159,17 +157,17 @@ def viewer_with_recording(place_cell_viewer):
     widget = _dock(viewer)
     widget.recording.neural.value = "neural"
     widget.recording.behaviour.value = "behaviour"
-    widget.batch_size.value = 32
-    widget.num_hidden_units.value = 8
+    widget.params.batch_size.value = 32
+    widget.params.num_hidden_units.value = 8
     widget.n_runs.value = 3
     return viewer, widget
 
 
 def test_trained_runs_show_train_and_validation_heatmaps(qtbot, viewer_with_recording):
     viewer, widget = viewer_with_recording
-    widget.preset.value = "CEBRA-Behavior"
+    widget.params.preset.value = "CEBRA-Behavior"
     widget.recording.variables.value = ["position"]
-    widget.max_iterations.value = 20
+    widget.params.max_iterations.value = 20
     assert widget.run_button.text() == "Train 3 runs"
     widget.run_button.click()
     assert not widget.run_button.isEnabled() and widget.stop_button.isEnabled()
@@ -204,7 +202,7 @@ def test_trained_runs_show_train_and_validation_heatmaps(qtbot, viewer_with_reco
 
 def test_behaviour_preset_without_labels_is_a_notification(qtbot, viewer_with_recording):
     _, widget = viewer_with_recording
-    widget.preset.value = "CEBRA-Behavior"
+    widget.params.preset.value = "CEBRA-Behavior"
     widget.recording.variables.value = []
     widget.run_button.click()
     assert not widget.runner.running
@@ -213,7 +211,7 @@ def test_behaviour_preset_without_labels_is_a_notification(qtbot, viewer_with_re
 
 def test_stop_and_closing_mid_run(qtbot, viewer_with_recording, stop_mid_run, close_mid_run):
     viewer, widget = viewer_with_recording
-    widget.max_iterations.value = 100_000
+    widget.params.max_iterations.value = 100_000
     widget.run_button.click()
     arrivals = []
     widget.runner.worker.yielded.connect(lambda _: arrivals.append(time.perf_counter()))
@@ -231,15 +229,26 @@ def test_stop_and_closing_mid_run(qtbot, viewer_with_recording, stop_mid_run, cl
     assert WIDGET not in "".join(viewer.window.dock_widgets)
 
 
-def test_screenshot(qtbot, viewer_with_recording):
+def test_screenshot(qtbot, screenshot_path, viewer_with_recording):
     viewer, widget = viewer_with_recording
-    widget.max_iterations.value = 60
+    widget.params.max_iterations.value = 60
     widget.n_runs.value = 5
     widget.run_button.click()
     _wait_idle(qtbot, widget)
     viewer.window._qt_window.resize(1500, 1700)
     viewer.window._qt_window.show()
     qtbot.wait(300)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    image = viewer.screenshot(canvas_only=False, path=str(SCREENSHOT))
-    assert image.shape[0] > 600 and SCREENSHOT.stat().st_size > 10_000
+    target = screenshot_path("widget-consistency.png")
+    image = viewer.screenshot(canvas_only=False, path=str(target))
+    assert image.shape[0] > 600 and target.stat().st_size > 10_000
+
+
+def test_running_loss_text_never_shows_nan():
+    from napari_cebra._widgets.consistency_widget import running_loss_text
+
+    nan = float("nan")
+    assert running_loss_text((nan, nan, nan)) == ""
+    assert running_loss_text(()) == ""
+    partial = running_loss_text((1.0, nan, 2.0, nan, 3.0))
+    assert partial == "mean loss 2.0000 (3 of 5 runs so far)"
+    assert running_loss_text((1.0, 2.0)) == "mean loss 1.5000"

@@ -28,7 +28,7 @@ def controls_widget(make_napari_viewer):
     viewer.open_sample("napari-cebra", "place_cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-cebra", "CEBRA shuffle controls")
     for name, value in QUICK.items():
-        getattr(widget, name).value = value
+        getattr(widget if name == "gof_batches" else widget.params, name).value = value
     yield viewer, widget
     for entry in list(session_models()):
         if entry.name.startswith("CEBRA-Behavior (controls)"):
@@ -41,7 +41,7 @@ def test_controls_on_the_place_cell_sample_give_a_passing_verdict(qtbot, control
     assert widget.data.variables.value == ["position", "right", "left"]
     assert widget.estimator_params()["conditional"] == "time_delta"
     widget.run_button.click()
-    assert not widget.run_button.isEnabled() and not widget.params_box.enabled
+    assert not widget.run_button.isEnabled() and not widget.params.enabled
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
 
     outcome = widget.outcome
@@ -87,7 +87,7 @@ def test_controls_need_behaviour_labels(controls_widget, monkeypatch):
 def test_stop_and_closing_mid_run(qtbot, controls_widget, stop_mid_run, close_mid_run):
     viewer, widget = controls_widget
     # the controls yield every 1 % of training (10 steps here): Stop acts at the next yield
-    widget.max_iterations.value = 1000
+    widget.params.max_iterations.value = 1000
     widget.run_button.click()
     qtbot.waitUntil(
         lambda: len(widget.loss_plot.names) and widget.runner.progress.n >= 20, timeout=WAIT_MS

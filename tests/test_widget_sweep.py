@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,6 @@ WAIT_MS = 180_000
 # job); the bound leaves room for a loaded CI machine and still catches a run that imports torch's
 # or scikit-learn's lazily loaded modules in its worker (~300 ms stalls).
 STALL_LIMIT_S = 0.25
-SCREENSHOT = Path(__file__).parents[1] / "docs" / "images" / "widget-sweep.png"
 GRID = """
 model_architecture: offset10-model
 conditional: time
@@ -228,7 +226,7 @@ def test_closing_mid_run_stops_the_sweep(qtbot, viewer_and_widget, tmp_path, clo
 
 
 @pytest.mark.gui
-def test_screenshot(qtbot, viewer_and_widget):
+def test_screenshot(qtbot, screenshot_path, viewer_and_widget):
     viewer, widget = viewer_and_widget
     widget.grid_text.setPlainText(GRID.format(iterations=80))
     widget.run_button.click()
@@ -238,6 +236,6 @@ def test_screenshot(qtbot, viewer_and_widget):
     window.show()
     window.resizeDocks([widget.parent()], [700], Qt.Horizontal)
     qtbot.wait(300)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    image = viewer.screenshot(canvas_only=False, path=str(SCREENSHOT))
-    assert image.shape[0] > 600 and SCREENSHOT.stat().st_size > 10_000
+    target = screenshot_path("widget-sweep.png")
+    image = viewer.screenshot(canvas_only=False, path=str(target))
+    assert image.shape[0] > 600 and target.stat().st_size > 10_000

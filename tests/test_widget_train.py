@@ -38,10 +38,10 @@ def viewer_and_widget(make_napari_viewer, session):
     widget.data.neural.value = "movie"
     widget.data.rois.value = "rois"
     widget.data.behaviour.value = "behaviour"
-    widget.preset.value = "CEBRA-Behavior"
-    widget.batch_size.value = 32
-    widget.num_hidden_units.value = 8
-    widget.valid_fraction.value = 0.25
+    widget.params.preset.value = "CEBRA-Behavior"
+    widget.params.batch_size.value = 32
+    widget.params.num_hidden_units.value = 8
+    widget.data.valid_fraction.value = 0.25
     return viewer, widget
 
 
@@ -52,7 +52,7 @@ def _wait_until_idle(qtbot, widget):
 def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_widget):
     viewer, widget = viewer_and_widget
     assert widget.data.variables.value == ["position", "right", "left"]
-    widget.max_iterations.value = 6
+    widget.params.max_iterations.value = 6
     n_models = len(session_models())
     widget.train_button.click()
     assert not widget.train_button.isEnabled() and not widget.data.enabled
@@ -102,7 +102,7 @@ def test_final_status_survives_records_queued_behind_the_result(qtbot, viewer_an
     from qtpy.QtCore import Qt
 
     _, widget = viewer_and_widget
-    widget.max_iterations.value = 4
+    widget.params.max_iterations.value = 4
     widget.train_button.click()
     ended = threading.Event()
     widget.worker.finished.connect(ended.set, Qt.DirectConnection)
@@ -114,7 +114,7 @@ def test_final_status_survives_records_queued_behind_the_result(qtbot, viewer_an
 
 def test_stop_ends_training_within_a_second_and_keeps_the_model(qtbot, viewer_and_widget):
     _, widget = viewer_and_widget
-    widget.max_iterations.value = 100_000
+    widget.params.max_iterations.value = 100_000
     widget.train_button.click()
     qtbot.waitUntil(lambda: widget.loss_plot.n_points >= 3, timeout=WAIT_MS)
     started = time.perf_counter()
@@ -176,8 +176,9 @@ def test_common_prefix_option_trains_on_the_shorter_length(viewer_and_widget):
 
 def test_presets_set_the_authors_parameters(viewer_and_widget):
     _, widget = viewer_and_widget
-    widget.preset.value = "CEBRA-Time"
-    params = widget.estimator_params()
+    widget.params.preset.value = "CEBRA-Time"
+    widget.params.reset_button.native.click()  # the fixture changed the batch size
+    params = widget.params.estimator_params()
     assert params["model_architecture"] == "offset10-model"
     assert (params["batch_size"], params["learning_rate"], params["temperature"]) == (
         512,
@@ -191,38 +192,41 @@ def test_presets_set_the_authors_parameters(viewer_and_widget):
     )
     assert params["max_iterations"] == 5000
     assert widget.training_labels() == {"labels": [], "continuous": [], "discrete": None}
-    widget.preset.value = "CEBRA-Behavior"
-    params = widget.estimator_params()
+    widget.params.preset.value = "CEBRA-Behavior"
+    params = widget.params.estimator_params()
     assert (params["temperature"], params["conditional"]) == (1.0, "time_delta")
-    widget.betas.value = "0.8, oops"
+    widget.params.betas.value = "0.8, oops"
     with pytest.raises(ValueError, match="Adam betas: cannot read"):
-        widget.estimator_params()
+        widget.params.estimator_params()
 
 
 def test_every_estimator_parameter_is_reachable(viewer_and_widget):
     from napari_cebra import CEBRA
 
     _, widget = viewer_and_widget
-    params = widget.estimator_params()
+    params = widget.params.estimator_params()
     assert set(params) == set(CEBRA._get_param_names())
     assert params["precision"] == "float32"
-    widget.precision.value = "bfloat16"
-    model = CEBRA(**widget.estimator_params())
+    widget.params.precision.value = "bfloat16"
+    model = CEBRA(**widget.params.estimator_params())
     assert model.precision == "bfloat16"
 
 
-def test_closing_the_widget_mid_run_does_not_crash(qtbot, viewer_and_widget, close_mid_run):
+def test_closing_the_widget_mid_run_keeps_the_model(qtbot, viewer_and_widget, close_mid_run):
     viewer, widget = viewer_and_widget
-    widget.max_iterations.value = 100_000
+    widget.params.max_iterations.value = 100_000
     widget.train_button.click()
     worker = widget.worker
     qtbot.waitUntil(lambda: widget.loss_plot.n_points >= 2, timeout=WAIT_MS)
     n_models = len(session_models())
-    # one step, then embedding 160 frames
+    # training stops at its next update, then 160 frames are embedded
     assert close_mid_run(viewer, widget, worker, WAIT_MS) < 1.0
-    assert EMBEDDING_DOCK not in viewer.window.dock_widgets
-    assert len(session_models()) == n_models
     assert not any(k.startswith("Train CEBRA") for k in viewer.window.dock_widgets)
+    assert len(session_models()) == n_models + 1
+    entry = list(session_models())[-1]
+    assert entry.trained_on["stopped"] and 2 <= entry.trained_on["steps_done"] < 100_000
+    view = viewer.window.dock_widgets[EMBEDDING_DOCK]
+    assert view.layer(entry.name).data.shape == (N_FRAMES, 3)
 
 
 def test_the_demo_sample_trains_end_to_end(qtbot, make_napari_viewer):
@@ -237,9 +241,9 @@ def test_the_demo_sample_trains_end_to_end(qtbot, make_napari_viewer):
     )
     assert widget.data.variables.value == ["position", "right", "left"]
     assert set(widget.data.discrete.choices) >= {"right", "left"}
-    widget.preset.value = "CEBRA-Behavior"
-    widget.max_iterations.value = 3
-    widget.batch_size.value = 32
+    widget.params.preset.value = "CEBRA-Behavior"
+    widget.params.max_iterations.value = 3
+    widget.params.batch_size.value = 32
     widget.train_button.click()
     _wait_until_idle(qtbot, widget)
     n_frames = viewer.layers["calcium movie"].data.shape[0]

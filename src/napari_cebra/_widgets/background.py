@@ -11,10 +11,18 @@ Closing a dock: napari's close button (``Window.remove_dock_widget``) only takes
 its dock (``setParent(None)``); while a worker holds references the widget is not deleted, so
 ``destroyed`` would come too late. The runner watches both events and stops the run at the first.
 
+Throttling: records are not handed to the widget one by one as the worker yields them. The
+runner's slot for a yielded record only queues it; a main-thread timer hands the queued records to
+the widget every :data:`FLUSH_MS` milliseconds, as one batch (``on_records``) or one call per
+record (``on_record``), and advances the activity-dock bar once per batch. However fast a worker
+yields, the GUI thread then does the widget's work a few times per second, and the records that
+arrive just before the result are handed over before it.
+
 Order of the slots: napari's activity-dock bar processes pending Qt events when it is advanced, so
-a later record, the result and the end of the run can be handled *inside* an earlier record's
-slot. The runner therefore hands a record to its callback before advancing the bar, and drops
-records that arrive after the result (they would overwrite the final status).
+a later record, the result and the end of the run can be handled *inside* an earlier batch's
+slot. The runner therefore hands a batch to its callback before advancing the bar, hands queued
+records over before the result, and drops records that arrive after the result (they would
+overwrite the final status).
 
 Stop: the worker checks between two records whether Stop was pressed, so the generator must yield
 often (a few times per second). Either the runner closes the generator at its next yield
@@ -29,15 +37,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QWidget
 
 Measure = Callable[[Any], "tuple[int, int] | None"]
 
 _LOG = logging.getLogger(__name__)
+FLUSH_MS = 150
+"""Milliseconds between two hand-overs of queued records to the widget (a few per second)."""
 _WARM_UP: threading.Thread | None = None
 _WARM_UP_LOCK = threading.Lock()
 WARM_UP_MODULES = (
@@ -48,6 +58,7 @@ WARM_UP_MODULES = (
     "napari_cebra.workflows.grid_search",  # pandas
     "napari_cebra.workflows.controls",
     "napari_cebra.workflows.decoding",  # scikit-learn's neighbours
+    "scipy.spatial.transform",  # napari's 3-D camera, on the embedding's first 3-D view
 )
 """Modules the analysis workers need, imported by :func:`warm_up_engine`."""
 
@@ -139,6 +150,31 @@ def warm_up_engine() -> threading.Thread:
     return _WARM_UP
 
 
+def when_engine_ready(owner: QObject, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` in the main thread once the engine is loaded (:func:`warm_up_engine`).
+
+    Widgets open at once with a few safe choices (device ``cpu``, the recipe's encoder) and fill
+    in what needs torch (GPUs, the full list of encoders) when this calls back, instead of
+    importing torch in the GUI thread. The check runs on a timer owned by ``owner``, so nothing
+    is called once ``owner`` is deleted.
+    """
+    thread = warm_up_engine()
+    if not thread.is_alive():
+        callback()
+        return
+    timer = QTimer(owner)
+    timer.setInterval(100)
+
+    def check() -> None:
+        if not thread.is_alive():
+            timer.stop()
+            timer.deleteLater()
+            callback()
+
+    timer.timeout.connect(check)
+    timer.start()
+
+
 def pump(
     steps: Generator[Any, None, Any], stop: threading.Event, close_on_stop: bool
 ) -> Generator[Any, None, Any]:
@@ -195,6 +231,7 @@ class _Run:
     callbacks: dict[str, Callable[..., None] | None]
     measure: Measure
     bar: Any
+    pending: list[Any] = field(default_factory=list)  # yielded, not yet handed to the widget
     ended: bool = False  # result, Stop or error handled: later records are stale
     orphaned: bool = False  # the owner was closed: no callback any more
 
@@ -231,6 +268,9 @@ class BackgroundRunner:
         self.stop_button = stop_button
         self._run: _Run | None = None
         self._stop = threading.Event()
+        self._flush_timer = QTimer(owner)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.timeout.connect(self._flush_current)
         if stop_button is not None:
             stop_button.setEnabled(False)
             stop_button.clicked.connect(self.stop)
@@ -264,10 +304,12 @@ class BackgroundRunner:
         *,
         description: str,
         on_record: Callable[[Any], None] | None = None,
+        on_records: Callable[[list[Any]], None] | None = None,
         on_result: Callable[[Any], None] | None = None,
         on_stopped: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         on_finished: Callable[[], None] | None = None,
+        keep: Callable[[Any], None] | None = None,
         measure: Measure = step_progress,
         stop: threading.Event | None = None,
     ) -> Any:
@@ -281,7 +323,11 @@ class BackgroundRunner:
         description : str
             Name of the run in the activity dock and in error messages.
         on_record : callable, optional
-            Called in the main thread with every yielded record (never after the result).
+            Called in the main thread with every yielded record (never after the result), a
+            few batches per second (see the module's notes on throttling).
+        on_records : callable, optional
+            Called in the main thread with each batch of records (a list, oldest first) instead
+            of ``on_record`` once per record: for widgets whose update is cheaper per batch.
         on_result : callable, optional
             Called in the main thread with the generator's return value (not after a Stop that
             closed the generator).
@@ -292,6 +338,11 @@ class BackgroundRunner:
             notification).
         on_finished : callable, optional
             Called in the main thread at the very end (after success, Stop or an error).
+        keep : callable, optional
+            Called in the main thread with the result when the owner was closed during the run
+            (its other callbacks are then dropped): keeps what the run made somewhere that
+            outlives the widget, e.g. the session's models. It must not touch the owner's
+            widgets. Needs ``stop`` (a generator that ends itself with a partial result).
         measure : callable, optional
             ``record -> (done, total)`` for the activity-dock bar; ``None`` leaves it unchanged.
         stop : threading.Event, optional
@@ -318,10 +369,12 @@ class BackgroundRunner:
             description=description,
             callbacks={
                 "record": on_record,
+                "records": on_records,
                 "result": on_result,
                 "stopped": on_stopped,
                 "error": on_error,
                 "finished": on_finished,
+                "keep": keep,
             },
             measure=measure,
             bar=progress(total=0, desc=description),
@@ -353,10 +406,27 @@ class BackgroundRunner:
             callback(*args)
 
     def _on_yielded(self, run: _Run, record: Any) -> None:
-        if run.ended:
+        if run.ended or not self._delivers(run):  # a closed owner has no timer any more
             return
-        self._call(run, "record", record)
-        self._advance_bar(run, record)  # last: the bar processes pending Qt events
+        run.pending.append(record)
+        if not self._flush_timer.isActive():
+            self._flush_timer.start(FLUSH_MS)
+
+    def _flush_current(self) -> None:
+        if self._run is not None:
+            self._flush(self._run)
+
+    def _flush(self, run: _Run) -> None:
+        """Hand the queued records to the widget, then advance the activity-dock bar."""
+        batch, run.pending = run.pending, []
+        if not batch or run.ended:
+            return
+        if run.callbacks["records"] is not None:
+            self._call(run, "records", batch)
+        else:
+            for record in batch:
+                self._call(run, "record", record)
+        self._advance_bar(run, batch[-1])  # last: the bar processes pending Qt events
 
     def _advance_bar(self, run: _Run, record: Any) -> None:
         counts = run.measure(record)
@@ -368,8 +438,12 @@ class BackgroundRunner:
         run.bar.update(done - run.bar.n)
 
     def _on_returned(self, run: _Run, result: Any) -> None:
+        self._flush(run)
         run.ended = True
-        if result is STOPPED:
+        keep = run.callbacks["keep"]
+        if keep is not None and not self._delivers(run) and result is not STOPPED:
+            keep(result)
+        elif result is STOPPED:
             self._call(run, "stopped")
         else:
             self._call(run, "result", result)
@@ -377,11 +451,13 @@ class BackgroundRunner:
     def _on_errored(self, run: _Run, error: BaseException) -> None:
         from napari.utils.notifications import show_error
 
+        self._flush(run)
         run.ended = True
         show_error(f"{run.description} failed: {error}")
         self._call(run, "error", error)
 
     def _on_finished(self, run: _Run) -> None:
+        self._flush(run)
         run.ended = True
         bar, run.bar = run.bar, None
         if run is self._run:

@@ -11,7 +11,8 @@ Three sources of embeddings:
 
 The result is an annotated heatmap of the pairwise consistency (R² of a linear map from one
 embedding to another, in percent) for the training and the validation frames, the mean score, and
-the recipe's reading of it (training consistency in the 90s = good).
+the recipe's reading of it (``workflows.verdicts.consistency_reading``: training consistency in
+the 90s = pass).
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import Container
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel, QPushButton
+from qtpy.QtWidgets import QLabel
 
 from napari_cebra._widgets.background import BackgroundRunner, qt_alive
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout
+from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
 from napari_cebra._widgets.heatmap import Heatmap
 from napari_cebra._widgets.layer_data import embedding_features
+from napari_cebra._widgets.params_form import CebraParamsForm
 from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.verdict_format import verdict_line
 from napari_cebra._widgets.workers import TraceProgress
 from napari_cebra.core.consistency import consistency_matrix, consistency_score
+from napari_cebra.workflows.verdicts import consistency_reading, mean_consistency
 
 if TYPE_CHECKING:
     import napari
@@ -128,60 +132,20 @@ def consistency_between(
     return consistency_matrix(*result)
 
 
-def mean_consistency(matrix: np.ndarray) -> float:
-    """Mean of the compared (finite) entries of a consistency matrix."""
-    values = np.asarray(matrix, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
+def running_loss_text(losses: Sequence[float]) -> str:
+    """``"mean loss 1.2345"`` over the runs that report a loss yet, ``""`` while none does.
 
-
-def consistency_reading(
-    mean_train: float, mean_valid: float | None, between: str = "runs"
-) -> tuple[str, str]:
-    """The recipe's verdict (``"good"``, ``"fair"`` or ``"poor"``) and what it means in words.
-
-    The CEBRA authors expect the training consistency between runs in the 90s; below that the
-    embedding depends on the seed and should not be interpreted before the training is improved.
+    The members of an ensemble report their loss as they go (NaN until they have one), so the
+    mean covers the finite losses only and says how many runs it is of: ``"mean loss 1.2345
+    (3 of 5 runs so far)"``. A running status never shows ``nan``.
     """
-    from napari_cebra.workflows.recipe import THRESHOLDS
-
-    good, fair = THRESHOLDS["consistency_train_pass"], THRESHOLDS["consistency_train_warn"]
-    what = "runs" if between == "runs" else "recordings"
-    score = f"Mean training consistency {100 * mean_train:.1f} %"
-    if mean_train >= good:
-        verdict = "good"
-        text = (
-            f"{score}: in the 90s, as the recipe asks. The {what} find the same embedding up to "
-            "a linear map, so its structure is not an accident of one seed."
-        )
-    else:
-        verdict = "fair" if mean_train >= fair else "poor"
-        advice = (
-            "Try more iterations (is the loss still falling?), a lower learning rate, another "
-            "output dimension or temperature: the Grid search widget compares them."
-        )
-        if between == "datasets":
-            advice = (
-                "Check that the label you align on describes the same behaviour in every "
-                "recording, and that each model is consistent between its own runs first."
-            )
-        opening = (
-            "not yet in the 90s the recipe asks for"
-            if verdict == "fair"
-            else f"the {what} find different embeddings: do not interpret a single one yet"
-        )
-        text = f"{score}: {opening}. {advice}"
-    if mean_valid is not None and np.isfinite(mean_valid):
-        text += f" Validation: {100 * mean_valid:.1f} %"
-        gap = mean_train - mean_valid
-        if gap > 1 - good:
-            text += (
-                " — clearly lower than on the training frames: the runs agree on what they were "
-                "trained on more than on new data (overfitting; fewer iterations or more data)."
-            )
-        else:
-            text += "."
-    return verdict, text
+    values = np.asarray(losses, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return ""
+    if finite.size == values.size:
+        return f"mean loss {finite.mean():.4f}"
+    return f"mean loss {finite.mean():.4f} ({finite.size} of {values.size} runs so far)"
 
 
 def split_rows(features: pd.DataFrame | None, n_rows: int) -> np.ndarray | None:
@@ -441,7 +405,6 @@ def common_numeric_columns(tables: Sequence[pd.DataFrame | None]) -> list[str]:
 
 
 SOURCES = ("train new runs", "session models", "embedding layers")
-VERDICT_COLOURS = {"good": "#7fd17f", "fair": "#f0c674", "poor": "#f08c7f"}
 
 
 class ConsistencyWidget(DockWidget):
@@ -449,7 +412,7 @@ class ConsistencyWidget(DockWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        from magicgui.widgets import ComboBox, Label, PushButton, Select
+        from magicgui.widgets import ComboBox, Label, PushButton, Select, SpinBox
 
         self.result: ConsistencyView | None = None
         self._run_context: dict[str, Any] = {}
@@ -458,7 +421,16 @@ class ConsistencyWidget(DockWidget):
         self.recording = DataPicker(
             napari_viewer, discrete=False, variables_label="behaviour labels", variables_height=70
         )
-        self.params_box = self._build_params_box()
+        self.n_runs = SpinBox(label="runs (seeds)", min=2, max=20, value=5)
+        self.first_seed = SpinBox(
+            label="first seed",
+            min=0,
+            max=2**31 - 100,
+            value=0,
+            tooltip="The runs' seeds are first seed, first seed + 1, …",
+        )
+        self.runs_box = Container(widgets=[self.n_runs, self.first_seed], label="runs")
+        self.params = CebraParamsForm(hidden=("seed",))
         self.models = Select(label="session models", choices=self._model_names)
         self.models.native.setMaximumHeight(90)
         self.layers = Select(label="embeddings", choices=self._embedding_names)
@@ -475,7 +447,7 @@ class ConsistencyWidget(DockWidget):
             widgets=[self.models, self.layers, self.between, self.align_on, self.refresh_button]
         )
         self.run_button, self.stop_button, buttons = run_stop_row("Compute consistency")
-        self.status = Label(value="")
+        self.status = wrap_label(Label(value=""))
         self.verdict = QLabel()
         self.verdict.setWordWrap(True)
         self.verdict.setTextFormat(Qt.RichText)
@@ -491,9 +463,8 @@ class ConsistencyWidget(DockWidget):
         layout = scrolling_layout(self)
         layout.addWidget(self.source.native)
         layout.addWidget(self.recording.native)
-        layout.addWidget(self.params_box.native)
-        layout.addWidget(self.more_toggle)
-        layout.addWidget(self.more_box.native)
+        layout.addWidget(self.runs_box.native)
+        layout.addWidget(self.params.native)
         layout.addWidget(self.choice_box.native)
         layout.addLayout(buttons)
         layout.addWidget(self.status.native)
@@ -508,9 +479,8 @@ class ConsistencyWidget(DockWidget):
             controls=[
                 self.source,
                 self.recording,
-                self.params_box,
-                self.more_toggle,
-                self.more_box,
+                self.runs_box,
+                self.params,
                 self.choice_box,
                 self.run_button,
                 self.output_box,
@@ -522,7 +492,6 @@ class ConsistencyWidget(DockWidget):
         self.between.changed.connect(self._on_between)
         self.layers.changed.connect(lambda _: self.align_on.reset_choices())
         self.refresh_button.changed.connect(self.refresh)
-        self.preset.changed.connect(self.apply_preset)
         self.n_runs.changed.connect(self._on_n_runs)
         self.add_layer_button.changed.connect(self.add_embedding_layer)
         self.register_button.changed.connect(self.register_models)
@@ -530,86 +499,8 @@ class ConsistencyWidget(DockWidget):
         layers_events = self.viewer.layers.events
         for event in (layers_events.inserted, layers_events.removed):
             event.connect(self.refresh)
-        self.apply_preset(self.preset.value)
         self._on_source()
         self.show_result(None)
-
-    # ------------------------------------------------------------------ building
-    def _build_params_box(self) -> Container:
-        from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
-
-        from napari_cebra._widgets.train_widget import (
-            PRESETS,
-            architecture_names,
-            available_devices,
-        )
-
-        self.preset = ComboBox(label="preset", choices=list(PRESETS), value="CEBRA-Time")
-        self.n_runs = SpinBox(label="runs (seeds)", min=2, max=20, value=5)
-        self.first_seed = SpinBox(label="first seed", min=0, max=2**31 - 100, value=0)
-        self.model_architecture = ComboBox(label="model", choices=architecture_names())
-        self.output_dimension = SpinBox(label="output dimension", min=1, max=128, value=3)
-        self.max_iterations = SpinBox(label="iterations", min=1, max=1_000_000, value=5000)
-        self.batch_size = SpinBox(label="batch size", min=1, max=1_000_000, value=512)
-        self.learning_rate = FloatSpinBox(label="learning rate", min=1e-6, max=1.0, step=1e-5)
-        self.learning_rate.native.setDecimals(6)
-        self.temperature = FloatSpinBox(label="temperature τ", min=1e-3, max=100.0, step=0.01)
-        self.time_offsets = SpinBox(label="time offset Δt", min=1, max=100_000, value=10)
-        self.num_hidden_units = SpinBox(label="hidden units", min=1, max=4096, value=32)
-        self.device = ComboBox(label="device", choices=available_devices())
-        self.more_box = Container(
-            widgets=[
-                self.model_architecture,
-                self.output_dimension,
-                self.batch_size,
-                self.learning_rate,
-                self.temperature,
-                self.time_offsets,
-                self.num_hidden_units,
-                self.device,
-            ]
-        )
-        self.more_box.visible = False
-        self.more_toggle = QPushButton("More parameters ▸")
-        self.more_toggle.setCheckable(True)
-        self.more_toggle.toggled.connect(self._toggle_more)
-        return Container(
-            widgets=[self.preset, self.n_runs, self.first_seed, self.max_iterations],
-            label="training",
-        )
-
-    def _toggle_more(self, shown: bool) -> None:
-        self.more_box.visible = shown
-        self.more_toggle.setText("More parameters ▾" if shown else "More parameters ▸")
-
-    def apply_preset(self, name: str) -> None:
-        """Set the recipe's parameters of preset ``name`` (the Train CEBRA widget's presets)."""
-        from napari_cebra._widgets.train_widget import PRESETS
-
-        for key, value in PRESETS[name].items():
-            control = getattr(self, key, None)
-            if control is not None:
-                control.value = value
-
-    def estimator_params(self) -> dict[str, Any]:
-        """``CEBRA`` constructor parameters shared by the runs."""
-        from napari_cebra._widgets.train_widget import PRESETS
-
-        preset = PRESETS[self.preset.value]
-        return {
-            "model_architecture": self.model_architecture.value,
-            "device": self.device.value,
-            "conditional": preset["conditional"],
-            "distance": preset["distance"],
-            "temperature_mode": preset["temperature_mode"],
-            "temperature": float(self.temperature.value),
-            "time_offsets": int(self.time_offsets.value),
-            "max_iterations": int(self.max_iterations.value),
-            "batch_size": int(self.batch_size.value),
-            "learning_rate": float(self.learning_rate.value),
-            "output_dimension": int(self.output_dimension.value),
-            "num_hidden_units": int(self.num_hidden_units.value),
-        }
 
     # ------------------------------------------------------------------ choices
     def _model_names(self, _widget: Any = None) -> list[str]:
@@ -650,9 +541,7 @@ class ConsistencyWidget(DockWidget):
             self.recording.common_prefix,
         ):
             widget.visible = training
-        self.params_box.visible = training
-        self.more_toggle.setVisible(training)
-        self.more_box.visible = training and self.more_toggle.isChecked()
+        self.runs_box.visible = self.params.visible = training
         self.models.visible = models
         self.choice_box.visible = models or layers
         for widget in (self.layers, self.between, self.refresh_button):
@@ -698,9 +587,9 @@ class ConsistencyWidget(DockWidget):
         """The worker generator for the chosen source, and its description."""
         source = self.source.value
         if source == SOURCES[0]:
-            params = self.estimator_params()
+            params = self.params.estimator_params()
             recording = self.recording.read(
-                continuous=params["conditional"] != "time", missing_labels=BEHAVIOUR_LABELS_NEEDED
+                continuous=self.params.uses_behaviour(), missing_labels=BEHAVIOUR_LABELS_NEEDED
             )
             request = RunsRequest(
                 params=params,
@@ -711,7 +600,7 @@ class ConsistencyWidget(DockWidget):
                 first_seed=int(self.first_seed.value),
                 valid_fraction=float(self.recording.valid_fraction.value),
             )
-            self._run_context = {"recording": recording, "preset": self.preset.value}
+            self._run_context = {"recording": recording, "preset": self.params.preset.value}
             return train_runs_steps(request, stop), f"Consistency: {request.n_runs} runs"
         if source == SOURCES[1]:
             names = list(self.models.value)
@@ -743,12 +632,12 @@ class ConsistencyWidget(DockWidget):
         elif isinstance(record, ComparisonProgress):
             self.status.value = f"{record.stage} ({record.step}/{record.total_steps})"
         else:
-            losses = getattr(record, "losses", ())
-            loss = f"   mean loss {np.mean(losses):.4f}" if len(losses) else ""
-            self.status.value = (
-                f"Training {self.n_runs.value} runs: step {record.step}/{record.total_steps}"
-                f"{loss}   {getattr(record, 'elapsed', 0.0):.1f} s"
+            parts = (
+                f"Training {self.n_runs.value} runs: step {record.step}/{record.total_steps}",
+                running_loss_text(getattr(record, "losses", ())),
+                f"{getattr(record, 'elapsed', 0.0):.1f} s",
             )
+            self.status.value = "   ".join(part for part in parts if part)
 
     def _on_result(self, result: ConsistencyView | None) -> None:
         if result is None:
@@ -788,8 +677,7 @@ class ConsistencyWidget(DockWidget):
         if split:
             self.heatmap_valid.set_matrix(result.valid, result.names)
         verdict, text = consistency_reading(result.mean_train, result.mean_valid, result.between)
-        colour = VERDICT_COLOURS[verdict]
-        self.verdict.setText(f"<b style='color:{colour}'>{verdict.upper()}</b> — {text}")
+        self.verdict.setText(verdict_line(verdict, text))
         self.register_button.visible = bool(result.models)
         self.register_button.enabled = True
 

@@ -8,13 +8,12 @@ side by side, adds their embeddings as layers and shows each control's verdict w
 
 from __future__ import annotations
 
-import html
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
+from magicgui.widgets import ComboBox, Container
 from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets.background import BackgroundRunner
@@ -26,11 +25,11 @@ from napari_cebra._widgets.forms import (
     neural_frames,
     scoring_batches_box,
 )
-from napari_cebra._widgets.gof_widget import VERDICT_COLOURS
 from napari_cebra._widgets.layer_data import embedding_features
 from napari_cebra._widgets.line_plot import LinePlot
+from napari_cebra._widgets.params_form import CebraParamsForm
 from napari_cebra._widgets.session import session_models
-from napari_cebra._widgets.train_widget import PRESETS, architecture_names, available_devices
+from napari_cebra._widgets.verdict_format import verdict_line
 from napari_cebra._widgets.workers import TraceProgress, split_point
 
 if TYPE_CHECKING:
@@ -140,8 +139,12 @@ class ShuffleControlsWidget(DockWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.outcome: ControlsOutcome | None = None
-        self.data = DataPicker(napari_viewer, discrete=False, labels_required=True)
-        self.params_box = self._build_params_box()
+        self.data = DataPicker(napari_viewer, discrete=False, no_labels_note=MISSING_LABELS)
+        # goodness of fit, which judges the controls, is defined for mini-batches only
+        self.params = CebraParamsForm(
+            presets=("CEBRA-Behavior",), hidden=("conditional", "hybrid"), full_batch=False
+        )
+        self.shuffle_box = self._build_shuffle_box()
         self.run_button, self.stop_button, buttons = run_stop_row("Run real model + both controls")
         self.status = text_label("Pick the neural and behaviour layers, then press Run.")
         self.scores = text_label()
@@ -155,7 +158,8 @@ class ShuffleControlsWidget(DockWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.data.native)
-        layout.addWidget(self.params_box.native)
+        layout.addWidget(self.params.native)
+        layout.addWidget(self.shuffle_box.native)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.scores)
@@ -164,36 +168,12 @@ class ShuffleControlsWidget(DockWidget):
         layout.addWidget(self.gof_plot, stretch=1)
         self.runner = BackgroundRunner(
             self,
-            controls=[self.data, self.params_box, self.run_button],
+            controls=[self.data, self.params, self.shuffle_box, self.run_button],
             stop_button=self.stop_button,
         )
         self.run_button.clicked.connect(self.start)
 
-    def _build_params_box(self) -> Container:
-        recipe = PRESETS["CEBRA-Behavior"]
-        self.model_architecture = ComboBox(
-            label="model", choices=architecture_names(), value=recipe["model_architecture"]
-        )
-        self.max_iterations = SpinBox(
-            label="iterations", min=1, max=1_000_000, value=recipe["max_iterations"]
-        )
-        self.output_dimension = SpinBox(
-            label="output dimension", min=1, max=128, value=recipe["output_dimension"]
-        )
-        self.batch_size = SpinBox(
-            label="batch size", min=2, max=100_000, value=recipe["batch_size"]
-        )
-        self.learning_rate = FloatSpinBox(
-            label="learning rate", min=1e-6, max=1.0, step=1e-5, value=recipe["learning_rate"]
-        )
-        self.learning_rate.native.setDecimals(6)
-        self.temperature = FloatSpinBox(
-            label="temperature τ", min=1e-3, max=100.0, step=0.01, value=recipe["temperature"]
-        )
-        self.time_offsets = SpinBox(
-            label="time offset Δt", min=1, max=100_000, value=recipe["time_offsets"]
-        )
-        self.num_hidden_units = SpinBox(label="hidden units", min=1, max=4096, value=32)
+    def _build_shuffle_box(self) -> Container:
         self.label_method = ComboBox(
             label="label shuffle",
             choices=["permutation", "block", "circular"],
@@ -204,44 +184,21 @@ class ShuffleControlsWidget(DockWidget):
             choices=["permutation", "circular"],
             tooltip="each neuron independently: permuted frames or a random time shift",
         )
-        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.gof_batches = scoring_batches_box()
-        self.device = ComboBox(label="device", choices=available_devices())
         return Container(
-            widgets=[
-                self.model_architecture,
-                self.max_iterations,
-                self.output_dimension,
-                self.batch_size,
-                self.learning_rate,
-                self.temperature,
-                self.time_offsets,
-                self.num_hidden_units,
-                self.label_method,
-                self.neural_method,
-                self.seed,
-                self.gof_batches,
-                self.device,
-            ],
-            label="CEBRA-Behavior",
+            widgets=[self.label_method, self.neural_method, self.gof_batches], label="controls"
         )
 
     def estimator_params(self) -> dict[str, Any]:
-        """``CEBRA`` parameters of the configuration (``time_delta`` conditional, cosine)."""
-        return {
-            "model_architecture": self.model_architecture.value,
-            "conditional": "time_delta",
-            "distance": "cosine",
-            "temperature_mode": "constant",
-            "max_iterations": int(self.max_iterations.value),
-            "output_dimension": int(self.output_dimension.value),
-            "batch_size": int(self.batch_size.value),
-            "learning_rate": float(self.learning_rate.value),
-            "temperature": float(self.temperature.value),
-            "time_offsets": int(self.time_offsets.value),
-            "num_hidden_units": int(self.num_hidden_units.value),
-            "device": self.device.value,
-        }
+        """``CEBRA`` parameters of the configuration: the form's, with the ``time_delta``
+        conditional and no hybrid training (the controls shuffle the behaviour it conditions on).
+
+        Raises
+        ------
+        ValueError
+            If a text field of the form does not parse.
+        """
+        return {**self.params.estimator_params(), "conditional": "time_delta", "hybrid": False}
 
     # -------------------------------------------------------------- running
     def start(self) -> None:
@@ -254,6 +211,7 @@ class ShuffleControlsWidget(DockWidget):
                 raise ValueError(
                     "The controls are judged on held-out frames: set a validation fraction > 0."
                 )
+            params = self.estimator_params()
         except ValueError as error:
             show_error(f"Shuffle controls: {error}")
             self.status.setText(f"Not started: {error}")
@@ -269,9 +227,9 @@ class ShuffleControlsWidget(DockWidget):
         self.status.setText("Training the real model…")
         self.runner.run(
             controls_steps(
-                self.estimator_params(),
+                params,
                 selection,
-                seed=int(self.seed.value),
+                seed=int(self.params.seed.value),
                 label_method=self.label_method.value,
                 neural_method=self.neural_method.value,
                 gof_batches=int(self.gof_batches.value),
@@ -327,18 +285,14 @@ class ShuffleControlsWidget(DockWidget):
         self._add_embeddings()
 
     def verdicts_html(self) -> str:
-        """Each control's verdict badge, GoF numbers and reason."""
-        parts = []
-        for title, result in (
-            ("Label shuffle", self.outcome.label),
-            ("Neural shuffle", self.outcome.neural),
-        ):
-            colour = VERDICT_COLOURS[result.verdict]
-            parts.append(
-                f"<b>{title}</b> ({result.method}): "
-                f"<b style='color:{colour}'>{result.verdict.upper()}</b> — {html.escape(result.reason)}"
+        """Each control's verdict badge, title (with the shuffle method) and reason."""
+        return "<br>".join(
+            verdict_line(result.verdict, result.reason, title=f"{title} ({result.method})")
+            for title, result in (
+                ("Label shuffle", self.outcome.label),
+                ("Neural shuffle", self.outcome.neural),
             )
-        return "<br>".join(parts)
+        )
 
     def _register_real_model(self) -> None:
         description = dict(self.selection.description)

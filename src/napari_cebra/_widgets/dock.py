@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
+    QDockWidget,
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -23,10 +25,61 @@ if TYPE_CHECKING:
     import napari
 
 MIN_FORM_HEIGHT = 450  # px: docks added later (e.g. the embedding view) must not squash the form
+COLUMN_PROPERTY = "napari_cebra_column"  # marks the QDockWidgets of our tabbed column
+
+
+def join_plugin_column(widget: QWidget) -> None:
+    """Tab ``widget``'s dock together with the plugin's other docks in the same dock area.
+
+    napari stacks the docks of one area vertically, so every widget opened squeezes the others
+    and, with their minimum heights, grows the window past a laptop screen. In one tabbed column
+    the window needs only the tallest dock's height and the movie keeps its width; each tab's
+    float button still makes it a window of its own. Does nothing for an undocked widget.
+    """
+    dock, window = widget.parent(), widget.window()
+    if not isinstance(dock, QDockWidget) or not isinstance(window, QMainWindow):
+        return
+    area = window.dockWidgetArea(dock)
+    others = [
+        other
+        for other in window.findChildren(QDockWidget)
+        if other is not dock
+        and other.property(COLUMN_PROPERTY)
+        and not other.isFloating()
+        and window.dockWidgetArea(other) == area
+    ]
+    dock.setProperty(COLUMN_PROPERTY, True)
+    if others:
+        window.tabifyDockWidget(others[0], dock)
+    dock.show()
+    dock.raise_()
+
+
+def fit_main_view(viewer: napari.viewer.Viewer) -> None:
+    """Fit the main canvas to its visible layers (a hidden table must not shrink the movie)."""
+    visible = [layer for layer in viewer.layers if layer.visible]
+    viewer.reset_view(layers=visible or None)
+
+
+class _DockedWatcher(QObject):
+    """Calls ``on_docked`` once its widget has been put into a QDockWidget."""
+
+    def __init__(self, widget: QWidget, on_docked: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self.on_docked = on_docked
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        """Join the column once docked (after napari has placed the dock); never consume."""
+        if event.type() == QEvent.ParentChange and isinstance(watched.parent(), QDockWidget):
+            QTimer.singleShot(0, self.on_docked)
+        return False
 
 
 class DockWidget(QWidget):
     """Base of the plugin's dock widgets (napari creates them with the viewer they dock in).
+
+    Once docked, the widget joins the plugin's tabbed column (:func:`join_plugin_column`).
 
     Parameters
     ----------
@@ -37,6 +90,7 @@ class DockWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        self._docked_watcher = _DockedWatcher(self, lambda: join_plugin_column(self))
 
     def follow_session_models(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever the session's model registry changes, until closed."""
@@ -66,6 +120,19 @@ def text_label(text: str = "") -> QLabel:
     label.setWordWrap(True)
     label.setTextFormat(Qt.RichText)
     label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
+    return label
+
+
+def wrap_label(label: Any) -> Any:
+    """Make a magicgui ``Label`` wrap to the dock's width (returns it).
+
+    A label that does not wrap asks for the width of its longest line: a long message widens
+    the dock and the window (and they never shrink back), and a status line whose text changes
+    several times per second makes the whole window lay out again and its canvases redraw.
+    """
+    native = label.native
+    native.setWordWrap(True)
+    native.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
     return label
 
 

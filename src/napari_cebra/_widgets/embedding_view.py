@@ -1,14 +1,18 @@
 """A second napari canvas, docked next to the movie, that shows embeddings linked to time.
 
 The embedding lives in its own ``ViewerModel`` rendered by a ``QtViewer`` inside a dock widget
-of the main window, so its 3-D view and the movie's dims never slice each other. The two are
+of the main window, so its 3-D view and the movie's dims never slice each other. The dock shares
+one tabbed column at the right of the window with the plugin's other docks (so the movie keeps
+the larger part of the window, also on a 1,366 × 768 laptop screen); its float button turns it
+into a window of its own. The two are
 linked both ways: moving the main viewer's time slider highlights the current frame's point and a
 short trail; clicking (or selecting) a point moves the main viewer to that frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import html
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,12 +24,14 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.colour_legend import ColourLegend, Legend
+from napari_cebra._widgets.dock import fit_main_view, join_plugin_column, text_label
 from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
 
 EMBEDDING_DOCK = "CEBRA embedding"
 HIGHLIGHT_LAYER = "current frame"
 COLORMAPS = ("viridis", "turbo", "plasma", "twilight", "magma", "gray")
 CLICK_TOLERANCE_PX = 4
+HOVER_HINT = "Hover over a point to read its frame and features; click it to show that frame."
 MAX_CATEGORIES = 12
 # Okabe-Ito colour-blind-safe palette
 CATEGORY_COLOURS = (
@@ -54,12 +60,18 @@ class EmbeddingEntry:
         ``(T,)`` frame index of each row.
     time_layer : str or None
         Main-viewer layer whose first axis is time (the movie); ``None`` if there is none.
+    coloured_by : tuple of str
+        ``(features column, colormap)`` the points' colours show now.
+    legend : Legend
+        The legend of those colours.
     """
 
     name: str
     embedding: np.ndarray
     frames: np.ndarray
     time_layer: str | None
+    coloured_by: tuple[str, str] = ("", "")
+    legend: Legend = field(default_factory=Legend)
 
 
 def point_size(embedding: np.ndarray) -> float:
@@ -89,18 +101,28 @@ def feature_colours(values: pd.Series, colormap: str) -> tuple[np.ndarray, Legen
     columns get one colour-blind-safe colour per category.
     """
     if is_categorical(values):
-        categories = list(pd.unique(values.astype(str)))
+        codes, categories = pd.factorize(values.astype(str))
         palette = {
-            category: transform_color(CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)])[0]
+            str(category): transform_color(CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)])[0]
             for i, category in enumerate(categories)
         }
-        colours = np.array([palette[v] for v in values.astype(str)], dtype=np.float32)
-        return colours, Legend(categories=palette)
+        table = np.array(list(palette.values()), dtype=np.float32).reshape(-1, 4)
+        return table[codes], Legend(categories=palette)
     numbers = values.to_numpy(dtype=np.float64)
     low, high = float(np.nanmin(numbers)), float(np.nanmax(numbers))
     scaled = (numbers - low) / (high - low) if high > low else np.zeros_like(numbers)
     colours = ensure_colormap(colormap).map(np.nan_to_num(scaled)).astype(np.float32)
     return colours, Legend(colormap=colormap, low=low, high=high)
+
+
+def colour_column(features: pd.DataFrame, preferred: str | None) -> str:
+    """The features column to colour by: ``preferred`` when there is one, else the first
+    behaviour variable, else ``frame``."""
+    names = [str(c) for c in features.columns]
+    if preferred in names:
+        return preferred
+    behaviour = [n for n in names if n not in ("frame", "split")]
+    return behaviour[0] if behaviour else names[0]
 
 
 def embedding_view(viewer: Any) -> EmbeddingView:
@@ -109,8 +131,9 @@ def embedding_view(viewer: Any) -> EmbeddingView:
     if EMBEDDING_DOCK in docks:
         return docks[EMBEDDING_DOCK]
     view = EmbeddingView(viewer)
-    viewer.window.add_dock_widget(view, name=EMBEDDING_DOCK, area="right", tabify=False)
-    view.place_next_to_canvas()
+    viewer.window.add_dock_widget(view, name=EMBEDDING_DOCK, area="right")
+    join_plugin_column(view)
+    view.fit_column()
     return view
 
 
@@ -134,6 +157,7 @@ class EmbeddingView(QWidget):
         self.qt_viewer.setMinimumSize(360, 320)
         self.entries: dict[str, EmbeddingEntry] = {}
         self._frame: int | None = None
+        self._highlighted = np.empty(0, dtype=np.int64)
 
         self.choice = ComboBox(label="embedding", choices=self._entry_names)
         self.axis_spins = [SpinBox(label=a, min=0, max=2, value=i) for i, a in enumerate("xyz")]
@@ -163,37 +187,29 @@ class EmbeddingView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.legend = ColourLegend(self)
+        self.readout = text_label(HOVER_HINT)
         layout.addWidget(self.controls.native)
         layout.addWidget(self.legend)
         layout.addWidget(self.qt_viewer, stretch=1)
+        layout.addWidget(self.readout)
+        self.viewer.events.status.connect(self._show_status)
 
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         self.main_viewer.dims.events.current_step.connect(self._on_main_step)
         self._update_controls()
 
-    def place_next_to_canvas(self) -> None:
-        """Put this dock between the movie canvas and the other right-hand docks, side by side.
-
-        Docks in napari's right area stack vertically by default, which squeezes the 3-D view;
-        splitting horizontally gives the embedding a full-height column next to the movie.
-        """
+    def fit_column(self) -> None:
+        """Show this dock's tab and give the right-hand column a width that leaves the movie
+        canvas the larger part of the window (about 30 % of the width, 380–560 px)."""
         dock, window = self.parent(), self.window()
-        if not isinstance(dock, QDockWidget) or not isinstance(window, QMainWindow):
-            return
-        right = Qt.DockWidgetArea.RightDockWidgetArea
-        others = [
-            other
-            for other in window.findChildren(QDockWidget)
-            if other is not dock and other.isVisible() and window.dockWidgetArea(other) == right
-        ]
-        if others:
-            window.splitDockWidget(dock, others[0], Qt.Orientation.Horizontal)
-            window.resizeDocks([dock], [max(420, window.width() // 3)], Qt.Orientation.Horizontal)
+        if isinstance(dock, QDockWidget) and isinstance(window, QMainWindow):
+            width = int(min(560, max(380, 0.3 * window.width())))
+            window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         QTimer.singleShot(100, self._fit_views)  # once the canvases have their final size
 
     def _fit_views(self) -> None:
         self.viewer.reset_view()
-        self.main_viewer.reset_view()
+        fit_main_view(self.main_viewer)
 
     # ----------------------------------------------------------------- embeddings
     def add_embedding(
@@ -240,19 +256,24 @@ class EmbeddingView(QWidget):
             if stale in self.viewer.layers:
                 self.viewer.layers.remove(stale)
         axes = tuple(range(min(3, embedding.shape[1])))
+        column = colour_column(table, self.color_by.value)
+        colours, entry.legend = feature_colours(table[column], self.colormap.value)
+        entry.coloured_by = (column, self.colormap.value)
         layer = self.viewer.add_points(
             embedding_coordinates(embedding, axes),
             name=name,
             features=table,
             size=point_size(embedding),
+            face_color=colours,
             border_width=0,
             shading="spherical" if len(axes) == 3 else "none",
-            metadata={"cebra_axes": axes},
+            metadata={"cebra_axes": axes, "cebra_colour_by": column},
         )
         layer.selected_data.events.items_changed.connect(self._on_selection)
         self.entries[name] = entry
-        self.choice.reset_choices()
-        self.choice.value = name
+        with self.choice.changed.blocked():
+            self.choice.reset_choices()
+            self.choice.value = name
         self._show_entry(name)
         self.viewer.reset_view()
         return layer
@@ -269,30 +290,66 @@ class EmbeddingView(QWidget):
 
     # ----------------------------------------------------------------- time link
     def highlight_frame(self, frame: int | None) -> None:
-        """Mark ``frame``'s point and the ``trail`` frames before it."""
+        """Mark ``frame``'s point and the ``trail`` frames before it.
+
+        The highlight layer keeps one slot per trail frame (oldest first, white and fading in; the
+        last slot is the current frame, large and magenta), so an update only moves points and
+        changes sizes: a few small arrays, however many points the embedding has.
+        """
         self._frame = frame
         entry = self.current
-        if entry is None or frame is None:
-            ndim = 3 if entry is None else self.layer(entry.name).ndim
-            self._set_highlight(np.empty(0, dtype=np.int64), np.empty((0, ndim)), np.empty(0))
-            return
         trail = int(self.trail.value)
-        rows = np.flatnonzero((entry.frames <= frame) & (entry.frames >= frame - trail))
-        rows = rows[np.argsort(entry.frames[rows])]
-        base = point_size(entry.embedding)
-        age = (frame - entry.frames[rows]) / max(1, trail)  # 0 now … 1 oldest
-        sizes = base * (1.6 - 0.8 * age)
-        if len(rows) and entry.frames[rows[-1]] == frame:
-            sizes[-1] = 4 * base
-        self._set_highlight(entry.frames[rows], self.layer(entry.name).data[rows], sizes)
+        if entry is None or frame is None:
+            rows = np.empty(0, dtype=np.int64)
+        else:
+            rows = np.flatnonzero((entry.frames <= frame) & (entry.frames >= frame - trail))
+            rows = rows[np.argsort(entry.frames[rows])]
+        ndim = 3 if entry is None else self.layer(entry.name).ndim
+        layer = self._highlight_layer(ndim, trail + 1)
+        coords = np.zeros((trail + 1, ndim), dtype=np.float32)
+        sizes = np.zeros(trail + 1, dtype=np.float32)
+        self._highlighted = np.empty(0, dtype=np.int64)
+        if len(rows):
+            frames = entry.frames[rows]
+            points = self.layer(entry.name).data[rows]
+            base = point_size(entry.embedding)
+            age = frame - frames
+            slots = trail - age  # the current frame in the last slot
+            coords[:] = points[-1]
+            coords[slots] = points
+            sizes[slots] = base * (1.6 - 0.8 * age / max(1, trail))
+            if age[-1] == 0:
+                sizes[-1] = 4 * base
+            self._highlighted = frames
+        with layer.events.blocker_all():
+            layer.size = sizes
+        layer.data = coords
+
+    def _highlight_layer(self, ndim: int, n_slots: int) -> Any:
+        """The highlight Points layer with ``n_slots`` points of ``ndim`` dimensions."""
+        layer = (
+            self.viewer.layers[HIGHLIGHT_LAYER] if HIGHLIGHT_LAYER in self.viewer.layers else None
+        )
+        if layer is not None and (layer.ndim != ndim or len(layer.data) != n_slots):
+            self.viewer.layers.remove(layer)
+            layer = None
+        if layer is None:
+            alpha = np.linspace(0.25, 1.0, n_slots)
+            colours = np.column_stack([np.ones((n_slots, 3)), alpha])
+            colours[-1] = (1.0, 0.15, 0.55, 1.0)
+            layer = self.viewer.add_points(
+                np.zeros((n_slots, ndim)),
+                name=HIGHLIGHT_LAYER,
+                size=0,
+                face_color=colours,
+                border_width=0,
+                blending="translucent",
+            )
+        return layer
 
     def highlighted_frames(self) -> np.ndarray:
         """Frames marked by the highlight (oldest first, current frame last)."""
-        if HIGHLIGHT_LAYER not in self.viewer.layers:
-            return np.empty(0, dtype=np.int64)
-        return np.asarray(
-            self.viewer.layers[HIGHLIGHT_LAYER].features.get("frame", []), dtype=np.int64
-        )
+        return self._highlighted.copy()
 
     def jump_to_point(self, index: int) -> None:
         """Move the main viewer to the frame of point ``index`` of the shown embedding."""
@@ -319,30 +376,6 @@ class EmbeddingView(QWidget):
         if entry.time_layer and entry.time_layer in self.main_viewer.layers:
             return self.main_viewer.layers[entry.time_layer]
         return None
-
-    def _set_highlight(self, frames: np.ndarray, coords: np.ndarray, sizes: np.ndarray) -> None:
-        """Show the trail points: white fading with age, the current frame large and magenta."""
-        ndim = coords.shape[1]
-        layer = (
-            self.viewer.layers[HIGHLIGHT_LAYER] if HIGHLIGHT_LAYER in self.viewer.layers else None
-        )
-        if layer is not None and layer.ndim != ndim:
-            self.viewer.layers.remove(layer)
-            layer = None
-        if layer is None:
-            layer = self.viewer.add_points(
-                np.empty((0, ndim)), name=HIGHLIGHT_LAYER, border_width=0, blending="translucent"
-            )
-        alpha = np.linspace(0.25, 1.0, len(frames)) if len(frames) else np.empty(0)
-        colours = np.column_stack([np.ones((len(frames), 3)), alpha])
-        if len(frames) and frames[-1] == self._frame:
-            colours[-1] = (1.0, 0.15, 0.55, 1.0)
-        layer.data = coords
-        layer.features = pd.DataFrame({"frame": frames})
-        if len(frames):
-            layer.size = sizes
-            layer.face_color = colours
-        layer.refresh()
 
     def _show_entry(self, name: Any = None) -> None:
         entry = self.current
@@ -375,8 +408,7 @@ class EmbeddingView(QWidget):
             if previous in names:
                 self.color_by.value = previous
             elif names:
-                behaviour = [n for n in names if n not in ("frame", "split")]
-                self.color_by.value = behaviour[0] if behaviour else names[0]
+                self.color_by.value = colour_column(self.layer(entry.name).features, None)
         self.remove_button.enabled = entry is not None
 
     def _on_axes_changed(self, _value: Any = None) -> None:
@@ -396,10 +428,12 @@ class EmbeddingView(QWidget):
         if entry is None or not column:
             return
         layer = self.layer(entry.name)
-        colours, legend = feature_colours(layer.features[column], self.colormap.value)
-        layer.face_color = colours
-        layer.metadata = {**layer.metadata, "cebra_colour_by": column}
-        self.legend.show_legend(column, legend)
+        if entry.coloured_by != (column, self.colormap.value):  # else the colours are there
+            colours, entry.legend = feature_colours(layer.features[column], self.colormap.value)
+            layer.face_color = colours
+            layer.metadata = {**layer.metadata, "cebra_colour_by": column}
+            entry.coloured_by = (column, self.colormap.value)
+        self.legend.show_legend(column, entry.legend)
 
     def _remove_current(self, _value: Any = None) -> None:
         entry = self.current
@@ -409,6 +443,16 @@ class EmbeddingView(QWidget):
         self.viewer.layers.remove(entry.name)
         self.choice.reset_choices()
         self._show_entry()
+
+    def _show_status(self, event: Any) -> None:
+        """Show what the cursor is over (napari's status of the embedding canvas)."""
+        status = event.value
+        if isinstance(status, dict):  # napari ≥ 0.5: the layer's status fields
+            value = str(status.get("value", "") or "")
+            text = f"{status.get('layer_name', '')}: point {value}" if value else ""
+        else:
+            text = "" if status in ("Ready", "[empty]") else str(status)
+        self.readout.setText(html.escape(text) if text else HOVER_HINT)
 
     def _on_main_step(self, _event: Any = None) -> None:
         entry = self.current

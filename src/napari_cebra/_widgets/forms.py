@@ -15,7 +15,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Select, SpinBox, Widget
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    Select,
+    SpinBox,
+    Widget,
+)
 from psygnal import Signal
 
 from napari_cebra._widgets import layer_data
@@ -27,13 +36,44 @@ BEHAVIOUR_KINDS = ("behaviour", "keypoints")
 TIMED_KINDS = ("points", "tracks")  # behaviour layers whose first axis is time
 
 
+def layer_tag(layer: Any) -> str | None:
+    """What our readers and sample data tagged ``layer`` as (``metadata[KIND_KEY]``), if any."""
+    metadata = getattr(layer, "metadata", None)
+    return metadata.get(KIND_KEY) if isinstance(metadata, dict) else None
+
+
+def is_neural_layer(layer: Any) -> bool:
+    """Whether ``layer`` can be neural data: a non-RGB Image, 2-D (time × neurons) or 3-D (a
+    movie), untagged or tagged as neural data (not as behaviour, keypoints, a mean image)."""
+    tag = layer_tag(layer)
+    return (
+        layer_data.layer_kind(layer) == "image"
+        and not getattr(layer, "rgb", False)
+        and layer.ndim in (2, 3)
+        and (tag is None or tag in NEURAL_KINDS)
+    )
+
+
+def is_behaviour_layer(layer: Any) -> bool:
+    """Whether ``layer`` can hold per-frame behaviour: a non-RGB 2-D Image (time × variables),
+    Points with a time axis, Tracks, or another non-Labels layer with features, untagged or
+    tagged as behaviour or keypoints; never a movie, neural data or a mean image."""
+    kind = layer_data.layer_kind(layer)
+    tag = layer_tag(layer)
+    if (tag is not None and tag not in BEHAVIOUR_KINDS) or kind == "labels":
+        return False
+    if kind == "image":
+        return not getattr(layer, "rgb", False) and layer.ndim == 2
+    if kind == "points":
+        return layer.ndim >= 2
+    if kind == "tracks":
+        return True
+    return len(getattr(layer, "features", ())) > 0
+
+
 def neural_layer_names(viewer: Any) -> list[str]:
-    """Image layers that can be neural data: 2-D (time × neurons) or 3-D (a movie)."""
-    return [
-        layer.name
-        for layer in viewer.layers
-        if layer_data.layer_kind(layer) == "image" and layer.ndim in (2, 3)
-    ]
+    """Layers that can be neural data (:func:`is_neural_layer`)."""
+    return [layer.name for layer in viewer.layers if is_neural_layer(layer)]
 
 
 def labels_layer_names(viewer: Any) -> list[str]:
@@ -42,13 +82,8 @@ def labels_layer_names(viewer: Any) -> list[str]:
 
 
 def behaviour_layer_names(viewer: Any) -> list[str]:
-    """Layers that can hold per-frame behaviour: images, points, tracks, or any with features."""
-    return [
-        layer.name
-        for layer in viewer.layers
-        if layer_data.layer_kind(layer) in ("image", *TIMED_KINDS)
-        or len(getattr(layer, "features", ())) > 0
-    ]
+    """Layers that can hold per-frame behaviour (:func:`is_behaviour_layer`)."""
+    return [layer.name for layer in viewer.layers if is_behaviour_layer(layer)]
 
 
 def layer_choices(viewer: Any, names: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
@@ -163,6 +198,13 @@ def neural_frames(
 class DataPicker(Container):
     """Layer pickers: neural data (matrix or movie + ROIs), behaviour and its label columns.
 
+    Only layers that fit are offered (:func:`is_neural_layer`, :func:`is_behaviour_layer`; the
+    behaviour list never holds the chosen neural layer). Every picker preselects the same way:
+    when it opens and when layers are added, a layer our readers or sample data tagged as neural
+    data (``metadata[KIND_KEY]``) replaces an untagged neural choice, and the first tagged
+    behaviour layer is chosen if no behaviour is; without tagged layers the neural choice is the
+    first that fits and the behaviour stays unset.
+
     Parameters
     ----------
     viewer : napari.viewer.Viewer
@@ -171,19 +213,21 @@ class DataPicker(Container):
         Offer a discrete label column.
     valid_fraction : float or None
         Default validation fraction; ``None`` hides the control.
-    labels_required : bool
-        Preselect a behaviour layer (other than the neural one) when none is chosen.
     variables_label, variables_height : str, int
         Label and height (px) of the continuous-label list.
-    preselect_tagged : bool
-        Preselect the layers our readers and sample data tagged (``metadata[KIND_KEY]``).
+    no_labels_note : str, optional
+        Shown under the label lists while no label column is chosen, for widgets that need
+        labels or skip steps without them.
     follow_layer_edits : bool
-        Also refresh when a layer is renamed or its data replaced.
+        Also refresh when a layer is renamed (a chosen layer stays chosen under its new name) or
+        its data replaced.
     extra : sequence of magicgui widgets
         Shown below the pickers (e.g. a summary of the selection).
 
     Attributes
     ----------
+    labels_note : magicgui.widgets.Label
+        ``no_labels_note`` (hidden while a label column is chosen, or without a note).
     selection_changed : psygnal.Signal
         Emitted after the chosen layers or label columns changed.
     """
@@ -196,18 +240,16 @@ class DataPicker(Container):
         *,
         discrete: bool = True,
         valid_fraction: float | None = 0.2,
-        labels_required: bool = False,
         variables_label: str = "continuous labels",
         variables_height: int = 80,
-        preselect_tagged: bool = False,
+        no_labels_note: str | None = None,
         follow_layer_edits: bool = False,
         extra: Sequence[Widget] = (),
     ) -> None:
         self.viewer = viewer
-        self.labels_required = labels_required
         self.offers_discrete = discrete
         self.offers_valid_fraction = valid_fraction is not None
-        self.preselect_tagged = preselect_tagged
+        self.no_labels_note = no_labels_note
         self.follow_layer_edits = follow_layer_edits
         self._table_cache: tuple[str, pd.DataFrame | None] = ("", None)
         self.neural = ComboBox(
@@ -217,18 +259,19 @@ class DataPicker(Container):
             label="ROI labels", choices=layer_choices(viewer, labels_layer_names), nullable=True
         )
         self.dff = CheckBox(text="ΔF/F (running-percentile baseline)", value=False)
-        self.behaviour = ComboBox(
-            label="behaviour", choices=layer_choices(viewer, behaviour_layer_names), nullable=True
-        )
+        self.behaviour = ComboBox(label="behaviour", choices=self._behaviour_choices, nullable=True)
         self.variables = Select(label=variables_label, choices=self._continuous_choices)
         self.variables.native.setMaximumHeight(variables_height)
         self.discrete = ComboBox(
             label="discrete label", choices=self._discrete_choices, nullable=True
         )
+        self.labels_note = Label(value=no_labels_note or "", label="")
+        self.labels_note.native.setWordWrap(True)
         self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
         self.valid_fraction = valid_fraction_box(valid_fraction or 0.0)
         shown = [self.neural, self.rois, self.dff, self.behaviour, self.variables]
         shown += [self.discrete] if discrete else []
+        shown += [self.labels_note] if no_labels_note else []
         shown += [self.common_prefix]
         shown += [self.valid_fraction] if valid_fraction is not None else []
         super().__init__(widgets=[*shown, *extra], label="data")
@@ -237,10 +280,12 @@ class DataPicker(Container):
         for widget in (self.variables, self.discrete):
             widget.changed.connect(self._on_labels_choice)
         events = viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved):
+        events.inserted.connect(self._on_inserted)
+        for event in (events.removed, events.moved):
             event.connect(self.refresh)
         self.native.destroyed.connect(self._disconnect)
         self.refresh()
+        self._preselect(list(viewer.layers))
 
     # -------------------------------------------------------------- choices
     def _continuous_choices(self, _widget: Any = None) -> list[str]:
@@ -250,6 +295,9 @@ class DataPicker(Container):
     def _discrete_choices(self, _widget: Any = None) -> list[str]:
         table = self.behaviour_table()
         return [] if table is None else layer_data.discrete_columns(table)
+
+    def _behaviour_choices(self, _widget: Any = None) -> list[str]:
+        return [n for n in behaviour_layer_names(self.viewer) if n != self.neural.value]
 
     def layer(self, name: str | None) -> Any:
         """The viewer's layer called ``name`` (``None`` if unset or gone)."""
@@ -272,60 +320,75 @@ class DataPicker(Container):
         """Offer the current layers (after layers were added, removed, reordered or edited)."""
         if self.follow_layer_edits:
             for layer in self.viewer.layers:
-                layer.events.name.connect(self.refresh)
+                layer.events.name.connect(self._on_rename)
                 layer.events.data.connect(self._on_choice)
         self._table_cache = ("", None)
-        for widget in (self.neural, self.rois, self.behaviour):
-            widget.reset_choices()
-        if self.preselect_tagged:
-            self._preselect_tagged()
+        with self.neural.changed.blocked(), self.rois.changed.blocked():
+            with self.behaviour.changed.blocked():
+                for widget in (self.neural, self.rois, self.behaviour):
+                    widget.reset_choices()
         self._on_choice()
 
-    def _preselect_tagged(self) -> None:
-        """Choose layers tagged by our readers/sample data unless a tagged one is chosen."""
-        kinds = {
-            layer.name: layer.metadata.get(KIND_KEY)
-            for layer in self.viewer.layers
-            if isinstance(layer.metadata, dict)
-        }
-        if kinds.get(self.neural.value) not in NEURAL_KINDS:
-            tagged = [n for n in self.neural.choices if kinds.get(n) in NEURAL_KINDS]
+    def _on_inserted(self, event: Any) -> None:
+        self.refresh()
+        self._preselect([event.value])
+
+    def _on_rename(self, event: Any) -> None:
+        """A chosen layer that was renamed stays chosen under its new name."""
+        new_name = event.source.name
+        for widget in (self.neural, self.rois, self.behaviour):
+            if widget.value is not None and widget.value not in self.viewer.layers:
+                with widget.changed.blocked():
+                    widget.reset_choices()
+                    if new_name in widget.choices:
+                        widget.value = new_name
+        self.refresh()
+
+    def _preselect(self, layers: Sequence[Any]) -> None:
+        """Choose tagged layers among ``layers`` (those just added): a tagged neural layer
+        replaces an untagged choice, a tagged behaviour layer fills an empty one."""
+        tags = {layer.name: layer_tag(layer) for layer in layers}
+        if layer_tag(self.layer(self.neural.value)) not in NEURAL_KINDS:
+            tagged = [n for n in self.neural.choices if tags.get(n) in NEURAL_KINDS]
             if tagged:
                 self.neural.value = tagged[0]
         if self.behaviour.value is None:
-            tagged = [n for n in self.behaviour.choices if kinds.get(n) in BEHAVIOUR_KINDS]
+            tagged = [n for n in self.behaviour.choices if tags.get(n) in BEHAVIOUR_KINDS]
             if tagged:
                 self.behaviour.value = tagged[0]
 
     def _on_choice(self, _value: Any = None) -> None:
         self._table_cache = ("", None)
+        with self.behaviour.changed.blocked():
+            self.behaviour.reset_choices()  # the behaviour list never holds the neural layer
         neural = self.layer(self.neural.value)
         is_movie = neural is not None and neural.ndim == 3
         self.rois.visible = self.dff.visible = is_movie
         if is_movie and self.rois.value is None and self.rois.choices[1:]:
             self.rois.value = self.rois.choices[1]
-        if self.labels_required and self.behaviour.value is None:
-            others = [c for c in self.behaviour.choices[1:] if c != self.neural.value]
-            if others:
-                self.behaviour.value = others[0]  # triggers this method again
-                return
         previous = set(self.variables.value)
-        self.variables.reset_choices()
-        self.discrete.reset_choices()
-        kept = [c for c in self.variables.choices if c in previous]
-        self.variables.value = kept or list(self.variables.choices)
-        self.selection_changed.emit()
+        with self.variables.changed.blocked(), self.discrete.changed.blocked():
+            self.variables.reset_choices()
+            self.discrete.reset_choices()
+            kept = [c for c in self.variables.choices if c in previous]
+            self.variables.value = kept or list(self.variables.choices)
+        self._on_labels_choice()
 
     def _on_labels_choice(self, _value: Any = None) -> None:
+        has_labels = bool(self.variables.value) or (
+            self.offers_discrete and self.discrete.value is not None
+        )
+        self.labels_note.visible = bool(self.no_labels_note) and not has_labels
         self.selection_changed.emit()
 
     def _disconnect(self, *_args: Any) -> None:
         events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.moved):
+        events.inserted.disconnect(self._on_inserted)
+        for event in (events.removed, events.moved):
             event.disconnect(self.refresh)
         if self.follow_layer_edits:
             for layer in self.viewer.layers:
-                layer.events.name.disconnect(self.refresh)
+                layer.events.name.disconnect(self._on_rename)
                 layer.events.data.disconnect(self._on_choice)
 
     # -------------------------------------------------------------- reading

@@ -7,7 +7,6 @@ curves of training, and reads them in plain words the way the authors' recipe do
 
 from __future__ import annotations
 
-import html
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,16 +25,15 @@ from napari_cebra._widgets.forms import (
 )
 from napari_cebra._widgets.line_plot import LinePlot
 from napari_cebra._widgets.session import session_models
+from napari_cebra._widgets.verdict_format import reading_html
 from napari_cebra._widgets.workers import TraceProgress, split_point
+from napari_cebra.workflows.verdicts import gof_reading
 
 if TYPE_CHECKING:
     import napari
 
-VERDICT_COLOURS = {"pass": "#3ba55d", "warn": "#e6a23c", "fail": "#e5534b", "info": "#9aa0a6"}
-
-
 # ---------------------------------------------------------------------------------------------
-# the goodness-of-fit computation (worker side) and its reading
+# the goodness-of-fit computation (worker side); its reading is workflows.verdicts.gof_reading
 
 
 @dataclass(frozen=True)
@@ -134,101 +132,6 @@ def gof_steps(
         pos=np.asarray(log["pos"], dtype=np.float64),
         neg=np.asarray(log["neg"], dtype=np.float64),
         temperature=np.asarray(log["temperature"], dtype=np.float64),
-    )
-
-
-def late_rise(history: np.ndarray) -> float:
-    """GoF gain (bits) of the last fifth of training over the fifth before it (0 if < 10 steps)."""
-    n_steps = len(history)
-    if n_steps < 10:
-        return 0.0
-    fifth = n_steps // 5
-    return float(np.mean(history[-fifth:]) - np.mean(history[-2 * fifth : -fifth]))
-
-
-def gof_reading(result: GofResult) -> list[tuple[str, str]]:
-    """The recipe's reading of a GoF result: ``(verdict, sentence)`` pairs, most important first.
-
-    Thresholds are the recipe's (``workflows.recipe.THRESHOLDS``: at least 0.1 bits, at most
-    0.3 bits between train and validation) and the controls' late-rise limit (0.05 bits).
-    """
-    from napari_cebra.workflows.controls import LATE_DROP_LIMIT_BITS
-    from napari_cebra.workflows.recipe import THRESHOLDS
-
-    minimum, gap_limit = THRESHOLDS["gof_min_bits"], THRESHOLDS["overfit_gap_bits"]
-    train, valid = result.gof_train, result.gof_valid
-    rise = late_rise(result.history)
-    lines: list[tuple[str, str]] = []
-    if train < minimum:
-        lines.append(
-            (
-                "fail",
-                f"{train:.2f} bits on the training part: the embedding is collapsed or "
-                "uninformative (0 bits = chance). Train longer, check that the neural data has "
-                "activity, or try another temperature / learning rate.",
-            )
-        )
-    if valid is None:
-        lines.append(
-            (
-                "info",
-                "No validation part (the model was trained on every frame): overfitting cannot "
-                "be judged. Set a validation fraction when training.",
-            )
-        )
-    else:
-        gap = train - valid
-        if gap > gap_limit:
-            lines.append(
-                (
-                    "warn",
-                    f"Overfitting: {train:.2f} bits on training but {valid:.2f} bits on held-out "
-                    f"frames (gap {gap:.2f} > {gap_limit} bits). Use fewer iterations, a smaller "
-                    "model or more data.",
-                )
-            )
-        elif valid < minimum <= train:
-            lines.append(
-                (
-                    "warn",
-                    f"Only {valid:.2f} bits on held-out frames (< {minimum} bits): what the model "
-                    "learned does not carry over to new data.",
-                )
-            )
-    if rise > LATE_DROP_LIMIT_BITS:
-        if valid is not None and train - valid > gap_limit:
-            text = (
-                f"GoF was still rising at the end of training (+{rise:.2f} bits over the last "
-                "fifth) while validation lags behind: the late gain is overfitting."
-            )
-            lines.append(("warn", text))
-        else:
-            text = (
-                f"GoF was still rising at the end of training (+{rise:.2f} bits over the last "
-                "fifth): more iterations may help; watch the validation GoF for overfitting."
-            )
-            lines.append(("info", text))
-    if not any(verdict in ("fail", "warn") for verdict, _ in lines):
-        if valid is None:
-            text = (
-                f"{train:.2f} bits on the training part: the embedding is informative "
-                f"(≥ {minimum} bits); without held-out frames, generalisation is not judged."
-            )
-        else:
-            text = (
-                f"{train:.2f} bits on the training part and {valid:.2f} bits on held-out frames: "
-                f"the embedding is informative and generalises (≥ {minimum} bits, gap ≤ "
-                f"{gap_limit} bits)."
-            )
-        lines.insert(0, ("pass", text))
-    return lines
-
-
-def reading_html(lines: list[tuple[str, str]]) -> str:
-    """Coloured verdict badges followed by their sentences, one per line."""
-    return "<br>".join(
-        f"<b style='color:{VERDICT_COLOURS[verdict]}'>{verdict.upper()}</b> {html.escape(text)}"
-        for verdict, text in lines
     )
 
 

@@ -123,7 +123,8 @@ def behaviour_table(layer: Any) -> pd.DataFrame:
     layer : napari layer
         A 2-D Image (time × variables; column names from ``layer.metadata["columns"]`` when
         given, integral columns named in ``layer.metadata["discrete_columns"]`` become integer
-        labels), a Points layer whose first coordinate is time, a Tracks layer, or any layer with
+        labels), a Points layer whose first coordinate is time (only the columns named in
+        ``layer.metadata["columns"]`` when given), a Tracks layer, or any layer with
         a ``features`` table holding one row per frame.
 
     Returns
@@ -140,7 +141,9 @@ def behaviour_table(layer: Any) -> pd.DataFrame:
     if kind == "image":
         return _image_table(layer)
     if kind == "points":
-        return _timed_points_table(layer, np.asarray(layer.data), None)
+        table = _timed_points_table(layer, np.asarray(layer.data), None)
+        named = [c for c in layer.metadata.get("columns", []) if c in table.columns]
+        return table[named] if named else table
     if kind == "tracks":
         data = np.asarray(layer.data)
         return _timed_points_table(layer, data[:, 1:], data[:, 0].astype(np.int64))

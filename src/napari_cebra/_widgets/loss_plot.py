@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
@@ -93,9 +95,19 @@ class LossPlot(QWidget):
 
     def append(self, step: int, pos: float, neg: float, total: float) -> None:
         """Add one training record and schedule a redraw."""
-        self._steps.append(float(step))
-        for name, value in (("pos", pos), ("neg", neg), ("total", total)):
-            self._values[name].append(float(value))
+        self.extend([step], [pos], [neg], [total])
+
+    def extend(
+        self,
+        steps: Sequence[float] | np.ndarray,
+        pos: Sequence[float] | np.ndarray,
+        neg: Sequence[float] | np.ndarray,
+        total: Sequence[float] | np.ndarray,
+    ) -> None:
+        """Add the records of several steps at once and schedule a redraw."""
+        self._steps.extend(float(s) for s in steps)
+        for name, values in (("pos", pos), ("neg", neg), ("total", total)):
+            self._values[name].extend(float(v) for v in values)
         if not self._timer.isActive():
             self._timer.start(REDRAW_MS)
 

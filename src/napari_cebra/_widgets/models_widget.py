@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.background import BackgroundRunner, qt_alive
-from napari_cebra._widgets.dock import DockWidget
+from napari_cebra._widgets.dock import DockWidget, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import DataPicker, DataSelection
 from napari_cebra._widgets.session import session_models
@@ -38,7 +38,7 @@ class ModelsWidget(DockWidget):
         self.registry = session_models()
 
         self.model = ComboBox(label="model", choices=self._model_names, nullable=True)
-        self.details = Label(value="")
+        self.details = wrap_label(Label(value=""))
         self.save_path = FileEdit(label="save to", mode="w", filter=MODEL_FILTER)
         self.save_button = PushButton(text="Save model")
         self.remove_button = PushButton(text="Remove from session")
@@ -48,7 +48,7 @@ class ModelsWidget(DockWidget):
         self.data.dff.text = "ΔF/F (as when training)"
         self.data.variables.visible = False  # every behaviour column becomes a point feature
         self.transform_button = PushButton(text="Transform → embedding")
-        self.status = Label(value="")
+        self.status = wrap_label(Label(value=""))
         self.box = Container(
             widgets=[
                 self.model,

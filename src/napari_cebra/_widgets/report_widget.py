@@ -8,7 +8,6 @@ on the chosen layers in a worker, writes ``report.html`` and ``results.json``
 
 from __future__ import annotations
 
-import html
 import webbrowser
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from napari_cebra._widgets.forms import (
     neural_frames,
     scoring_batches_box,
 )
-from napari_cebra._widgets.gof_widget import VERDICT_COLOURS
+from napari_cebra._widgets.verdict_format import verdict_badge, verdict_line
 from napari_cebra._widgets.workers import TraceProgress
 
 if TYPE_CHECKING:
@@ -92,17 +91,11 @@ def recipe_progress(record: Any) -> tuple[int, int] | None:
 
 def checks_html(results: dict[str, Any]) -> str:
     """The overall verdict and one coloured line per check of the results dict."""
-    overall = results.get("verdict", "skipped")
-    lines = [
-        f"<b>Overall: <span style='color:{VERDICT_COLOURS.get(overall, '#9aa0a6')}'>"
-        f"{overall.upper()}</span></b>"
+    lines = [f"<b>Overall:</b> {verdict_badge(results.get('verdict', 'skipped'))}"]
+    lines += [
+        verdict_line(check["verdict"], check["reason"], title=check["title"])
+        for check in results.get("checks", [])
     ]
-    for check in results.get("checks", []):
-        colour = VERDICT_COLOURS.get(check["verdict"], "#9aa0a6")
-        lines.append(
-            f"<b style='color:{colour}'>{check['verdict'].upper()}</b> "
-            f"<b>{html.escape(check['title'])}</b>: {html.escape(check['reason'])}"
-        )
     return "<br>".join(lines)
 
 
@@ -112,7 +105,12 @@ class ReportWidget(DockWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.outcome: ReportOutcome | None = None
-        self.data = DataPicker(napari_viewer, discrete=False)
+        self.data = DataPicker(
+            napari_viewer,
+            discrete=False,
+            no_labels_note="No behaviour label chosen: the report will skip CEBRA-Behavior, its "
+            "shuffle controls and the decoding.",
+        )
         self.iterations = SpinBox(
             label="iterations per model",
             min=1,

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout
+from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
 from napari_cebra._widgets.layer_data import embedding_features
@@ -338,7 +338,7 @@ class SweepWidget(DockWidget):
         self.overall.setFormat("models %v / %m")
         self.current = QProgressBar()
         self.current.setFormat("current model: step %v / %m")
-        self.status = Label(value="")
+        self.status = wrap_label(Label(value=""))
         self.table = QTableWidget(0, 0)
         self.table.setSortingEnabled(True)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -346,7 +346,7 @@ class SweepWidget(DockWidget):
         self.table.setMinimumHeight(200)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.scoring = ComboBox(label="best by", choices=list(SCORINGS))
-        self.best_label = Label(value="")
+        self.best_label = wrap_label(Label(value=""))
         self.add_best_button = PushButton(text="Best → embedding layer + session model")
         self.best_box = Container(widgets=[self.scoring, self.best_label, self.add_best_button])
 

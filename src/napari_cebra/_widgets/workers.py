@@ -143,15 +143,84 @@ def split_point(n_frames: int, valid_fraction: float) -> int:
     return int(train.stop)
 
 
+RECORD_INTERVAL_S = 0.2
+"""Seconds between two training records sent to the GUI: a few per second is plenty for a status
+line and a loss plot, and each record costs the GUI thread a slot call (at one record per step
+the GUI work slowed training several-fold). Stop acts at the next record."""
+
+
+@dataclass(frozen=True)
+class TrainingUpdate:
+    """The optimizer steps done since the previous update of a training run.
+
+    Attributes
+    ----------
+    step : int
+        Steps done so far (the last of ``steps``).
+    total_steps : int
+        Steps the run does when not stopped.
+    steps : np.ndarray
+        ``(k,)`` step numbers (1-based) of the new steps.
+    pos, neg, total : np.ndarray
+        ``(k,)`` alignment term, uniformity term and InfoNCE loss of each new step.
+    temperature : float
+        Temperature after the last step.
+    elapsed : float
+        Seconds since the run started.
+    """
+
+    step: int
+    total_steps: int
+    steps: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+    total: np.ndarray
+    temperature: float
+    elapsed: float
+
+
+def training_updates(
+    model: Any, X: np.ndarray, labels: list[np.ndarray], stop: threading.Event
+) -> Generator[TrainingUpdate, None, int]:
+    """Train ``model`` on ``X, *labels``, yielding a :class:`TrainingUpdate` every
+    :data:`RECORD_INTERVAL_S` seconds (and after the last step); return the steps done.
+
+    Every step's loss terms reach the caller (read from the solver's log), but the GUI is
+    called only a few times per second. Setting ``stop`` ends the run at the next update and
+    keeps the partially trained model.
+    """
+    fitting = model.iter_fit(
+        X, *labels, yield_every=max(1, int(model.max_iterations)), max_interval=RECORD_INTERVAL_S
+    )
+    done = 0
+    for record in fitting:
+        log = model.solver_.log
+        new = slice(done, record.step)
+        yield TrainingUpdate(
+            step=record.step,
+            total_steps=record.total_steps,
+            steps=np.arange(done + 1, record.step + 1),
+            pos=np.asarray(log["pos"][new], dtype=np.float64),
+            neg=np.asarray(log["neg"][new], dtype=np.float64),
+            total=np.asarray(log["total"][new], dtype=np.float64),
+            temperature=record.temperature,
+            elapsed=record.elapsed,
+        )
+        done = record.step
+        if stop.is_set():
+            fitting.close()
+            break
+    return done
+
+
 def train_steps(
     request: TrainingRequest, stop: threading.Event
-) -> Generator[TraceProgress | Any, None, TrainingResult | None]:
-    """Extract traces if needed, train with ``CEBRA.iter_fit`` and embed every frame.
+) -> Generator[TraceProgress | TrainingUpdate, None, TrainingResult | None]:
+    """Extract traces if needed, train (:func:`training_updates`) and embed every frame.
 
-    Yields :class:`TraceProgress` while extracting traces, then one
-    ``napari_cebra.core.training.TrainingProgress`` per optimizer step. Setting ``stop`` ends the
-    run at the next step and keeps the partially trained model. Returns ``None`` if stopped before
-    the first step.
+    Yields :class:`TraceProgress` while extracting traces, then :class:`TrainingUpdate` records
+    a few times per second. Setting ``stop`` ends the run at the next update and keeps the
+    partially trained model. Returns ``None`` if stopped before the first step.
     """
     from napari_cebra import CEBRA
     from napari_cebra.metrics import goodness_of_fit_history
@@ -163,16 +232,9 @@ def train_steps(
     n_train = split_point(len(matrix), request.valid_fraction)
     model = CEBRA(**request.params)
     start = time.perf_counter()
-    steps_done = 0
-    fitting = model.iter_fit(
-        matrix[:n_train], *(y[:n_train] for y in request.labels), yield_every=1
+    steps_done = yield from training_updates(
+        model, matrix[:n_train], [y[:n_train] for y in request.labels], stop
     )
-    for record in fitting:
-        steps_done = record.step
-        yield record
-        if stop.is_set():
-            fitting.close()
-            break
     ended = time.perf_counter()
     if steps_done == 0:
         return None

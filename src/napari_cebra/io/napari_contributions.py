@@ -245,8 +245,41 @@ def _behaviour_layer(behaviour: np.ndarray) -> LayerData:
     )
 
 
+def _behaviour_track_layer(behaviour: np.ndarray, frame_shape: tuple[int, int]) -> LayerData:
+    """Behaviour ``(T, 3)`` as the animal's place on the track, drawn just below the movie.
+
+    A Points layer with one point per frame at ``(t, y, x)``: ``y`` a few pixels below the field
+    of view, ``x`` the position along the track scaled to the movie's width, so the dot runs
+    along under the movie while it plays. The per-frame values are its features table
+    (``position``, ``right``, ``left``), which the widgets read as behaviour. Unlike a
+    time × variables image it adds nothing to the movie's spatial extent worth speaking of.
+    """
+    n_frames = len(behaviour)
+    height, width = frame_shape
+    position = behaviour[:, 0]
+    span = float(position.max() - position.min()) or 1.0
+    x = (position - position.min()) / span * (width - 1)
+    data = np.column_stack([np.arange(n_frames), np.full(n_frames, height + 3.0), x])
+    features = {
+        "position": position.astype(np.float32),
+        "right": behaviour[:, 1].astype(np.int64),
+        "left": behaviour[:, 2].astype(np.int64),
+    }
+    meta = {
+        "name": "behaviour",
+        "features": features,
+        "face_color": "#ffb000",
+        "border_width": 0,
+        "size": 5,
+        "out_of_slice_display": False,
+        "metadata": _metadata("behaviour", columns=BEHAVIOUR_COLUMNS),
+    }
+    return (data.astype(np.float32), meta, "points")
+
+
 def calcium_imaging_sample() -> list[LayerData]:
-    """Synthetic calcium-imaging session: movie, ROI labels and behaviour ``(T, 3)``."""
+    """Synthetic calcium-imaging session: movie, ROI labels and the behaviour as the animal's
+    place on the track under the movie (a Points layer whose features are the behaviour)."""
     session = calcium_imaging_session()
     sample = session.movie[:: max(1, session.n_frames // 200)]
     low, high = np.percentile(sample, [0.5, 99.9])
@@ -260,7 +293,7 @@ def calcium_imaging_sample() -> list[LayerData]:
     return [
         (session.movie, movie_meta, "image"),
         (session.rois, rois_meta, "labels"),
-        _behaviour_layer(session.behaviour),
+        _behaviour_track_layer(session.behaviour, session.movie.shape[1:]),
     ]
 
 

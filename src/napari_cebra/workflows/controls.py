@@ -9,9 +9,10 @@ between neurons and behaviour has been destroyed finds (almost) nothing. Two con
 
 Each control trains the real model and the control with the same parameters and seed on the
 training part of a train/validation split in time, and compares their goodness of fit (bits). The
-verdict follows the recipe: the control should stay below :data:`CONTROL_GOF_LIMIT_BITS` while the
-real model is clearly above it, and the control's loss should not keep dropping late in training
-(that would mean the model memorises the shuffled labels).
+verdict follows the recipe (``workflows.verdicts.control_verdict``): the control should stay below
+:data:`CONTROL_GOF_LIMIT_BITS` while the real model is clearly above it, and the control's loss
+should not keep dropping late in training (that would mean the model memorises the shuffled
+labels).
 
 ``iter_label_shuffle_control`` / ``iter_neural_shuffle_control`` are generators yielding
 :class:`ControlProgress` records (a Qt worker can stop between two yields); their return value is
@@ -30,19 +31,17 @@ import numpy as np
 
 from napari_cebra.core.progress import run_to_end
 from napari_cebra.workflows.splits import train_valid_split
-
-CONTROL_GOF_LIMIT_BITS = 0.1
-"""A control above this goodness of fit (bits) has found structure it should not find."""
-REAL_MARGIN_BITS = 0.2
-"""The real model must exceed the control by at least this many bits to be 'clearly above'."""
-CONTROL_TO_REAL_FAIL_RATIO = 0.5
-"""A control reaching this fraction of the real model's goodness of fit fails the check."""
-LATE_DROP_LIMIT_BITS = 0.05
-"""A control whose goodness of fit still rises by more than this over the last part fails to settle."""
+from napari_cebra.workflows.verdicts import (  # re-exported: the controls' limit
+    CONTROL_GOF_LIMIT_BITS as CONTROL_GOF_LIMIT_BITS,
+)
+from napari_cebra.workflows.verdicts import (
+    Verdict,
+    control_verdict,
+    late_gof_rise,
+)
 
 LabelShuffle = Literal["block", "circular", "permutation"]
 NeuralShuffle = Literal["permutation", "circular"]
-Verdict = Literal["pass", "warn", "fail"]
 
 
 @dataclass(frozen=True)
@@ -247,62 +246,6 @@ def _check_inputs(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return neural, labels
 
 
-def _late_gof_rise(gof_history: np.ndarray) -> float:
-    """Rise of the goodness of fit over the last fifth of training (bits, mean of windows)."""
-    n_steps = len(gof_history)
-    if n_steps < 10:
-        return 0.0
-    fifth = n_steps // 5
-    before = gof_history[n_steps - 2 * fifth : n_steps - fifth]
-    last = gof_history[n_steps - fifth :]
-    return float(np.mean(last) - np.mean(before))
-
-
-def control_verdict(
-    real_gof: float, control_gof: float, late_drop_bits: float, what: str
-) -> tuple[Verdict, str]:
-    """Verdict of a shuffle control from goodness-of-fit values in bits.
-
-    Parameters
-    ----------
-    real_gof, control_gof : float
-        Goodness of fit of the real model and of the control.
-    late_drop_bits : float
-        Rise of the control's goodness of fit over the last fifth of training.
-    what : str
-        What was shuffled, for the message ("labels", "neural data").
-    """
-    limit = CONTROL_GOF_LIMIT_BITS
-    if control_gof >= limit and control_gof >= CONTROL_TO_REAL_FAIL_RATIO * real_gof:
-        return "fail", (
-            f"The control with shuffled {what} reaches {control_gof:.2f} bits, "
-            f"{control_gof / max(real_gof, 1e-12):.0%} of the real model's {real_gof:.2f} bits: "
-            "the embedding's structure does not come from the link between neurons and behaviour."
-        )
-    if control_gof >= limit:
-        return "warn", (
-            f"The control with shuffled {what} reaches {control_gof:.2f} bits (limit {limit} bits), "
-            f"although the real model is higher ({real_gof:.2f} bits): part of the structure is "
-            "found in shuffled data too."
-        )
-    if real_gof < control_gof + REAL_MARGIN_BITS:
-        return "warn", (
-            f"The control stays near chance ({control_gof:.2f} bits) but the real model is not "
-            f"clearly above it ({real_gof:.2f} bits, margin {REAL_MARGIN_BITS} bits): the labels "
-            "explain little of the neural data, or training was too short."
-        )
-    if late_drop_bits > LATE_DROP_LIMIT_BITS:
-        return "warn", (
-            f"The control's loss still dropped late in training (+{late_drop_bits:.2f} bits over "
-            f"the last fifth): the model starts to fit the shuffled {what} (overfitting); "
-            "use fewer iterations or more data."
-        )
-    return "pass", (
-        f"The control with shuffled {what} stays at {control_gof:.2f} bits (< {limit} bits) while "
-        f"the real model reaches {real_gof:.2f} bits."
-    )
-
-
 def iter_train_and_score(
     params: dict[str, Any],
     X: np.ndarray,
@@ -374,7 +317,7 @@ def _iter_control(
     control = yield from iter_train_and_score(
         params, shuffled_X, shuffled_y, stage="control", gof_batches=gof_batches, **common
     )
-    late = _late_gof_rise(control.gof_history)
+    late = late_gof_rise(control.gof_history)
     verdict, reason = control_verdict(real.gof_train, control.gof_train, late, what)
     return ControlResult(kind, method, real, control, verdict, reason, late, dict(params))
 

@@ -13,7 +13,8 @@ Steps (each with the authors' defaults; spec §6, §7, §8 and issue 3):
    label-shuffle and a neural-shuffle control.
 5. **Decoding**: cosine kNN (k = 36) of the behaviour from both embeddings.
 
-Every check gets a verdict ``pass``/``warn``/``fail`` with the thresholds in :data:`THRESHOLDS`.
+Every check gets a verdict ``pass``/``warn``/``fail`` from ``workflows.verdicts`` with the
+thresholds in :data:`THRESHOLDS` (defined there, importable from here too).
 :func:`iter_recipe` yields :class:`RecipeProgress` records (stoppable between yields) and returns
 the results dict; :func:`run_recipe` runs it to the end. The results dict is JSON-able and is what
 :func:`napari_cebra.workflows.report.write_report` renders. Nothing is written to disk except the
@@ -42,48 +43,24 @@ from napari_cebra.workflows.controls import (
     iter_train_and_score,
 )
 from napari_cebra.workflows.decoding import decode_behaviour
+from napari_cebra.workflows.presets import (
+    BEHAVIOUR_PARAMS,
+    DEFAULT_GRID,
+    SMALL_GRID,
+    TIME_PARAMS,
+)
 from napari_cebra.workflows.report import to_jsonable
+from napari_cebra.workflows.verdicts import (
+    THRESHOLDS,
+    check,
+    consistency_check,
+    decoding_check,
+    gof_checks,
+    grid_check,
+    overall_verdict,
+)
 
-TIME_PARAMS: dict[str, Any] = {
-    "model_architecture": "offset10-model",
-    "batch_size": 512,
-    "learning_rate": 3e-4,
-    "temperature": 1.12,
-    "output_dimension": 3,
-    "time_offsets": 10,
-    "conditional": "time",
-    "distance": "cosine",
-    "device": "cuda_if_available",
-}
-"""CEBRA-Time settings of the authors' recipe (``max_iterations`` is set from ``iterations``)."""
-
-BEHAVIOUR_PARAMS: dict[str, Any] = {**TIME_PARAMS, "conditional": "time_delta", "temperature": 1.0}
-"""CEBRA-Behavior: the same model with positives chosen by behaviour (``time_delta``) and
-temperature 1, as in the authors' hippocampus demo."""
-
-DEFAULT_GRID: dict[str, list[Any]] = {
-    "output_dimension": [3, 8],
-    "learning_rate": [3e-4, 1e-3],
-    "temperature": [0.6, 1.12],
-    "time_offsets": [5, 10],
-}
-"""16-point grid around the recipe's CEBRA-Time configuration."""
-
-SMALL_GRID: dict[str, list[Any]] = {"output_dimension": [3, 8], "time_offsets": [5, 10]}
-"""4-point grid used when ``iterations < SMALL_GRID_BELOW`` (quick runs and tests)."""
 SMALL_GRID_BELOW = 1000
-
-THRESHOLDS: dict[str, float] = {
-    "consistency_train_pass": 0.90,
-    "consistency_train_warn": 0.70,
-    "consistency_valid_pass": 0.90,
-    "consistency_valid_warn": 0.70,
-    "gof_min_bits": 0.1,
-    "overfit_gap_bits": 0.3,
-    "grid_gain_bits": 0.1,
-    "decoding_r2_pass": 0.5,
-}
-"""Verdict thresholds. Consistency as R² (0.9 = 90 %); GoF in bits."""
 
 DECODING_NEIGHBOURS = 36
 PREVIEW_POINTS = 2000
@@ -182,98 +159,13 @@ def _model_section(
     }
 
 
-def _check(name: str, title: str, verdict: str, reason: str, value: Any = None) -> dict[str, Any]:
-    return {"name": name, "title": title, "verdict": verdict, "reason": reason, "value": value}
-
-
-def _gof_checks(prefix: str, title: str, section: Mapping[str, Any]) -> list[dict[str, Any]]:
-    minimum, gap_limit = THRESHOLDS["gof_min_bits"], THRESHOLDS["overfit_gap_bits"]
-    gof_train, gof_valid = section["gof_train"], section["gof_valid"]
-    if gof_valid >= minimum:
-        fit = _check(
-            f"{prefix}_gof",
-            f"{title}: goodness of fit",
-            "pass",
-            f"{gof_valid:.2f} bits on held-out data (≥ {minimum} bits).",
-            gof_valid,
-        )
-    else:
-        fit = _check(
-            f"{prefix}_gof",
-            f"{title}: goodness of fit",
-            "warn",
-            f"Only {gof_valid:.2f} bits on held-out data (< {minimum} bits): the embedding is "
-            "close to chance; train longer or check the data.",
-            gof_valid,
-        )
-    gap = gof_train - gof_valid
-    generalisation = _check(
-        f"{prefix}_overfitting",
-        f"{title}: train vs. validation",
-        "pass" if gap <= gap_limit else "warn",
-        f"GoF train {gof_train:.2f} bits, validation {gof_valid:.2f} bits (gap {gap:.2f}, "
-        f"limit {gap_limit})."
-        + (
-            ""
-            if gap <= gap_limit
-            else " The model fits the training part much better: overfitting."
-        ),
-        gap,
-    )
-    return [fit, generalisation]
-
-
-def _consistency_check(part: str, mean: float) -> dict[str, Any]:
-    passing, warning = (
-        THRESHOLDS[f"consistency_{part}_pass"],
-        THRESHOLDS[f"consistency_{part}_warn"],
-    )
-    if mean >= passing:
-        verdict, advice = "pass", ""
-    elif mean >= warning:
-        verdict, advice = "warn", " Runs disagree somewhat: train longer or grid-search parameters."
-    else:
-        verdict, advice = "fail", " Runs find different embeddings: do not interpret one of them."
-    name = "training" if part == "train" else "validation"
-    return _check(
-        f"consistency_{part}",
-        f"Consistency across runs ({name})",
-        verdict,
-        f"Mean between-run R² {100 * mean:.1f} % (pass ≥ {100 * passing:.0f} %, "
-        f"warn ≥ {100 * warning:.0f} %).{advice}",
-        mean,
-    )
-
-
 def _control_check(result: ControlResult) -> dict[str, Any]:
     title = "Label-shuffle control" if result.kind == "label_shuffle" else "Neural-shuffle control"
-    return _check(result.kind, title, result.verdict, result.reason, result.control.gof_train)
-
-
-def _decoding_check(summary: Mapping[str, Any]) -> dict[str, Any]:
-    r2, error = summary["position_r2"], summary["position_median_abs_error"]
-    limit = THRESHOLDS["decoding_r2_pass"]
-    verdict = "pass" if r2 >= limit else ("warn" if r2 >= 0 else "fail")
-    return _check(
-        "decoding",
-        "Decoding behaviour (CEBRA-Behavior embedding)",
-        verdict,
-        f"kNN decoding of label column 0 on held-out data: R² {r2:.2f} (pass ≥ {limit}), median "
-        f"absolute error {error:.3g} label units.",
-        r2,
-    )
+    return check(result.kind, title, result.verdict, result.reason, result.control.gof_train)
 
 
 def _skipped(reason: str) -> dict[str, Any]:
     return {"status": "skipped", "reason": reason}
-
-
-def _overall(checks: list[dict[str, Any]]) -> str:
-    verdicts = {check["verdict"] for check in checks}
-    for verdict in ("fail", "warn", "pass"):
-        if verdict in verdicts:
-            return verdict
-    return "skipped"
 
 
 class _Stages:
@@ -379,49 +271,6 @@ def _grid_stage(
     }
 
 
-def _grid_check(section: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Is the recipe's configuration (close to) the best of the grid?"""
-    best = section["best"]
-    recipe_row = next(
-        (
-            row
-            for row in section["results"]
-            if all(row.get(key) == params.get(key) for key in section["varied"])
-        ),
-        None,
-    )
-    title = "Grid search"
-    if recipe_row is None:
-        return _check(
-            "grid_search",
-            title,
-            "pass",
-            f"Best configuration {best['name']} ({best['gof_valid']:.2f} bits on validation); "
-            "the recipe's configuration is not part of this grid.",
-            best["gof_valid"],
-        )
-    gain = best["gof_valid"] - recipe_row["gof_valid"]
-    limit = THRESHOLDS["grid_gain_bits"]
-    if gain <= limit:
-        return _check(
-            "grid_search",
-            title,
-            "pass",
-            f"The recipe's configuration ({recipe_row['gof_valid']:.2f} bits on validation) is "
-            f"within {limit} bits of the best, {best['name']} ({best['gof_valid']:.2f} bits).",
-            gain,
-        )
-    return _check(
-        "grid_search",
-        title,
-        "warn",
-        f"{best['name']} fits the validation data better than the recipe's configuration by "
-        f"{gain:.2f} bits ({best['gof_valid']:.2f} vs {recipe_row['gof_valid']:.2f}); consider "
-        "its parameters.",
-        gain,
-    )
-
-
 def iter_recipe(
     neural: Any,
     labels: Any = None,
@@ -504,7 +353,7 @@ def iter_recipe(
         ),
     )
     results["time_model"] = _model_section(time_model, behaviour, valid, time_params)
-    checks += _gof_checks("time", "CEBRA-Time", results["time_model"])
+    checks += gof_checks("time", "CEBRA-Time", results["time_model"])
     timings["time_model"] = time.perf_counter() - began
 
     # 2. consistency runs
@@ -512,8 +361,8 @@ def iter_recipe(
     results["consistency"] = yield from _consistency_stage(
         stages, time_params, data, n_runs, seed, valid_fraction
     )
-    checks.append(_consistency_check("train", results["consistency"]["train"]["mean"]))
-    checks.append(_consistency_check("valid", results["consistency"]["valid"]["mean"]))
+    checks.append(consistency_check("train", results["consistency"]["train"]["mean"]))
+    checks.append(consistency_check("valid", results["consistency"]["valid"]["mean"]))
     timings["consistency"] = time.perf_counter() - began
 
     # 3. grid search
@@ -521,7 +370,7 @@ def iter_recipe(
     results["grid_search"] = yield from _grid_stage(
         stages, time_params, grid, data, valid_fraction, models_dir, gof_batches
     )
-    checks.append(_grid_check(results["grid_search"], time_params))
+    checks.append(grid_check(results["grid_search"], time_params))
     timings["grid_search"] = time.perf_counter() - began
 
     # 4.-6. CEBRA-Behavior, controls, decoding
@@ -555,7 +404,7 @@ def iter_recipe(
             "label_shuffle": label_control.summary(),
             "neural_shuffle": neural_control.summary(),
         }
-        checks += _gof_checks("behaviour", "CEBRA-Behavior", results["behaviour_model"])
+        checks += gof_checks("behaviour", "CEBRA-Behavior", results["behaviour_model"])
         checks += [_control_check(label_control), _control_check(neural_control)]
         timings["behaviour_and_controls"] = time.perf_counter() - began
 
@@ -564,12 +413,12 @@ def iter_recipe(
         results["decoding"] = _decoding_stage(
             label_control.real, time_model, behaviour, train, valid
         )
-        checks.append(_decoding_check(results["decoding"]["behaviour_model"]))
+        checks.append(decoding_check(results["decoding"]["behaviour_model"]))
         timings["decoding"] = time.perf_counter() - began
 
     timings["total"] = time.perf_counter() - stages.start
     results["checks"] = checks
-    results["verdict"] = _overall(checks)
+    results["verdict"] = overall_verdict(c["verdict"] for c in checks)
     results["timings"] = timings
     return to_jsonable(results)
 
