@@ -163,8 +163,9 @@ def test_batched_transform_equals_unbatched(architecture, batch_size, rng):
     X = rng.normal(size=(300, 5)).astype(np.float32)
     params = _short_fit_params(architecture, max_iterations=2, num_hidden_units=32, seed=1)
     model = CEBRA(**params).fit(X)
+    # float32 sums in another order per batch shape: about 1e-6 on unit-length embeddings
     np.testing.assert_allclose(
-        model.transform(X, batch_size=batch_size), model.transform(X), rtol=1e-5, atol=1e-6
+        model.transform(X, batch_size=batch_size), model.transform(X), rtol=1e-5, atol=5e-6
     )
 
 
