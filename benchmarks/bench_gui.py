@@ -273,10 +273,12 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
             "ratio_same_threads": widget_its / lib_same,
             "ratio_default_threads": widget_its / lib_default,
         }
-        print(f"  {case} {preset}: widget {widget_its:.1f} it/s ({threads} threads), library "
-              f"{lib_same:.1f} it/s same threads ({widget_its / lib_same:.2f}x), "
-              f"{lib_default:.1f} it/s default threads ({widget_its / lib_default:.2f}x)",
-              flush=True)
+        print(
+            f"  {case} {preset}: widget {widget_its:.1f} it/s ({threads} threads), library "
+            f"{lib_same:.1f} it/s same threads ({widget_its / lib_same:.2f}x), "
+            f"{lib_default:.1f} it/s default threads ({widget_its / lib_default:.2f}x)",
+            flush=True,
+        )
     view = embedding_view(viewer)
     with probe.phase("recolouring"):
         for column in list(view.color_by.choices)[:4]:
@@ -302,11 +304,18 @@ def add_data(viewer: Any, case: str) -> str:
     from napari_cebra.io.synthetic import place_cell_recording
 
     recording = place_cell_recording(n_frames=100_000, n_neurons=300, seed=0)
-    viewer.add_image(recording.neural, name="neural", colormap="magma",
-                     metadata={"napari_cebra_kind": "neural_matrix"})
-    viewer.add_image(recording.behaviour, name="behaviour", visible=False,
-                     metadata={"napari_cebra_kind": "behaviour",
-                               "columns": ["position", "right", "left"]})
+    viewer.add_image(
+        recording.neural,
+        name="neural",
+        colormap="magma",
+        metadata={"napari_cebra_kind": "neural_matrix"},
+    )
+    viewer.add_image(
+        recording.behaviour,
+        name="behaviour",
+        visible=False,
+        metadata={"napari_cebra_kind": "behaviour", "columns": ["position", "right", "left"]},
+    )
     frames = rng.integers(0, 255, size=(64, 32, 32), dtype=np.uint8)
     movie = np.broadcast_to(frames[np.arange(100_000) % 64], (100_000, 32, 32))
     viewer.add_image(movie, name="movie", metadata={"napari_cebra_kind": "movie"})
@@ -335,9 +344,12 @@ def main() -> None:
         for phase, ms in figures["stalls_ms"].items():
             print(f"    worst stall {phase:32s} {ms:8.0f} ms")
         link = figures["time_link"]
-        print(f"    time link: highlight median {link['time_link_ms_median']:.1f} ms "
-              f"(max {link['time_link_ms_max']:.1f}); whole slider move median "
-              f"{link['slider_move_ms_median']:.1f} ms", flush=True)
+        print(
+            f"    time link: highlight median {link['time_link_ms_median']:.1f} ms "
+            f"(max {link['time_link_ms_max']:.1f}); whole slider move median "
+            f"{link['slider_move_ms_median']:.1f} ms",
+            flush=True,
+        )
     QApplication.processEvents()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

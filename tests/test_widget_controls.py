@@ -45,7 +45,7 @@ def test_controls_on_the_place_cell_sample_give_a_passing_verdict(qtbot, control
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
 
     outcome = widget.outcome
-    assert outcome is not None, widget.status.text()
+    assert outcome is not None, widget.status.value
     label, neural = outcome.label, outcome.neural
     assert label.real is neural.real  # one real model, two controls
     assert label.verdict == "pass", label.reason
@@ -90,15 +90,15 @@ def test_stop_and_closing_mid_run(qtbot, controls_widget, stop_mid_run, close_mi
     widget.params.max_iterations.value = 1000
     widget.run_button.click()
     qtbot.waitUntil(
-        lambda: len(widget.loss_plot.names) and widget.runner.progress.n >= 20, timeout=WAIT_MS
+        lambda: len(widget.loss_plot.names) and widget.runner.bar_value >= 20, timeout=WAIT_MS
     )
     assert stop_mid_run(widget, WAIT_MS) < 1.0
-    assert widget.outcome is None and widget.status.text().startswith("Stopped")
+    assert widget.outcome is None and widget.status.value.startswith("Stopped")
     assert widget.run_button.isEnabled()
 
     widget.run_button.click()
     worker = widget.runner.worker
-    qtbot.waitUntil(lambda: widget.runner.progress.n >= 20, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.runner.bar_value >= 20, timeout=WAIT_MS)
     close_mid_run(viewer, widget, worker, WAIT_MS)
     assert widget.outcome is None
     assert EMBEDDING_DOCK not in viewer.window.dock_widgets

@@ -105,11 +105,12 @@ class _Record:
 
 @pytest.fixture
 def owner(qtbot):
-    from qtpy.QtWidgets import QPushButton, QWidget
+    from qtpy.QtWidgets import QProgressBar, QPushButton, QWidget
 
     widget = QWidget()
     widget.run_button = QPushButton("Run", widget)
     widget.stop_button = QPushButton("Stop", widget)
+    widget.bar = QProgressBar(widget)
     qtbot.addWidget(widget)
     return widget
 
@@ -117,7 +118,9 @@ def owner(qtbot):
 def _runner(owner):
     from napari_cebra._widgets.background import BackgroundRunner
 
-    return BackgroundRunner(owner, controls=[owner.run_button], stop_button=owner.stop_button)
+    return BackgroundRunner(
+        owner, controls=[owner.run_button], stop_button=owner.stop_button, bar=owner.bar
+    )
 
 
 def test_runner_relays_records_and_result_to_the_main_thread(qtbot, owner):
@@ -135,11 +138,11 @@ def test_runner_relays_records_and_result_to_the_main_thread(qtbot, owner):
         on_result=results.append,
     )
     assert runner.running and not owner.run_button.isEnabled() and owner.stop_button.isEnabled()
-    progress = runner.progress
+    assert not owner.bar.isHidden() and owner.bar.maximum() == 1  # determinate, never busy
     qtbot.waitUntil(lambda: not runner.running, timeout=WAIT_MS)
     assert seen == [1, 2, 3, 4, 5] and all(in_main)
     assert results[0]["steps"] == 5 and results[0]["thread"] != main.name
-    assert progress.n == 5 and progress.total == 5
+    assert runner.bar_value == 5 and owner.bar.maximum() == 5 and owner.bar.isHidden()
     assert not runner.running and owner.run_button.isEnabled() and not owner.stop_button.isEnabled()
     with pytest.raises(RuntimeError, match="another run"):
         runner.run(_counting(1000, pause=0.05), description="first")
@@ -333,7 +336,7 @@ def test_closing_the_gof_widget_mid_run_does_not_crash(qtbot, gof_widget, close_
     widget.num_batches.value = 5000
     widget.run_button.click()
     worker = widget.runner.worker
-    qtbot.waitUntil(lambda: widget.runner.progress.n >= 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.runner.bar_value >= 2, timeout=WAIT_MS)
     assert close_mid_run(viewer, widget, worker, WAIT_MS) < 1.0
     assert widget.result is None
     assert not any(k.startswith("CEBRA goodness of fit") for k in viewer.window.dock_widgets)

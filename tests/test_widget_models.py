@@ -28,7 +28,7 @@ def viewer_and_widget(make_napari_viewer, small_data):
 
 def _transform(qtbot, widget, layer_name):
     widget.data.neural.value = layer_name
-    widget.transform_button.clicked()
+    widget.transform_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
 
 
@@ -96,7 +96,7 @@ def test_transform_with_the_wrong_number_of_neurons_is_refused(
     errors = []
     monkeypatch.setattr("napari.utils.notifications.show_error", errors.append)
     widget.data.neural.value = "five neurons"
-    widget.transform_button.clicked()
+    widget.transform_button.click()
     assert widget.worker is None
     assert errors and "trained on 8 neurons" in errors[0] and "(50, 5)" in errors[0]
     assert EMBEDDING_DOCK not in viewer.window.dock_widgets
@@ -136,10 +136,30 @@ def test_closing_the_dock_mid_transform_stops_it(
     viewer.add_image(np.zeros((20, 6, 6), dtype=np.float32), name="movie")
     viewer.add_labels(np.ones((6, 6), dtype=np.int32), name="rois")
     widget.data.neural.value, widget.data.rois.value = "movie", "rois"
-    widget.transform_button.clicked()
+    widget.transform_button.click()
     qtbot.waitUntil(lambda: "Extracting ROI traces" in widget.status.value, timeout=WAIT_MS)
-    assert not widget.transform_button.enabled
+    assert not widget.transform_button.isEnabled()
     worker = widget.worker
     assert close_mid_run(viewer, widget, worker, WAIT_MS) < 1.0
     assert widget.worker is None
+    assert EMBEDDING_DOCK not in viewer.window.dock_widgets
+
+
+def test_stop_ends_a_transform_mid_extraction(
+    qtbot, viewer_and_widget, fast_params, small_data, monkeypatch
+):
+    viewer, widget = viewer_and_widget
+    monkeypatch.setattr("napari_cebra.io.traces.iter_extract_traces", _endless_extraction)
+    session_models().add(CEBRA(**fast_params).fit(small_data), base_name="stopping")
+    viewer.add_image(np.zeros((20, 6, 6), dtype=np.float32), name="movie")
+    viewer.add_labels(np.ones((6, 6), dtype=np.int32), name="rois")
+    widget.data.neural.value, widget.data.rois.value = "movie", "rois"
+    widget.transform_button.click()
+    qtbot.waitUntil(lambda: widget.runner.bar_value > 0, timeout=WAIT_MS)
+    assert widget.stop_button.isEnabled() and not widget.panel.bar.isHidden()
+    with qtbot.waitSignal(widget.worker.finished, timeout=WAIT_MS):
+        widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    assert widget.status.value == "Stopped: no embedding."
+    assert widget.panel.bar.isHidden() and widget.transform_button.isEnabled()
     assert EMBEDDING_DOCK not in viewer.window.dock_widgets

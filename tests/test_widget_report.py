@@ -37,7 +37,7 @@ def test_report_widget_writes_the_report_and_results(qtbot, report_widget, tmp_p
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
 
     outcome = widget.outcome
-    assert outcome is not None, widget.status.text()
+    assert outcome is not None, widget.status.value
     folder = tmp_path / "report"
     assert outcome.report_path == folder / "report.html"
     results = json.loads((folder / "results.json").read_text())
@@ -47,7 +47,7 @@ def test_report_widget_writes_the_report_and_results(qtbot, report_widget, tmp_p
     assert "<html" in (folder / "report.html").read_text().lower()
     assert results["verdict"].upper() in widget.summary.text()
     assert all(check["title"] in widget.summary.text() for check in results["checks"])
-    assert str(outcome.report_path) in widget.status.text()
+    assert str(outcome.report_path) in widget.status.value
     assert opened == [] and widget.run_button.isEnabled()
 
     widget.open_when_done.value = True
@@ -61,14 +61,14 @@ def test_report_widget_stop_and_close_mid_run(
     viewer, widget = report_widget
     widget.iterations.value = 1000
     widget.run_button.click()
-    qtbot.waitUntil(lambda: widget.runner.progress.n >= 30, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.runner.bar_value >= 30, timeout=WAIT_MS)
     assert stop_mid_run(widget, WAIT_MS) < 1.0
-    assert widget.outcome is None and widget.status.text().startswith("Stopped")
+    assert widget.outcome is None and widget.status.value.startswith("Stopped")
     assert not (tmp_path / "report" / "report.html").exists()
 
     widget.run_button.click()
     worker = widget.runner.worker
-    qtbot.waitUntil(lambda: widget.runner.progress.n >= 30, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.runner.bar_value >= 30, timeout=WAIT_MS)
     close_mid_run(viewer, widget, worker, WAIT_MS)
     assert widget.outcome is None
     assert not (tmp_path / "report" / "report.html").exists()

@@ -96,9 +96,8 @@ def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_w
 
 
 def test_final_status_survives_records_queued_behind_the_result(qtbot, viewer_and_widget):
-    """All records, the result and the end arrive at once (a busy GUI thread): napari's
-    activity bar processes pending events while it advances, which must not let a record's
-    status overwrite the final one."""
+    """All records, the result and the end arrive at once (a busy GUI thread): no record
+    queued behind the result may overwrite the final status."""
     from qtpy.QtCore import Qt
 
     _, widget = viewer_and_widget

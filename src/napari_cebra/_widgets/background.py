@@ -2,7 +2,7 @@
 
 :class:`BackgroundRunner` is the one place where the analysis widgets (goodness of fit, shuffle
 controls, report, consistency, sweeps) start work. It wraps a generator in napari's
-``thread_worker``, shows a bar in napari's activity dock, disables the widget's controls and
+``thread_worker``, advances the widget's own progress bar, disables the widget's controls and
 enables its Stop button while running, hands every yielded record and the returned result to
 callbacks **in the main thread**, turns exceptions into napari error notifications, and drops all
 callbacks once the widget is closed (the run is then stopped).
@@ -14,15 +14,18 @@ its dock (``setParent(None)``); while a worker holds references the widget is no
 Throttling: records are not handed to the widget one by one as the worker yields them. The
 runner's slot for a yielded record only queues it; a main-thread timer hands the queued records to
 the widget every :data:`FLUSH_MS` milliseconds, as one batch (``on_records``) or one call per
-record (``on_record``), and advances the activity-dock bar once per batch. However fast a worker
+record (``on_record``), and advances the progress bar once per batch. However fast a worker
 yields, the GUI thread then does the widget's work a few times per second, and the records that
-arrive just before the result are handed over before it.
+arrive just before the result are handed over before it; records that arrive after the result
+are dropped (they would overwrite the final status).
 
-Order of the slots: napari's activity-dock bar processes pending Qt events when it is advanced, so
-a later record, the result and the end of the run can be handled *inside* an earlier batch's
-slot. The runner therefore hands a batch to its callback before advancing the bar, hands queued
-records over before the result, and drops records that arrive after the result (they would
-overwrite the final status).
+Why the dock's own bar and not napari's activity dock: while any ``napari.utils.progress`` is
+open, napari animates a "loading" GIF in its status bar. Every frame of it repaints the main
+window, and the repaint runs inside napari's Python ``QMainWindow.event`` override, i.e. with the
+GIL held, while Qt composes the window's OpenGL canvases. Without a GPU (software OpenGL, remote
+desktops, this project's CI) the worker then waits for the GIL at every torch call: measured on
+the calcium sample, the library's ``fit`` in a thread fell from 45–75 it/s to 4.1 it/s just by
+having an activity bar open. The dock's bar is determinate and is repainted only at a flush.
 
 Stop: the worker checks between two records whether Stop was pressed, so the generator must yield
 often (a few times per second). Either the runner closes the generator at its next yield
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qtpy.QtCore import QEvent, QObject, QTimer
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import QProgressBar, QWidget
 
 Measure = Callable[[Any], "tuple[int, int] | None"]
 
@@ -224,13 +227,12 @@ class _CloseWatcher(QObject):
 
 @dataclass
 class _Run:
-    """State of one run: its worker, callbacks and activity-dock bar."""
+    """State of one run: its worker and callbacks."""
 
     worker: Any
     description: str
     callbacks: dict[str, Callable[..., None] | None]
     measure: Measure
-    bar: Any
     pending: list[Any] = field(default_factory=list)  # yielded, not yet handed to the widget
     ended: bool = False  # result, Stop or error handled: later records are stale
     orphaned: bool = False  # the owner was closed: no callback any more
@@ -248,6 +250,11 @@ class BackgroundRunner:
         Disabled while a run is going on (parameter boxes, Run buttons, layer pickers).
     stop_button : QWidget, optional
         Enabled only while a run is going on; clicking it calls :meth:`stop`.
+    bar : QProgressBar, optional
+        Shown while a run is going on and advanced once per batch of records (see ``measure``
+        in :meth:`run`); hidden when idle.
+    bar_format : str
+        The bar's text once counts arrive (Qt's ``%v`` done, ``%m`` total, ``%p`` percent).
 
     Examples
     --------
@@ -262,10 +269,16 @@ class BackgroundRunner:
         owner: QWidget,
         controls: Sequence[Any] = (),
         stop_button: QWidget | None = None,
+        bar: QProgressBar | None = None,
+        bar_format: str = "%v / %m",
     ) -> None:
         self.owner = owner
         self.controls = list(controls)
         self.stop_button = stop_button
+        self.bar = bar
+        self.bar_format = bar_format
+        if bar is not None:
+            bar.hide()
         self._run: _Run | None = None
         self._stop = threading.Event()
         self._flush_timer = QTimer(owner)
@@ -282,11 +295,6 @@ class BackgroundRunner:
     def worker(self) -> Any:
         """The napari worker of the current run (``None`` when idle)."""
         return None if self._run is None else self._run.worker
-
-    @property
-    def progress(self) -> Any:
-        """The activity-dock bar of the current run (``None`` when idle)."""
-        return None if self._run is None else self._run.bar
 
     @property
     def running(self) -> bool:
@@ -321,7 +329,7 @@ class BackgroundRunner:
             Yields progress records often (several per second) and returns the result. It must
             not touch the viewer or any widget.
         description : str
-            Name of the run in the activity dock and in error messages.
+            Name of the run in error messages.
         on_record : callable, optional
             Called in the main thread with every yielded record (never after the result), a
             few batches per second (see the module's notes on throttling).
@@ -344,7 +352,7 @@ class BackgroundRunner:
             outlives the widget, e.g. the session's models. It must not touch the owner's
             widgets. Needs ``stop`` (a generator that ends itself with a partial result).
         measure : callable, optional
-            ``record -> (done, total)`` for the activity-dock bar; ``None`` leaves it unchanged.
+            ``record -> (done, total)`` for the progress bar; ``None`` leaves it unchanged.
         stop : threading.Event, optional
             An event the generator watches itself (it then ends on its own after :meth:`stop`
             and its return value goes to ``on_result``). Without it, Stop closes the generator.
@@ -357,7 +365,6 @@ class BackgroundRunner:
         if self.running:
             raise RuntimeError(f"{description}: another run of this widget is still going on.")
         from napari.qt.threading import create_worker
-        from napari.utils import progress
 
         self._stop = stop if stop is not None else threading.Event()
         self._stop.clear()
@@ -377,7 +384,6 @@ class BackgroundRunner:
                 "keep": keep,
             },
             measure=measure,
-            bar=progress(total=0, desc=description),
         )
         self._run = run
         worker.yielded.connect(lambda record: self._on_yielded(run, record))
@@ -417,7 +423,7 @@ class BackgroundRunner:
             self._flush(self._run)
 
     def _flush(self, run: _Run) -> None:
-        """Hand the queued records to the widget, then advance the activity-dock bar."""
+        """Hand the queued records to the widget, then advance the progress bar."""
         batch, run.pending = run.pending, []
         if not batch or run.ended:
             return
@@ -426,16 +432,22 @@ class BackgroundRunner:
         else:
             for record in batch:
                 self._call(run, "record", record)
-        self._advance_bar(run, batch[-1])  # last: the bar processes pending Qt events
+        self._advance_bar(run, batch[-1])
 
     def _advance_bar(self, run: _Run, record: Any) -> None:
         counts = run.measure(record)
-        if counts is None or run.bar is None or run.ended:
+        if counts is None or self.bar is None or not qt_alive(self.bar):
             return
         done, total = counts
-        if total > 0 and run.bar.total != total:
-            run.bar.total = total
-        run.bar.update(done - run.bar.n)
+        if total > 0:
+            self.bar.setMaximum(total)
+            self.bar.setValue(min(done, total))
+            self.bar.setFormat(self.bar_format)
+
+    @property
+    def bar_value(self) -> int:
+        """Where the progress bar stands (0 without a bar)."""
+        return 0 if self.bar is None else int(self.bar.value())
 
     def _on_returned(self, run: _Run, result: Any) -> None:
         self._flush(run)
@@ -459,14 +471,11 @@ class BackgroundRunner:
     def _on_finished(self, run: _Run) -> None:
         self._flush(run)
         run.ended = True
-        bar, run.bar = run.bar, None
         if run is self._run:
             self._run = None
             if self._delivers(run):
                 self._set_running(False)
         self._call(run, "finished")
-        if bar is not None:
-            bar.close()
 
     def _on_owner_closed(self, *_args: Any) -> None:
         if self._run is not None:
@@ -478,3 +487,9 @@ class BackgroundRunner:
             _set_enabled(control, not running)
         if self.stop_button is not None and qt_alive(self.stop_button):
             self.stop_button.setEnabled(running)
+        if self.bar is not None and qt_alive(self.bar):
+            if running:  # determinate from the start: a busy bar would animate (repaints)
+                self.bar.setRange(0, 1)
+                self.bar.setValue(0)
+                self.bar.setFormat("starting…")
+            self.bar.setVisible(running)

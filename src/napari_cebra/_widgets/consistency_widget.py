@@ -28,13 +28,14 @@ from magicgui.widgets import Container
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel
 
-from napari_cebra._widgets.background import BackgroundRunner, qt_alive
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout, wrap_label
+from napari_cebra._widgets.background import qt_alive
+from napari_cebra._widgets.dock import DockWidget, scrolling_layout
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
 from napari_cebra._widgets.heatmap import Heatmap
 from napari_cebra._widgets.layer_data import embedding_features
 from napari_cebra._widgets.params_form import CebraParamsForm
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.verdict_format import verdict_line
 from napari_cebra._widgets.workers import TraceProgress
@@ -412,7 +413,7 @@ class ConsistencyWidget(DockWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
-        from magicgui.widgets import ComboBox, Label, PushButton, Select, SpinBox
+        from magicgui.widgets import ComboBox, PushButton, Select, SpinBox
 
         self.result: ConsistencyView | None = None
         self._run_context: dict[str, Any] = {}
@@ -446,8 +447,19 @@ class ConsistencyWidget(DockWidget):
         self.choice_box = Container(
             widgets=[self.models, self.layers, self.between, self.align_on, self.refresh_button]
         )
-        self.run_button, self.stop_button, buttons = run_stop_row("Compute consistency")
-        self.status = wrap_label(Label(value=""))
+        self.panel = RunPanel(
+            self,
+            "Compute consistency",
+            controls=[
+                self.source,
+                self.recording,
+                self.runs_box,
+                self.params,
+                self.choice_box,
+            ],
+        )
+        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
+        self.status, self.runner = self.panel.status, self.panel.runner
         self.verdict = QLabel()
         self.verdict.setWordWrap(True)
         self.verdict.setTextFormat(Qt.RichText)
@@ -466,27 +478,14 @@ class ConsistencyWidget(DockWidget):
         layout.addWidget(self.runs_box.native)
         layout.addWidget(self.params.native)
         layout.addWidget(self.choice_box.native)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status.native)
+        layout.addWidget(self.panel)
         layout.addWidget(self.verdict)
         layout.addWidget(self.heatmap_train)
         layout.addWidget(self.heatmap_valid)
         layout.addWidget(self.output_box.native)
         layout.addStretch(1)
 
-        self.runner = BackgroundRunner(
-            self,
-            controls=[
-                self.source,
-                self.recording,
-                self.runs_box,
-                self.params,
-                self.choice_box,
-                self.run_button,
-                self.output_box,
-            ],
-            stop_button=self.stop_button,
-        )
+        self.runner.controls.append(self.output_box)
         self.run_button.clicked.connect(self.start)
         self.source.changed.connect(self._on_source)
         self.between.changed.connect(self._on_between)
@@ -563,19 +562,15 @@ class ConsistencyWidget(DockWidget):
     # ------------------------------------------------------------------ running
     def start(self) -> None:
         """Read the form and start the chosen comparison in a worker; errors become notices."""
-        from napari.utils.notifications import show_error
-
         if self.runner.running:
             return
         stop = threading.Event()
         try:
             steps, description = self._steps(stop)
         except (ValueError, KeyError) as error:
-            show_error(f"Consistency: {error}")
-            self.status.value = f"Not started: {error}"
+            self.panel.not_started("Consistency", error)
             return
-        self.status.value = "Starting…"
-        self.runner.run(
+        self.panel.start(
             steps,
             description=description,
             on_record=self._on_record,

@@ -16,8 +16,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container
 from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, text_label
+from napari_cebra._widgets.dock import DockWidget, text_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import (
     DataPicker,
@@ -28,6 +27,7 @@ from napari_cebra._widgets.forms import (
 from napari_cebra._widgets.layer_data import embedding_features
 from napari_cebra._widgets.line_plot import LinePlot
 from napari_cebra._widgets.params_form import CebraParamsForm
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.verdict_format import verdict_line
 from napari_cebra._widgets.workers import TraceProgress, split_point
@@ -126,7 +126,7 @@ def scores_table(models: dict[str, Any]) -> str:
 
 
 def overall_progress(record: Any) -> tuple[int, int] | None:
-    """Steps done over the three trainings, for the activity-dock bar."""
+    """Steps done over the three trainings, for the progress bar."""
     if not isinstance(record, ControlsStep) or record.total_steps <= 0:
         return None
     index = RUNS.index(record.run)
@@ -145,8 +145,14 @@ class ShuffleControlsWidget(DockWidget):
             presets=("CEBRA-Behavior",), hidden=("conditional", "hybrid"), full_batch=False
         )
         self.shuffle_box = self._build_shuffle_box()
-        self.run_button, self.stop_button, buttons = run_stop_row("Run real model + both controls")
-        self.status = text_label("Pick the neural and behaviour layers, then press Run.")
+        self.panel = RunPanel(
+            self,
+            "Run real model + both controls",
+            controls=[self.data, self.params, self.shuffle_box],
+            status="Pick the neural and behaviour layers, then press Run.",
+        )
+        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
+        self.status, self.runner = self.panel.status, self.panel.runner
         self.scores = text_label()
         self.verdicts = text_label()
         self.loss_plot = LinePlot(
@@ -160,17 +166,11 @@ class ShuffleControlsWidget(DockWidget):
         layout.addWidget(self.data.native)
         layout.addWidget(self.params.native)
         layout.addWidget(self.shuffle_box.native)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
         layout.addWidget(self.scores)
         layout.addWidget(self.verdicts)
         layout.addWidget(self.loss_plot, stretch=1)
         layout.addWidget(self.gof_plot, stretch=1)
-        self.runner = BackgroundRunner(
-            self,
-            controls=[self.data, self.params, self.shuffle_box, self.run_button],
-            stop_button=self.stop_button,
-        )
         self.run_button.clicked.connect(self.start)
 
     def _build_shuffle_box(self) -> Container:
@@ -203,8 +203,6 @@ class ShuffleControlsWidget(DockWidget):
     # -------------------------------------------------------------- running
     def start(self) -> None:
         """Read layers and parameters and start the three trainings in a worker."""
-        from napari.utils.notifications import show_error
-
         try:
             selection = self.data.read(missing_labels=MISSING_LABELS)
             if selection.valid_fraction <= 0:
@@ -213,8 +211,7 @@ class ShuffleControlsWidget(DockWidget):
                 )
             params = self.estimator_params()
         except ValueError as error:
-            show_error(f"Shuffle controls: {error}")
-            self.status.setText(f"Not started: {error}")
+            self.panel.not_started("Shuffle controls", error)
             return
         self.selection = selection
         self.outcome = None
@@ -224,8 +221,7 @@ class ShuffleControlsWidget(DockWidget):
         self.gof_plot.clear()
         for run in RUNS:
             self.loss_plot.add_curve(run, colour=RUN_COLOURS[run])
-        self.status.setText("Training the real model…")
-        self.runner.run(
+        self.panel.start(
             controls_steps(
                 params,
                 selection,
@@ -235,21 +231,22 @@ class ShuffleControlsWidget(DockWidget):
                 gof_batches=int(self.gof_batches.value),
             ),
             description="Shuffle controls",
+            starting="Training the real model…",
+            stopped="Stopped: no verdict.",
             on_record=self._on_record,
             on_result=self.show_outcome,
-            on_stopped=lambda: self.status.setText("Stopped: no verdict."),
             measure=overall_progress,
         )
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.setText(record.message)
+            self.panel.say(record.message)
             return
         if record.stage == "scoring":
-            self.status.setText(f"Scoring the {record.run} (goodness of fit, embeddings)…")
+            self.panel.say(f"Scoring the {record.run} (goodness of fit, embeddings)…")
             return
         self.loss_plot.append(record.run, record.step, record.loss)
-        self.status.setText(
+        self.panel.say(
             f"Training the {record.run}: step {record.step}/{record.total_steps}, "
             f"loss {record.loss:.4f}"
         )
@@ -278,7 +275,7 @@ class ShuffleControlsWidget(DockWidget):
             self.gof_plot.set_curve(run, steps, trained.gof_history, colour=RUN_COLOURS[run])
         self.loss_plot.redraw()
         self.gof_plot.redraw()
-        self.status.setText("Done.")
+        self.panel.say("Done.")
         self.scores.setText(scores_table(models))
         self.verdicts.setText(self.verdicts_html())
         self._register_real_model()

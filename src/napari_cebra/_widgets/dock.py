@@ -9,10 +9,8 @@ from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QDockWidget,
     QFrame,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
     QVBoxLayout,
@@ -96,22 +94,6 @@ class DockWidget(QWidget):
         """Call ``callback()`` whenever the session's model registry changes, until closed."""
         session_models().subscribe(callback)
         self.destroyed.connect(lambda *_: session_models().unsubscribe(callback))
-
-
-def run_stop_row(run_text: str) -> tuple[QPushButton, QPushButton, QHBoxLayout]:
-    """A run button labelled ``run_text`` and a Stop button, side by side.
-
-    Returns
-    -------
-    tuple
-        ``(run_button, stop_button, row)``; add ``row`` to the widget's layout.
-    """
-    run_button = QPushButton(run_text)
-    stop_button = QPushButton("Stop")
-    row = QHBoxLayout()
-    row.addWidget(run_button)
-    row.addWidget(stop_button)
-    return run_button, stop_button, row
 
 
 def text_label(text: str = "") -> QLabel:

@@ -15,8 +15,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label
 from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, text_label
+from napari_cebra._widgets.dock import DockWidget, text_label
 from napari_cebra._widgets.forms import (
     DataPicker,
     DataSelection,
@@ -24,6 +23,7 @@ from napari_cebra._widgets.forms import (
     scoring_batches_box,
 )
 from napari_cebra._widgets.line_plot import LinePlot
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.verdict_format import reading_html
 from napari_cebra._widgets.workers import TraceProgress, split_point
@@ -159,8 +159,14 @@ class GoodnessOfFitWidget(DockWidget):
         self.model_box = Container(
             widgets=[self.model_choice, self.model_info, self.num_batches], label="model"
         )
-        self.run_button, self.stop_button, buttons = run_stop_row("Compute goodness of fit")
-        self.status = text_label("Train a model (Train CEBRA) or load one (CEBRA models).")
+        self.panel = RunPanel(
+            self,
+            "Compute goodness of fit",
+            controls=[self.model_box, self.data],
+            status="Train a model (Train CEBRA) or load one (CEBRA models).",
+        )
+        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
+        self.status, self.runner = self.panel.status, self.panel.runner
         self.scores = text_label()
         self.reading = text_label()
         self.gof_plot = LinePlot(x_label="step", y_label="GoF (bits)", title="Goodness of fit")
@@ -171,17 +177,12 @@ class GoodnessOfFitWidget(DockWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.model_box.native)
         layout.addWidget(self.data.native)
-        layout.addLayout(buttons)
-        for label in (self.status, self.scores, self.reading):
+        layout.addWidget(self.panel)
+        for label in (self.scores, self.reading):
             layout.addWidget(label)
         layout.addWidget(self.gof_plot, stretch=1)
         layout.addWidget(self.loss_plot, stretch=1)
 
-        self.runner = BackgroundRunner(
-            self,
-            controls=[self.model_box, self.data, self.run_button],
-            stop_button=self.stop_button,
-        )
         self.run_button.clicked.connect(self.compute)
         self.model_choice.changed.connect(self._on_model_choice)
         self.follow_session_models(self.refresh_models)
@@ -221,22 +222,18 @@ class GoodnessOfFitWidget(DockWidget):
     # -------------------------------------------------------------- running
     def compute(self) -> None:
         """Score the chosen model in a worker; problems become notifications."""
-        from napari.utils.notifications import show_error
-
         try:
             entry = self._selected()
             selection = self.data.read(entry.trained_on.get("n_frames"))
         except (ValueError, KeyError) as error:
-            show_error(f"Goodness of fit: {error}")
-            self.status.setText(f"Not started: {error}")
+            self.panel.not_started("Goodness of fit", error)
             return
-        self.status.setText(f"Scoring {entry.name}…")
-        self.runner.run(
+        self.panel.start(
             gof_steps(entry.model, selection, int(self.num_batches.value)),
             description=f"Goodness of fit of {entry.name}",
+            starting=f"Scoring {entry.name}…",
             on_record=self._on_record,
             on_result=lambda result: self.show_result(entry.name, result),
-            on_stopped=lambda: self.status.setText("Stopped."),
         )
 
     def _selected(self) -> Any:
@@ -247,17 +244,15 @@ class GoodnessOfFitWidget(DockWidget):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.setText(record.message)
+            self.panel.say(record.message)
         else:
-            self.status.setText(
-                f"Scoring the {record.stage}: batch {record.step}/{record.total_steps}"
-            )
+            self.panel.say(f"Scoring the {record.stage}: batch {record.step}/{record.total_steps}")
 
     def show_result(self, name: str, result: GofResult) -> None:
         """Show the scores, the reading and the curves of ``result``."""
         self.result = result
         n_valid = result.n_frames - result.n_train
-        self.status.setText(f"{name}: scored on {result.n_train} + {n_valid} frames.")
+        self.panel.say(f"{name}: scored on {result.n_train} + {n_valid} frames.")
         self.scores.setText(
             f"<b>GoF train: {format_bits(result.gof_train)}</b> &nbsp;&nbsp; "
             f"<b>GoF validation: {format_bits(result.gof_valid)}</b>"

@@ -17,10 +17,11 @@ from magicgui.widgets import (
 from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets import layer_data
-from napari_cebra._widgets.background import BackgroundRunner, qt_alive
+from napari_cebra._widgets.background import qt_alive
 from napari_cebra._widgets.dock import DockWidget, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import DataPicker, DataSelection
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.workers import TraceProgress, transform_steps
 
@@ -47,8 +48,9 @@ class ModelsWidget(DockWidget):
         self.data = DataPicker(napari_viewer, discrete=False, valid_fraction=None)
         self.data.dff.text = "ΔF/F (as when training)"
         self.data.variables.visible = False  # every behaviour column becomes a point feature
-        self.transform_button = PushButton(text="Transform → embedding")
-        self.status = wrap_label(Label(value=""))
+        self.panel = RunPanel(self, "Transform → embedding", controls=[self.data])
+        self.transform_button, self.stop_button = self.panel.run_button, self.panel.stop_button
+        self.status, self.runner = self.panel.status, self.panel.runner
         self.box = Container(
             widgets=[
                 self.model,
@@ -63,20 +65,18 @@ class ModelsWidget(DockWidget):
                     "(behaviour: optional, its columns become point features):"
                 ),
                 self.data,
-                self.transform_button,
-                self.status,
             ]
         )
         layout = QVBoxLayout(self)
         layout.addWidget(self.box.native)
+        layout.addWidget(self.panel)
         layout.addStretch(1)
-        self.runner = BackgroundRunner(self, controls=[self.transform_button])
 
         self.model.changed.connect(self._show_details)
         self.save_button.changed.connect(self.save_model)
         self.remove_button.changed.connect(self.remove_model)
         self.load_button.changed.connect(self.load_model)
-        self.transform_button.changed.connect(self.transform_layer)
+        self.transform_button.clicked.connect(self.transform_layer)
         self.follow_session_models(self.refresh_models)
         self.refresh_models()
 
@@ -178,8 +178,6 @@ class ModelsWidget(DockWidget):
 
         Closing the dock stops a trace extraction in progress and discards the result.
         """
-        from napari.utils.notifications import show_error
-
         if self.runner.running:
             return
         try:
@@ -193,35 +191,29 @@ class ModelsWidget(DockWidget):
                     f"{selection.description['neural']!r} has shape {matrix.shape}."
                 )
         except ValueError as error:
-            show_error(f"Transform: {error}")
+            self.panel.not_started("Transform", error)
             return
         stop = threading.Event()
         source = selection.description["neural"]
         name = f"{entry.name} on {source}"
-        self.status.value = f"Embedding {source}…"
-        self.runner.run(
+        self.panel.start(
             transform_steps(entry.model, selection.neural, stop),
             description=f"Embedding {source}",
-            on_record=self._on_progress,
+            starting=f"Embedding {source}…",
+            on_record=lambda record: self.panel.say(record.message),
             on_result=lambda embedding: self._on_embedded(embedding, name, selection),
-            on_error=lambda error: self._set_status(f"Transform failed: {error}"),
+            on_error=lambda error: self.panel.say(f"Transform failed: {error}"),
             measure=trace_progress,
             stop=stop,
         )
-
-    def _set_status(self, text: str) -> None:
-        self.status.value = text
-
-    def _on_progress(self, record: TraceProgress) -> None:
-        self._set_status(record.message)
 
     def _on_embedded(
         self, embedding: np.ndarray | None, name: str, selection: DataSelection
     ) -> None:
         if embedding is None:
-            self._set_status("Stopped: no embedding.")
+            self.panel.say("Stopped: no embedding.")
             return
-        self.status.value = f"Added {name} ({len(embedding)} frames) to the embedding dock."
+        self.panel.say(f"Added {name} ({len(embedding)} frames) to the embedding dock.")
         view = embedding_view(self.viewer)
         view.add_embedding(
             embedding,
@@ -232,5 +224,5 @@ class ModelsWidget(DockWidget):
 
 
 def trace_progress(record: TraceProgress) -> tuple[int, int]:
-    """Activity-dock counts (percent) of a trace-extraction record."""
+    """Progress-bar counts (percent) of a trace-extraction record."""
     return round(100 * record.fraction), 100

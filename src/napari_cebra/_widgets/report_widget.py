@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, Container, FileEdit, SpinBox
 from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, text_label
+from napari_cebra._widgets.dock import DockWidget, text_label
 from napari_cebra._widgets.forms import (
     DataPicker,
     DataSelection,
     neural_frames,
     scoring_batches_box,
 )
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.verdict_format import verdict_badge, verdict_line
 from napari_cebra._widgets.workers import TraceProgress
 
@@ -136,43 +136,37 @@ class ReportWidget(DockWidget):
             ],
             label="recipe",
         )
-        self.run_button, self.stop_button, buttons = run_stop_row(
-            "Run the recipe and write the report"
+        self.panel = RunPanel(
+            self,
+            "Run the recipe and write the report",
+            controls=[self.data, self.settings_box],
+            status="Pick the layers (behaviour is optional), then press Run.",
         )
-        self.status = text_label("Pick the layers (behaviour is optional), then press Run.")
+        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
+        self.status, self.runner = self.panel.status, self.panel.runner
         self.summary = text_label()
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.data.native)
         layout.addWidget(self.settings_box.native)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
         layout.addWidget(self.summary)
         layout.addStretch(1)
-        self.runner = BackgroundRunner(
-            self,
-            controls=[self.data, self.settings_box, self.run_button],
-            stop_button=self.stop_button,
-        )
         self.run_button.clicked.connect(self.start)
 
     def start(self) -> None:
         """Read the layers and start the recipe in a worker; problems become notifications."""
-        from napari.utils.notifications import show_error
-
         try:
             selection = self.data.read()
             folder = Path(self.folder.value).expanduser()
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"Report folder {str(folder)!r} is a file, not a folder.")
         except ValueError as error:
-            show_error(f"Best-practice report: {error}")
-            self.status.setText(f"Not started: {error}")
+            self.panel.not_started("Best-practice report", error)
             return
         self.outcome = None
         self.summary.setText("")
-        self.status.setText("Starting the recipe…")
-        self.runner.run(
+        self.panel.start(
             report_steps(
                 selection,
                 folder,
@@ -182,25 +176,26 @@ class ReportWidget(DockWidget):
                 gof_batches=int(self.gof_batches.value),
             ),
             description="Best-practice recipe",
+            starting="Starting the recipe…",
+            stopped="Stopped: no report written.",
             on_record=self._on_record,
             on_result=self.show_outcome,
-            on_stopped=lambda: self.status.setText("Stopped: no report written."),
             measure=recipe_progress,
         )
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, TraceProgress):
-            self.status.setText(record.message)
+            self.panel.say(record.message)
         elif isinstance(record, WritingReport):
-            self.status.setText(f"Writing the report to {record.folder}…")
+            self.panel.say(f"Writing the report to {record.folder}…")
         else:
-            self.status.setText(record.message)
+            self.panel.say(record.message)
 
     def show_outcome(self, outcome: ReportOutcome) -> None:
         """Show the verdicts and where the report is; open it if asked."""
         self.outcome = outcome
         seconds = outcome.results.get("timings", {}).get("total", 0.0)
-        self.status.setText(f"Report written in {seconds:.0f} s: {outcome.report_path}")
+        self.panel.say(f"Report written in {seconds:.0f} s: {outcome.report_path}")
         self.summary.setText(checks_html(outcome.results))
         if self.open_when_done.value:
             webbrowser.open(outcome.report_path.resolve().as_uri())

@@ -32,11 +32,11 @@ from qtpy.QtWidgets import (
     QTableWidgetItem,
 )
 
-from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, scrolling_layout, wrap_label
+from napari_cebra._widgets.dock import DockWidget, scrolling_layout, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import BEHAVIOUR_LABELS_NEEDED, DataPicker
 from napari_cebra._widgets.layer_data import embedding_features
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.workers import TraceProgress
 
@@ -190,7 +190,7 @@ class SweepUpdate:
 
     @property
     def step(self) -> int:
-        """Models finished (for the activity-dock bar)."""
+        """Models finished (for the progress bar)."""
         return int(self.progress.models_done)
 
     @property
@@ -333,12 +333,17 @@ class SweepWidget(DockWidget):
         self.address = LineEdit(label="scheduler", value="tcp://127.0.0.1:8786")
         self.models_dir = FileEdit(label="models folder", mode="d", value=str(DEFAULT_MODELS_DIR))
         self.settings = Container(widgets=[self.where, self.address, self.models_dir])
-        self.run_button, self.stop_button, buttons = run_stop_row("Run sweep")
-        self.overall = QProgressBar()
-        self.overall.setFormat("models %v / %m")
+        self.panel = RunPanel(
+            self,
+            "Run sweep",
+            controls=[self.recording, self.grid_text, self.settings],
+            bar_format="models %v / %m",
+        )
+        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
+        self.status, self.runner = self.panel.status, self.panel.runner
         self.current = QProgressBar()
         self.current.setFormat("current model: step %v / %m")
-        self.status = wrap_label(Label(value=""))
+        self.current.hide()
         self.table = QTableWidget(0, 0)
         self.table.setSortingEnabled(True)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -356,24 +361,11 @@ class SweepWidget(DockWidget):
         layout.addWidget(self.grid_text)
         layout.addWidget(self.grid_summary)
         layout.addWidget(self.settings.native)
-        layout.addLayout(buttons)
-        layout.addWidget(self.overall)
+        layout.addWidget(self.panel)
         layout.addWidget(self.current)
-        layout.addWidget(self.status.native)
         layout.addWidget(self.table, stretch=1)
         layout.addWidget(self.best_box.native)
-
-        self.runner = BackgroundRunner(
-            self,
-            controls=[
-                self.recording,
-                self.grid_text,
-                self.settings,
-                self.run_button,
-                self.best_box,
-            ],
-            stop_button=self.stop_button,
-        )
+        self.runner.controls.append(self.best_box)
         self.run_button.clicked.connect(self.start)
         self.grid_text.textChanged.connect(self._on_grid_text)
         self.where.changed.connect(self._on_where)
@@ -436,29 +428,23 @@ class SweepWidget(DockWidget):
     # ------------------------------------------------------------------ running
     def start(self) -> None:
         """Start (or resume) the sweep in a worker; errors become notifications."""
-        from napari.utils.notifications import show_error
-
         if self.runner.running:
             return
         try:
             request = self.build_request()
             planned = self._planned_rows(request)
         except (ValueError, KeyError, OSError) as error:
-            show_error(f"Grid search: {error}")
-            self.status.value = f"Not started: {error}"
+            self.panel.not_started("Grid search", error)
             return
         self._request = request
         self.search = None
         self.trainings = 0
         self._prepare_table(planned, request)
-        self.overall.setRange(0, len(planned))
-        self.overall.setValue(0)
         self.current.setValue(0)
-        if request.executor is not None:  # the cluster reports finished models only
-            self.current.setRange(0, 0)
+        # the cluster reports finished models only (and a busy bar would repaint without end)
+        self.current.setVisible(request.executor is None)
         self.best_label.value = ""
-        self.status.value = "Starting…"
-        self.runner.run(
+        self.panel.start(
             sweep_steps(request, stop := threading.Event()),
             description=f"Grid search ({len(planned)} models)",
             on_record=self._on_record,
@@ -521,8 +507,6 @@ class SweepWidget(DockWidget):
             self.status.value = record.message
             return
         progress = record.progress
-        self.overall.setRange(0, progress.n_models)
-        self.overall.setValue(progress.models_done)
         if progress.status == "training":
             self.current.setRange(0, progress.total_steps)
             self.current.setValue(progress.step)

@@ -9,12 +9,12 @@ from magicgui.widgets import Label
 from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets import layer_data
-from napari_cebra._widgets.background import BackgroundRunner
-from napari_cebra._widgets.dock import DockWidget, run_stop_row, wrap_label
+from napari_cebra._widgets.dock import DockWidget, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import DataPicker
 from napari_cebra._widgets.loss_plot import LossPlot
 from napari_cebra._widgets.params_form import CebraParamsForm
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.session import session_models
 from napari_cebra._widgets.workers import (
     TraceProgress,
@@ -40,23 +40,22 @@ class TrainWidget(DockWidget):
             napari_viewer, variables_height=90, follow_layer_edits=True, extra=[self.data_summary]
         )
         self.params = CebraParamsForm()
-        self.train_button, self.stop_button, buttons = run_stop_row("Train")
+        self.panel = RunPanel(
+            self,
+            "Train",
+            controls=[self.data, self.params],
+            status="Pick the layers, then press Train.",
+        )
+        self.train_button, self.stop_button = self.panel.run_button, self.panel.stop_button
+        self.status, self.runner = self.panel.status, self.panel.runner
         self.train_button.clicked.connect(self.start_training)
-        self.status = wrap_label(Label(value="Pick the layers, then press Train."))
         self.loss_plot = LossPlot(self)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.data.native)
         layout.addWidget(self.params.native)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status.native)
+        layout.addWidget(self.panel)
         layout.addWidget(self.loss_plot, stretch=1)
-
-        self.runner = BackgroundRunner(
-            self,
-            controls=[self.data, self.params, self.train_button],
-            stop_button=self.stop_button,
-        )
         self.stop_button.clicked.connect(self._show_stopping)
 
         for field in (self.params.conditional, self.params.hybrid):
@@ -134,22 +133,18 @@ class TrainWidget(DockWidget):
         Stop (or closing the dock) ends the run at the next step; Stop keeps the partially
         trained model, closing the dock discards it.
         """
-        from napari.utils.notifications import show_error
-
         if self.runner.running:
             return
         try:
             request, description = self.build_request()
         except (ValueError, KeyError) as error:
-            show_error(f"Train CEBRA: {error}")
-            self.status.value = f"Not started: {error}"
+            self.panel.not_started("Train CEBRA", error)
             return
         stop = threading.Event()
         self.loss_plot.clear()
         # the run must outlive this call: Qt holds its bound-method slots only weakly
         self._run = _TrainingRun(self, description)
-        self.status.value = "Starting…"
-        self.runner.run(
+        self.panel.start(
             train_steps(request, stop),
             description="Training CEBRA",
             on_records=self._run.on_records,
@@ -171,7 +166,7 @@ class TrainWidget(DockWidget):
 
 
 def training_progress(record: Any) -> tuple[int, int]:
-    """Activity-dock counts of a training record: percent of the traces, or optimizer steps."""
+    """Progress-bar counts of a training record: percent of the traces, or optimizer steps."""
     if isinstance(record, TraceProgress):
         return round(100 * record.fraction), 100
     return int(record.step), int(record.total_steps)
