@@ -2,7 +2,7 @@
 
 Opens the demo (calcium sample + Train CEBRA), trains CEBRA-Time for a few hundred steps and
 saves the whole window with the embedding next to the movie, at a desktop size and at a laptop
-size::
+size; then opens the neurons × time sample (its raster) in a laptop-size window::
 
     xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/take_screenshots.py
 """
@@ -46,12 +46,28 @@ def main() -> None:
         wait(0.2)
     wait(1.5)
     viewer.dims.set_current_step(0, 1200)
+    from napari_cebra._widgets.embedding_view import embedding_view
+
     for name, size in SIZES.items():
         window.resize(*size)
+        wait(0.5)
+        embedding_view(viewer).fit_column()  # the column's width and both cameras, as at landing
         wait(1.5)
         target = Path(args.out) / name
         viewer.screenshot(path=str(target), canvas_only=False)
         print(f"written {target}")
+    viewer.close()
+    viewer = napari.Viewer(title="napari-cebra")
+    window = viewer.window._qt_window  # noqa: SLF001
+    window.showNormal()
+    window.resize(*SIZES["workspace-1366x768.png"])
+    viewer.open_sample("napari-cebra", "place_cells")
+    viewer.layers["behaviour"].visible = True
+    viewer.reset_view()
+    wait(1.5)
+    target = Path(args.out) / "raster-1366x768.png"
+    viewer.screenshot(path=str(target), canvas_only=False)
+    print(f"written {target}")
     viewer.close()
 
 

@@ -173,6 +173,28 @@ def test_place_cell_sample():
     assert neural_meta["metadata"]["napari_cebra_kind"] == "neural_matrix"
 
 
+def test_place_cell_sample_is_drawn_as_a_readable_raster():
+    """Time runs left to right over the full width, the neurons fill a strip a third as tall;
+    the hidden behaviour sits under it on the same time axis, and hovering a pixel still gives
+    [frame, neuron] of the data."""
+    from napari.layers import Image
+
+    (neural, neural_meta, _), (behaviour, behaviour_meta, _) = contrib.place_cell_sample()
+    raster = Image(neural, **{k: v for k, v in neural_meta.items() if k != "metadata"})
+    below = Image(behaviour, **{k: v for k, v in behaviour_meta.items() if k != "metadata"})
+    (top, left), (bottom, right) = raster.extent.world
+    n_frames = len(neural)
+    assert right - left == pytest.approx(n_frames, rel=0.01)
+    assert bottom - top == pytest.approx(n_frames / 3, rel=0.02)
+    (b_top, b_left), (b_bottom, b_right) = below.extent.world
+    assert b_top > bottom and b_bottom - b_top < 0.2 * (bottom - top)
+    assert (b_left, b_right) == pytest.approx((left, right))
+    frame, neuron = raster.world_to_data([(top + bottom) / 2, 2000.0])
+    assert frame == pytest.approx(2000.0) and neuron == pytest.approx(60, abs=1)
+    low, high = neural_meta["contrast_limits"]
+    assert 0 <= low < high <= neural.max()
+
+
 def test_contributions_import_no_gui_or_torch():
     import subprocess
 

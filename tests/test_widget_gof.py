@@ -40,6 +40,53 @@ def recording():
 # ------------------------------------------------------------------------------ line plot
 
 
+def test_plots_follow_napari_theme_light_and_dark(qtbot):
+    """Background, axis text and the theme-coloured curve change with Preferences → theme; a
+    hidden curve leaves the axis range to the visible ones."""
+    from napari.settings import get_settings
+    from vispy.color import Color
+
+    from napari_cebra._widgets.heatmap import Heatmap
+    from napari_cebra._widgets.loss_plot import LossPlot
+    from napari_cebra._widgets.plot_theme import theme_colours
+
+    appearance = get_settings().appearance
+    original = appearance.theme
+    plot, heatmap = LossPlot(), Heatmap()
+    qtbot.addWidget(plot)
+    qtbot.addWidget(heatmap)
+    plot.extend([1, 2, 3], [0.1, 0.2, 0.3], [5.0, 5.5, 6.0], [5.1, 5.7, 6.3])
+    plot.redraw()
+    try:
+        for theme in ("light", "dark"):
+            appearance.theme = theme
+            colours = theme_colours(theme)
+            assert Color(plot.canvas.bgcolor).hex == Color(colours.background).hex
+            assert Color(heatmap.canvas.bgcolor).hex == Color(colours.background).hex
+            assert plot.colour("total") == colours.text
+            assert f"color:{colours.text}" in plot.legend_html()
+        assert theme_colours("light").background != theme_colours("dark").background
+    finally:
+        appearance.theme = original
+    assert not plot.curve_visible("pos")
+    assert plot.y_axis.axis.domain[0] > 4.0  # fitted to the total only
+    plot.show_terms.setChecked(True)
+    assert plot.y_axis.axis.domain[0] < 0.2
+
+
+def test_cleared_plot_reuses_its_line_visuals(qtbot):
+    from napari_cebra._widgets.line_plot import LinePlot
+
+    plot = LinePlot()
+    qtbot.addWidget(plot)
+    plot.set_curve("a", [1, 2], [1, 2])
+    first = plot.canvas.scene.describe_tree().count("Line")
+    for _ in range(3):
+        plot.clear()
+        plot.set_curve("b", [1, 2], [2, 3])
+    assert plot.canvas.scene.describe_tree().count("Line") == first
+
+
 def test_line_plot_holds_named_curves_and_shows_them_in_the_legend(qtbot):
     from napari_cebra._widgets.line_plot import PALETTE, LinePlot
 

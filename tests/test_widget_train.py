@@ -64,9 +64,9 @@ def test_training_through_the_widget_adds_a_linked_embedding(qtbot, viewer_and_w
     np.testing.assert_allclose(
         total, widget.loss_plot.curve("pos")[:, 1] + widget.loss_plot.curve("neg")[:, 1], rtol=1e-4
     )
-    assert not widget.loss_plot.lines["pos"].visible
+    assert not widget.loss_plot.curve_visible("pos")
     widget.loss_plot.show_terms.setChecked(True)
-    assert widget.loss_plot.lines["pos"].visible
+    assert widget.loss_plot.curve_visible("pos") and widget.loss_plot.curve_visible("neg")
     entry = list(session_models())[-1]
     assert len(session_models()) == n_models + 1
     assert entry.trained_on["labels"] == ["position", "right", "left"]
@@ -249,3 +249,22 @@ def test_the_demo_sample_trains_end_to_end(qtbot, make_napari_viewer):
     points = viewer.window.dock_widgets[EMBEDDING_DOCK].layer(list(session_models())[-1].name)
     assert points.data.shape == (n_frames, 3)
     assert list(points.features.columns) == ["frame", "position", "right", "left", "split"]
+
+
+def test_docks_fit_a_laptop_window(qtbot, viewer_and_widget):
+    """With Train CEBRA and the embedding docked, a 1,366 × 768 window stays that size (the
+    forms scroll instead of pushing the window past the screen) and the main canvas keeps
+    almost half of the width for the movie."""
+    viewer, widget = viewer_and_widget
+    widget.params.max_iterations.value = 4
+    widget.train_button.click()
+    _wait_until_idle(qtbot, widget)
+    assert EMBEDDING_DOCK in viewer.window.dock_widgets
+    window = viewer.window._qt_window  # noqa: SLF001 - the test sizes napari's own window
+    window.showNormal()
+    window.resize(1366, 768)
+    qtbot.wait(300)
+    assert window.minimumSizeHint().height() <= 768
+    assert window.height() <= 768 and window.width() <= 1366
+    canvas = viewer.window._qt_viewer.canvas.native  # noqa: SLF001
+    assert canvas.width() >= 0.4 * window.width()

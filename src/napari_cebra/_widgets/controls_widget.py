@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container
-from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets.dock import DockWidget, text_label
+from napari_cebra._widgets.dock import DockWidget, scrolling_layout, text_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import (
     DataPicker,
@@ -162,7 +161,7 @@ class ShuffleControlsWidget(DockWidget):
             x_label="step", y_label="GoF (bits)", title="Goodness of fit over training"
         )
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(self.data.native)
         layout.addWidget(self.params.native)
         layout.addWidget(self.shuffle_box.native)

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label
-from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets.dock import DockWidget, text_label
+from napari_cebra._widgets.dock import DockWidget, scrolling_layout, text_label
 from napari_cebra._widgets.forms import (
     DataPicker,
     DataSelection,
@@ -174,7 +173,7 @@ class GoodnessOfFitWidget(DockWidget):
             x_label="step", y_label="loss / τ", title="InfoNCE loss and temperature τ"
         )
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(self.model_box.native)
         layout.addWidget(self.data.native)
         layout.addWidget(self.panel)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-BACKGROUND = "#262930"  # napari's dark theme background
-TEXT_COLOUR = "#e0e0e0"
+from napari_cebra._widgets.plot_theme import PlotColours, follow_theme
+
 COLORMAP = "viridis"
 LIMITS = (0.0, 100.0)  # percent; fixed so that train and validation maps read alike
 SHORT_LABEL = 8  # longer axis labels are replaced by numbers explained under the map
@@ -85,7 +85,7 @@ class Heatmap(QWidget):
         self._scene = scene
         self.matrix = np.zeros((0, 0))
         self.names: list[str] = []
-        self.canvas = scene.SceneCanvas(keys=None, size=(320, height), bgcolor=BACKGROUND)
+        self.canvas = scene.SceneCanvas(keys=None, size=(320, height))
         grid = self.canvas.central_widget.add_grid(spacing=2, margin=4)
         self.view = grid.add_view(row=0, col=1)
         self.row_view = grid.add_view(row=0, col=0)
@@ -104,10 +104,8 @@ class Heatmap(QWidget):
             np.zeros((1, 1, 4), dtype=np.float32), interpolation="nearest", parent=self.view.scene
         )
         self.cell_text = scene.Text(color="white", font_size=9, parent=self.view.scene)
-        self.row_text = scene.Text(
-            color=TEXT_COLOUR, font_size=8, anchor_x="right", parent=self.row_view.scene
-        )
-        self.column_text = scene.Text(color=TEXT_COLOUR, font_size=8, parent=self.column_view.scene)
+        self.row_text = scene.Text(font_size=8, anchor_x="right", parent=self.row_view.scene)
+        self.column_text = scene.Text(font_size=8, parent=self.column_view.scene)
 
         self.title = QLabel(title, self)
         self.title.setVisible(bool(title))
@@ -122,6 +120,14 @@ class Heatmap(QWidget):
         layout.addWidget(self.key)
         self.canvas.native.setMinimumHeight(height)
         self.clear()
+        follow_theme(self, self.apply_theme)
+
+    def apply_theme(self, colours: PlotColours) -> None:
+        """Draw with ``colours`` (napari's theme now and after every theme change)."""
+        self.canvas.bgcolor = colours.background
+        for text in (self.row_text, self.column_text, self.colorbar_ticks, self.colorbar_label):
+            text.color = colours.text
+        self.canvas.update()
 
     @property
     def percent(self) -> np.ndarray:
@@ -205,10 +211,9 @@ class Heatmap(QWidget):
         )
         bar.transform = STTransform(scale=(1.0, (high - low) / steps), translate=(0.0, low))
         ticks = np.linspace(low, high, 5)
-        scene.Text(
+        self.colorbar_ticks = scene.Text(
             [f"{value:g}" for value in ticks],
             pos=np.column_stack([np.full(len(ticks), 1.3), ticks]),
-            color=TEXT_COLOUR,
             font_size=7,
             anchor_x="left",
             parent=self.colorbar_view.scene,
@@ -217,7 +222,6 @@ class Heatmap(QWidget):
             label,
             pos=(3.5, (low + high) / 2),
             rotation=-90,
-            color=TEXT_COLOUR,
             font_size=8,
             parent=self.colorbar_view.scene,
         )

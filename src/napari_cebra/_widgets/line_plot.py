@@ -2,8 +2,9 @@
 
 Used by the goodness-of-fit, shuffle-control, consistency and sweep widgets: named curves with
 their own colours, axes with labels, a legend under the canvas that shows each curve's last value,
-optional horizontal reference lines (e.g. "0 bits"), and redraws throttled so that appending
-hundreds of points per second does not load the GUI thread.
+optional horizontal reference lines (e.g. "0 bits"), curves that can be hidden, colours that
+follow napari's theme, and redraws throttled so that appending hundreds of points per second does
+not load the GUI thread.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-BACKGROUND = "#262930"  # napari's dark theme background
-AXIS_COLOUR = "#c8c8c8"
-TEXT_COLOUR = "#e0e0e0"
+from napari_cebra._widgets.plot_theme import FOREGROUND, PlotColours, follow_theme
+
 REFERENCE_COLOUR = (0.54, 0.56, 0.59, 1.0)  # grey, RGBA (InfiniteLine needs floats)
 REDRAW_MS = 100
 # Okabe–Ito colours (colour-blind safe), used in turn for curves added without a colour.
@@ -29,7 +29,7 @@ PALETTE = (
     "#cc79a7",
     "#0072b2",
     "#d55e00",
-    "#f0f0f0",
+    FOREGROUND,
 )
 
 
@@ -42,13 +42,16 @@ class Curve:
     name : str
         Legend text (unique within a plot).
     colour : str
-        Hex colour.
+        Hex colour, or :data:`~napari_cebra._widgets.plot_theme.FOREGROUND` for the theme's
+        text colour.
     x, y : list of float
         The points, in the order they were given.
     markers : bool
         Also draw a dot at every point (useful for curves with few points).
     fmt : str
         Format of the last value shown in the legend (``""`` hides it).
+    visible : bool
+        Drawn and included in the axes' range (the legend always lists it).
     """
 
     name: str
@@ -57,6 +60,7 @@ class Curve:
     y: list[float] = field(default_factory=list)
     markers: bool = False
     fmt: str = ".3f"
+    visible: bool = True
 
     def points(self) -> np.ndarray:
         """``(n, 2)`` float64 array of the finite points."""
@@ -97,17 +101,11 @@ class LinePlot(QWidget):
         from vispy import scene
 
         self._scene = scene
-        self.canvas = scene.SceneCanvas(keys=None, size=(320, height), bgcolor=BACKGROUND)
+        self.canvas = scene.SceneCanvas(keys=None, size=(320, height))
         grid = self.canvas.central_widget.add_grid(spacing=0)
-        self.view = grid.add_view(row=0, col=1, border_color="#5a5f66")
+        self.view = grid.add_view(row=0, col=1)
         self.view.camera = scene.PanZoomCamera(aspect=None, interactive=False)
-        axis_style = {
-            "axis_color": AXIS_COLOUR,
-            "tick_color": AXIS_COLOUR,
-            "text_color": TEXT_COLOUR,
-            "axis_font_size": 8,
-            "tick_font_size": 7,
-        }
+        axis_style = {"axis_font_size": 8, "tick_font_size": 7}
         self.y_axis = scene.AxisWidget(orientation="left", axis_label=y_label, **axis_style)
         self.y_axis.width_max = 62
         self.x_axis = scene.AxisWidget(orientation="bottom", axis_label=x_label, **axis_style)
@@ -133,10 +131,22 @@ class LinePlot(QWidget):
 
         self._curves: dict[str, Curve] = {}
         self._visuals: dict[str, tuple[object, object]] = {}
+        self._spare: list[tuple[object, object]] = []
         self._references: dict[float, object] = {}
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.redraw)
+        self.colours: PlotColours | None = None
+        follow_theme(self, self.apply_theme)
+
+    def apply_theme(self, colours: PlotColours) -> None:
+        """Draw with ``colours`` (called with napari's theme now and on every theme change)."""
+        self.colours = colours
+        self.canvas.bgcolor = colours.background
+        self.view.border_color = colours.border
+        for axis in (self.x_axis.axis, self.y_axis.axis):
+            axis.axis_color = axis.tick_color = colours.axis
+            axis.text_color = colours.text
         self.redraw()
 
     # ----------------------------------------------------------------- curves
@@ -150,8 +160,9 @@ class LinePlot(QWidget):
         return self._get(name).points()
 
     def colour(self, name: str) -> str:
-        """Hex colour of curve ``name``."""
-        return self._get(name).colour
+        """Hex colour curve ``name`` is drawn in (the theme's text colour for ``FOREGROUND``)."""
+        colour = self._get(name).colour
+        return colour if self.colours is None else self.colours.resolve(colour)
 
     def add_curve(
         self, name: str, colour: str | None = None, markers: bool = False, fmt: str = ".3f"
@@ -164,7 +175,7 @@ class LinePlot(QWidget):
         else:
             colour = colour or PALETTE[len(self._curves) % len(PALETTE)]
             self._curves[name] = Curve(name, colour, markers=markers, fmt=fmt)
-            self._visuals[name] = self._make_visuals(colour)
+            self._visuals[name] = self._make_visuals()
         self._schedule()
 
     def set_curve(
@@ -196,20 +207,37 @@ class LinePlot(QWidget):
 
     def append(self, name: str, x: float, y: float) -> None:
         """Add one point to curve ``name`` (created with the next palette colour if new)."""
+        self.extend_curve(name, [x], [y])
+
+    def extend_curve(
+        self, name: str, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+    ) -> None:
+        """Add several points to curve ``name`` (created with the next palette colour if new)."""
         if name not in self._curves:
             self.add_curve(name)
         entry = self._curves[name]
-        entry.x.append(float(x))
-        entry.y.append(float(y))
+        entry.x.extend(float(v) for v in x)
+        entry.y.extend(float(v) for v in y)
         self._schedule()
+
+    def curve_visible(self, name: str) -> bool:
+        """Whether curve ``name`` is shown (see :meth:`set_visible`)."""
+        return self._get(name).visible
+
+    def set_visible(self, name: str, visible: bool) -> None:
+        """Show or hide curve ``name``; hidden curves do not count for the axes' range."""
+        self._get(name).visible = bool(visible)
+        self.redraw()
 
     def remove_curve(self, name: str) -> None:
         """Delete curve ``name``; unknown names are ignored."""
         if name not in self._curves:
             return
         del self._curves[name]
-        for visual in self._visuals.pop(name):
-            visual.parent = None
+        visuals = self._visuals.pop(name)
+        for visual in visuals:
+            visual.visible = False
+        self._spare.append(visuals)  # reused: a new visual compiles its shaders on first draw
         self._schedule()
 
     def clear(self) -> None:
@@ -256,12 +284,15 @@ class LinePlot(QWidget):
         for name, entry in self._curves.items():
             line, dots = self._visuals[name]
             points = entry.points().astype(np.float32)
-            line.visible = len(points) >= 2
+            colour = self.colour(name)
+            line.visible = entry.visible and len(points) >= 2
             if line.visible:
-                line.set_data(pos=points, color=entry.colour)
-            dots.visible = len(points) >= 1 and (entry.markers or len(points) == 1)
+                line.set_data(pos=points, color=colour)
+            dots.visible = (
+                entry.visible and len(points) >= 1 and (entry.markers or len(points) == 1)
+            )
             if dots.visible:
-                dots.set_data(points, face_color=entry.colour, edge_width=0, size=7)
+                dots.set_data(points, face_color=colour, edge_width=0, size=7)
         self.view.camera.set_range(x=x_range, y=y_range, margin=0)
         self._sync_axes()
         self.legend.setText(self.legend_html())
@@ -272,12 +303,13 @@ class LinePlot(QWidget):
         for entry in self._curves.values():
             finite = [v for v in entry.y if np.isfinite(v)]
             last = f" {format(finite[-1], entry.fmt)}" if finite and entry.fmt else ""
-            parts.append(f"<span style='color:{entry.colour}'>━ {entry.name}{last}</span>")
+            colour = self.colour(entry.name)
+            parts.append(f"<span style='color:{colour}'>━ {entry.name}{last}</span>")
         return "&nbsp;&nbsp; ".join(parts) if parts else "<i>nothing to show yet</i>"
 
     def _data_range(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """Padded x and y ranges covering every curve and reference line."""
-        points = [entry.points() for entry in self._curves.values()]
+        points = [entry.points() for entry in self._curves.values() if entry.visible]
         points = np.concatenate([p for p in points if len(p)] or [np.zeros((0, 2))])
         ys = np.concatenate([points[:, 1], list(self._references)])
         if len(points) == 0:
@@ -300,15 +332,13 @@ class LinePlot(QWidget):
         self.x_axis.axis.domain = (rect.left, rect.right)
         self.y_axis.axis.domain = (rect.bottom, rect.top)
 
-    def _make_visuals(self, colour: str) -> tuple[object, object]:
-        line = self._scene.Line(
-            pos=np.zeros((2, 2), dtype=np.float32),
-            color=colour,
-            width=2,
-            parent=self.view.scene,
-        )
+    def _make_visuals(self) -> tuple[object, object]:
+        if self._spare:
+            return self._spare.pop()
+        line = self._scene.Line(pos=np.zeros((2, 2), dtype=np.float32), width=2)
+        line.parent = self.view.scene
         dots = self._scene.Markers(parent=self.view.scene)
-        dots.set_data(np.zeros((1, 2), dtype=np.float32), face_color=colour, size=7)
+        dots.set_data(np.zeros((1, 2), dtype=np.float32), size=7)  # empty markers have no bounds
         line.visible = dots.visible = False
         return line, dots
 

@@ -14,11 +14,10 @@ from magicgui.widgets import (
     Label,
     PushButton,
 )
-from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.background import qt_alive
-from napari_cebra._widgets.dock import DockWidget, wrap_label
+from napari_cebra._widgets.dock import DockWidget, scrolling_layout, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import DataPicker, DataSelection
 from napari_cebra._widgets.run_panel import RunPanel
@@ -67,7 +66,7 @@ class ModelsWidget(DockWidget):
                 self.data,
             ]
         )
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(self.box.native)
         layout.addWidget(self.panel)
         layout.addStretch(1)

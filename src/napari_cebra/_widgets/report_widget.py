@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, Container, FileEdit, SpinBox
-from qtpy.QtWidgets import QVBoxLayout
 
-from napari_cebra._widgets.dock import DockWidget, text_label
+from napari_cebra._widgets.dock import DockWidget, scrolling_layout, text_label
 from napari_cebra._widgets.forms import (
     DataPicker,
     DataSelection,
@@ -146,7 +145,7 @@ class ReportWidget(DockWidget):
         self.status, self.runner = self.panel.status, self.panel.runner
         self.summary = text_label()
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(self.data.native)
         layout.addWidget(self.settings_box.native)
         layout.addWidget(self.panel)

@@ -6,10 +6,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Label
-from qtpy.QtWidgets import QVBoxLayout
 
 from napari_cebra._widgets import layer_data
-from napari_cebra._widgets.dock import DockWidget, wrap_label
+from napari_cebra._widgets.dock import DockWidget, scrolling_layout, wrap_label
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import DataPicker
 from napari_cebra._widgets.loss_plot import LossPlot
@@ -51,7 +50,7 @@ class TrainWidget(DockWidget):
         self.train_button.clicked.connect(self.start_training)
         self.loss_plot = LossPlot(self)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(self.data.native)
         layout.addWidget(self.params.native)
         layout.addWidget(self.panel)

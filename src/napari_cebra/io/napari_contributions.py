@@ -33,6 +33,36 @@ def _metadata(kind: str, **extra: Any) -> dict[str, Any]:
     return {KIND_KEY: kind, **extra}
 
 
+RASTER_ASPECT = 3.0
+"""Width : height of a time × neurons raster as first drawn (time left to right)."""
+
+
+def raster_display(
+    n_frames: int, n_rows: int, height: float | None = None, top: float = 0.0
+) -> dict[str, Any]:
+    """Layer keywords that draw a ``(T, n)`` matrix as a raster a person can read.
+
+    The data stay time × neurons (what the widgets read); an affine transform draws time from
+    left to right (one frame per unit) and the ``n_rows`` columns from top to bottom, together
+    ``height`` units tall (default ``T / RASTER_ASPECT``) starting at ``top``: 10,000 frames of
+    120 neurons appear as a 3:1 strip instead of a one-pixel-wide column. Hovering still
+    reports ``[frame, neuron]``.
+    """
+    height = n_frames / RASTER_ASPECT if height is None else height
+    row_height = max(height / max(n_rows, 1), 1e-3)
+    return {"affine": [[0.0, row_height, top], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]}
+
+
+def matrix_contrast(matrix: np.ndarray) -> list[float]:
+    """Contrast limits of a raster: 1st to 99.5th percentile of the finite values."""
+    finite = matrix[np.isfinite(matrix)] if matrix.size else matrix
+    if finite.size == 0:
+        return [0.0, 1.0]
+    sample = finite[:: max(1, finite.size // 1_000_000)]  # a million values suffice
+    low, high = np.percentile(sample, [1.0, 99.5])
+    return [float(low), float(max(high, low + 1e-6))]
+
+
 def _single_path(path: str | os.PathLike | Sequence[str | os.PathLike]) -> Path | None:
     if isinstance(path, (list, tuple)):
         return Path(path[0]) if len(path) == 1 else None
@@ -95,12 +125,12 @@ def read_matrix_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerDat
     """A neural matrix file as one Image layer ``(T, n)`` named after the file."""
     single = _single_path(path)
     matrix = load_matrix(single)
-    low, high = np.nanpercentile(matrix, [1.0, 99.5]) if matrix.size else (0.0, 1.0)
     meta = {
         "name": single.stem,
         "metadata": _metadata("neural_matrix", source=str(single), axes=["time", "neurons"]),
         "colormap": "magma",
-        "contrast_limits": [float(low), float(max(high, low + 1e-6))],
+        "contrast_limits": matrix_contrast(matrix),
+        **raster_display(*matrix.shape),
     }
     return [(matrix, meta, "image")]
 
@@ -174,6 +204,8 @@ def read_suite2p_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerDa
                 "name": "suite2p traces",
                 "colormap": "magma",
                 "visible": False,
+                "contrast_limits": matrix_contrast(recording.traces),
+                **raster_display(*recording.traces.shape),
                 "metadata": _metadata(
                     "neural_matrix",
                     source=source,
@@ -230,11 +262,19 @@ def write_points_npy(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
 
 def _behaviour_layer(behaviour: np.ndarray) -> LayerData:
+    """Behaviour ``(T, 3)`` as a thin strip under the neural raster, on the same time axis."""
+    raster_height = len(behaviour) / RASTER_ASPECT
     return (
         behaviour,
         {
             "name": "behaviour",
             "visible": False,
+            **raster_display(
+                len(behaviour),
+                behaviour.shape[1],
+                height=0.15 * raster_height,
+                top=1.03 * raster_height,
+            ),
             "colormap": "viridis",
             "contrast_limits": [0.0, float(max(behaviour.max(), 1.0))],
             "metadata": _metadata(
@@ -303,7 +343,8 @@ def place_cell_sample() -> list[LayerData]:
     neural_meta = {
         "name": "neural",
         "colormap": "magma",
-        "contrast_limits": [0.0, float(max(recording.neural.max(), 1.0))],
+        "contrast_limits": matrix_contrast(recording.neural),
+        **raster_display(*recording.neural.shape),
         "metadata": _metadata(
             "neural_matrix", axes=["time", "neurons"], bin_size=recording.bin_size
         ),
