@@ -116,3 +116,36 @@ def test_axes_choice_for_higher_dimensional_embeddings(viewer):
     np.testing.assert_allclose(layer.data, embedding[:, [3, 4, 2]])
     view.remove_button.clicked()
     assert "five" not in view.viewer.layers and view.choice.value == "emb"
+
+
+def test_long_recordings_draw_every_kth_frame_and_link_every_frame(make_napari_viewer):
+    """45,000 frames: 15,000 points are drawn (one in 3), the colours and features follow the
+    drawn rows, the highlight marks frames that are not drawn at their exact place, a click on
+    drawn point i goes to frame 3·i, and the readout says what is drawn."""
+    from napari_cebra._widgets.embedding_view import HIGHLIGHT_LAYER, MAX_SHOWN_POINTS
+
+    n_frames = 45_000
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((n_frames, 4, 4), dtype=np.uint8), name="movie")
+    view = embedding_view(viewer)
+    rng = np.random.default_rng(1)
+    embedding = rng.normal(size=(n_frames, 3)).astype(np.float32)
+    position = np.linspace(0.0, 1.6, n_frames)
+    view.add_embedding(
+        embedding, name="long", features=pd.DataFrame({"position": position}), time_layer="movie"
+    )
+    layer = view.layer("long")
+    assert len(layer.data) == n_frames // 3 <= MAX_SHOWN_POINTS
+    np.testing.assert_array_equal(layer.data, embedding[::3])
+    np.testing.assert_allclose(layer.features["position"], position[::3])
+    np.testing.assert_array_equal(layer.features["frame"], np.arange(0, n_frames, 3))
+    assert "one frame in 3 of 45,000" in view.readout.text()
+    viewer.dims.set_current_step(0, 1001)  # not a drawn frame
+    highlight = view.viewer.layers[HIGHLIGHT_LAYER]
+    np.testing.assert_allclose(highlight.data[-1], embedding[1001])
+    assert view.highlighted_frames()[-1] == 1001
+    view.jump_to_point(500)
+    assert viewer.dims.current_step[0] == 1500
+    view.color_by.value = "frame"
+    first, last = layer.face_color[0], layer.face_color[-1]
+    assert not np.allclose(first, last) and view.current.legend.high == n_frames - 1

@@ -128,7 +128,13 @@ class CebraParamsForm(Container):
         super().__init__(
             widgets=[self.main_box, self.advanced_toggle, self.advanced_box], labels=False
         )
-        unknown = self.hidden - set(self.parameter_names())
+        # checked against the form's own fields: the estimator's parameter list would import
+        # scikit-learn in the GUI thread while the dock opens
+        unknown = {
+            name
+            for name in self.hidden
+            if name != "optimizer_kwargs" and not isinstance(getattr(self, name, None), Widget)
+        }
         if unknown:
             raise ValueError(f"Cannot hide {sorted(unknown)}: not parameters of the form.")
         # the device and encoder lists need torch: filled in once the engine has loaded in its
