@@ -61,7 +61,7 @@ def test_plots_follow_napari_theme_light_and_dark(qtbot):
         for theme in ("light", "dark"):
             appearance.theme = theme
             colours = theme_colours(theme)
-            assert Color(plot.canvas.bgcolor).hex == Color(colours.background).hex
+            assert plot.background == colours.background
             assert Color(heatmap.canvas.bgcolor).hex == Color(colours.background).hex
             assert plot.colour("total") == colours.text
             assert f"color:{colours.text}" in plot.legend_html()
@@ -69,22 +69,34 @@ def test_plots_follow_napari_theme_light_and_dark(qtbot):
     finally:
         appearance.theme = original
     assert not plot.curve_visible("pos")
-    assert plot.y_axis.axis.domain[0] > 4.0  # fitted to the total only
+    assert plot.y_range[0] > 4.0  # fitted to the total only
     plot.show_terms.setChecked(True)
-    assert plot.y_axis.axis.domain[0] < 0.2
+    assert plot.y_range[0] < 0.2
 
 
-def test_cleared_plot_reuses_its_line_visuals(qtbot):
-    from napari_cebra._widgets.line_plot import LinePlot
+def test_plot_paints_long_curves_as_their_envelope(qtbot):
+    """A 200,000-point curve is painted as the low/high of each pixel column, keeping its
+    extremes, and the picture shows the curve's colour on the theme's background."""
+    from napari_cebra._widgets.line_plot import LinePlot, envelope
 
-    plot = LinePlot()
+    x = np.arange(200_000, dtype=float)
+    y = np.sin(x / 5000.0)
+    y[123_456] = 3.0  # a single spike must survive
+    pixels = envelope(np.column_stack([x, y]), 300)
+    assert len(pixels) <= 4 * 300 and pixels[:, 1].max() == 3.0 and pixels[:, 1].min() < -0.99
+    plot = LinePlot(x_label="step", y_label="value")
     qtbot.addWidget(plot)
-    plot.set_curve("a", [1, 2], [1, 2])
-    first = plot.canvas.scene.describe_tree().count("Line")
-    for _ in range(3):
-        plot.clear()
-        plot.set_curve("b", [1, 2], [2, 3])
-    assert plot.canvas.scene.describe_tree().count("Line") == first
+    plot.resize(400, 260)
+    plot.set_curve("long", x, y, colour="#e69f00")
+    plot.redraw()
+    image = plot.canvas.grab().toImage()
+    colours = {
+        image.pixelColor(i, j).name()
+        for i in range(0, image.width(), 3)
+        for j in range(0, image.height(), 3)
+    }
+    assert plot.background in colours and "#e69f00" in colours
+    assert plot.y_range[1] >= 3.0
 
 
 def test_line_plot_holds_named_curves_and_shows_them_in_the_legend(qtbot):
@@ -103,8 +115,8 @@ def test_line_plot_holds_named_curves_and_shows_them_in_the_legend(qtbot):
     assert plot.colour("train") == PALETTE[0] and plot.colour("valid") == PALETTE[1]
     assert "train 1.500" in plot.legend_html() and "valid 0.400" in plot.legend_html()
     # tick labels follow the data range (x 1…3, y from the 0-bit line up to 1.5)
-    x_low, x_high = plot.x_axis.axis.domain
-    y_low, y_high = plot.y_axis.axis.domain
+    x_low, x_high = plot.x_range
+    y_low, y_high = plot.y_range
     assert x_low <= 1 < 3 <= x_high and x_high - x_low < 3
     assert y_low <= 0.0 < 1.5 <= y_high and y_high - y_low < 2.5
 

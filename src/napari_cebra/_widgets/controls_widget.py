@@ -161,11 +161,10 @@ class ShuffleControlsWidget(DockWidget):
             x_label="step", y_label="GoF (bits)", title="Goodness of fit over training"
         )
 
-        layout = scrolling_layout(self)
+        layout = scrolling_layout(self, footer=[self.panel])  # Run/Stop always in sight
         layout.addWidget(self.data.native)
         layout.addWidget(self.params.native)
         layout.addWidget(self.shuffle_box.native)
-        layout.addWidget(self.panel)
         layout.addWidget(self.scores)
         layout.addWidget(self.verdicts)
         layout.addWidget(self.loss_plot, stretch=1)

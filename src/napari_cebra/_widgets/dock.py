@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import napari
 
 MIN_FORM_HEIGHT = 450  # px: docks added later (e.g. the embedding view) must not squash the form
+MIN_SCROLL_HEIGHT = 160  # px: a form with an always-visible footer scrolls in what is left
 COLUMN_PROPERTY = "napari_cebra_column"  # marks the QDockWidgets of our tabbed column
 
 
@@ -118,11 +119,15 @@ def wrap_label(label: Any) -> Any:
     return label
 
 
-def scrolling_layout(widget: QWidget) -> QVBoxLayout:
+def scrolling_layout(
+    widget: QWidget, footer: Sequence[QWidget] = (), stretch: Sequence[int] = ()
+) -> QVBoxLayout:
     """Put a vertical scroll area into ``widget`` and return the layout of its contents.
 
     Docks are often shorter than a form with plots; scrolling keeps every control at its natural
-    height instead of squeezing them.
+    height instead of squeezing them, and the dock never asks the window to grow past the screen.
+    ``footer`` widgets (Run/Stop and a live plot, say) stay under the scroll area, always visible,
+    with the given ``stretch`` factors (the scroll area's is 1).
     """
     content = QWidget()
     layout = QVBoxLayout(content)
@@ -130,8 +135,11 @@ def scrolling_layout(widget: QWidget) -> QVBoxLayout:
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.NoFrame)
     scroll.setWidget(content)
-    scroll.setMinimumHeight(MIN_FORM_HEIGHT)
+    scroll.setMinimumHeight(MIN_SCROLL_HEIGHT if footer else MIN_FORM_HEIGHT)
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(scroll)
+    outer.addWidget(scroll, stretch=1)
+    factors = list(stretch) + [0] * (len(footer) - len(stretch))
+    for item, factor in zip(footer, factors, strict=True):
+        outer.addWidget(item, stretch=factor)
     return layout

@@ -173,10 +173,9 @@ class GoodnessOfFitWidget(DockWidget):
             x_label="step", y_label="loss / τ", title="InfoNCE loss and temperature τ"
         )
 
-        layout = scrolling_layout(self)
+        layout = scrolling_layout(self, footer=[self.panel])  # Run/Stop always in sight
         layout.addWidget(self.model_box.native)
         layout.addWidget(self.data.native)
-        layout.addWidget(self.panel)
         for label in (self.scores, self.reading):
             layout.addWidget(label)
         layout.addWidget(self.gof_plot, stretch=1)

@@ -1,10 +1,15 @@
-"""A generic multi-curve line plot drawn with vispy inside a Qt widget.
+"""A generic multi-curve line plot, painted with Qt's ``QPainter`` inside a widget.
 
 Used by the goodness-of-fit, shuffle-control, consistency and sweep widgets: named curves with
 their own colours, axes with labels, a legend under the canvas that shows each curve's last value,
 optional horizontal reference lines (e.g. "0 bits"), curves that can be hidden, colours that
 follow napari's theme, and redraws throttled so that appending hundreds of points per second does
 not load the GUI thread.
+
+Why not a vispy canvas: each vispy canvas is an OpenGL context whose creation, shader compilation
+and glyph rendering cost the GUI thread ~1 s when a dock opens and again on its first draw, and
+~25 ms of Python per redraw; without a GPU that was most of the stall of opening Train CEBRA and
+of the first training run. A few thousand points painted by Qt take a few milliseconds.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtCore import QPointF, QRectF, Qt, QTimer
+from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.plot_theme import FOREGROUND, PlotColours, follow_theme
 
-REFERENCE_COLOUR = (0.54, 0.56, 0.59, 1.0)  # grey, RGBA (InfiniteLine needs floats)
+REFERENCE_COLOUR = "#8a8f96"  # grey
+MARGINS = (58, 10, 14, 36)  # left, top, right, bottom: room for tick labels and axis labels
 REDRAW_MS = 100
 # Okabe–Ito colours (colour-blind safe), used in turn for curves added without a colour.
 PALETTE = (
@@ -68,6 +75,139 @@ class Curve:
         return data[np.isfinite(data).all(axis=1)]
 
 
+def nice_ticks(low: float, high: float, target: int = 5) -> np.ndarray:
+    """Round tick values (1, 2 or 5 times a power of ten apart) inside ``[low, high]``."""
+    span = high - low
+    if not np.isfinite(span) or span <= 0:
+        return np.array([low])
+    raw = span / max(1, target)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = power * min((m for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw), default=10.0)
+    first = np.ceil(low / step) * step
+    ticks = np.arange(first, high + 0.5 * step * 1e-6, step)
+    return ticks[(ticks >= low - 1e-9 * span) & (ticks <= high + 1e-9 * span)]
+
+
+def tick_label(value: float, step: float) -> str:
+    """A tick value with as many decimals as the spacing of the ticks needs."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e5 or abs(value) < 1e-3:
+        return f"{value:.2g}"
+    decimals = max(0, -int(np.floor(np.log10(step)))) if step > 0 else 0
+    return f"{value:.{decimals}f}"
+
+
+def envelope(pixels: np.ndarray, width: int) -> np.ndarray:
+    """At most ~4 points per pixel column: a long curve as the low and high of each column
+    (what a full-resolution line would cover), a short one unchanged."""
+    if len(pixels) <= 4 * max(width, 1):
+        return pixels
+    edges = np.linspace(0, len(pixels), 2 * max(width, 1) + 1).astype(np.int64)
+    starts = np.unique(edges[:-1])
+    low = np.minimum.reduceat(pixels[:, 1], starts)
+    high = np.maximum.reduceat(pixels[:, 1], starts)
+    x = pixels[starts, 0]
+    return np.column_stack([np.repeat(x, 2), np.column_stack([low, high]).ravel()])
+
+
+class _Canvas(QWidget):
+    """The painted part of a :class:`LinePlot`: frame, ticks, labels, reference lines, curves."""
+
+    def __init__(self, plot: LinePlot, height: int) -> None:
+        super().__init__(plot)
+        self.plot = plot
+        self.setMinimumHeight(height)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+
+    def data_rect(self) -> QRectF:
+        left, top, right, bottom = MARGINS
+        return QRectF(left, top, self.width() - left - right, self.height() - top - bottom)
+
+    def paintEvent(self, _event: object) -> None:  # noqa: N802 (Qt name)
+        """Paint the plot with the plot's current ranges and colours."""
+        plot, colours = self.plot, self.plot.colours
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        background = colours.background if colours else "#262930"
+        text = QColor(colours.text if colours else "#e0e0e0")
+        axis = QColor(colours.axis if colours else "#c8c8c8")
+        painter.fillRect(self.rect(), QColor(background))
+        rect = self.data_rect()
+        if rect.width() < 10 or rect.height() < 10:
+            painter.end()
+            return
+        (x_low, x_high), (y_low, y_high) = plot.x_range, plot.y_range
+
+        def to_pixels(points: np.ndarray) -> np.ndarray:
+            x = rect.left() + (points[:, 0] - x_low) / (x_high - x_low) * rect.width()
+            y = rect.bottom() - (points[:, 1] - y_low) / (y_high - y_low) * rect.height()
+            return np.column_stack([x, y])
+
+        font = QFont(self.font())
+        font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        painter.setPen(QPen(axis, 1))
+        painter.drawRect(rect)
+        for value in (ticks := nice_ticks(x_low, x_high)):
+            x = rect.left() + (value - x_low) / (x_high - x_low) * rect.width()
+            painter.setPen(QPen(axis, 1))
+            painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 4))
+            label = tick_label(value, ticks[1] - ticks[0] if len(ticks) > 1 else 1.0)
+            painter.setPen(text)
+            width = metrics.horizontalAdvance(label)
+            painter.drawText(QPointF(x - width / 2, rect.bottom() + 5 + metrics.ascent()), label)
+        for value in (ticks := nice_ticks(y_low, y_high)):
+            y = rect.bottom() - (value - y_low) / (y_high - y_low) * rect.height()
+            painter.setPen(QPen(axis, 1))
+            painter.drawLine(QPointF(rect.left() - 4, y), QPointF(rect.left(), y))
+            label = tick_label(value, ticks[1] - ticks[0] if len(ticks) > 1 else 1.0)
+            painter.setPen(text)
+            width = metrics.horizontalAdvance(label)
+            painter.drawText(QPointF(rect.left() - 6 - width, y + metrics.ascent() / 2 - 1), label)
+        painter.setPen(text)
+        x_label, y_label = plot.labels
+        if x_label:
+            width = metrics.horizontalAdvance(x_label)
+            painter.drawText(
+                QPointF(rect.center().x() - width / 2, self.height() - metrics.descent() - 1),
+                x_label,
+            )
+        if y_label:
+            painter.save()
+            painter.translate(metrics.ascent() + 1, rect.center().y())
+            painter.rotate(-90)
+            painter.drawText(QPointF(-metrics.horizontalAdvance(y_label) / 2, 0), y_label)
+            painter.restore()
+        painter.setClipRect(rect)
+        for value in plot.reference_values():
+            y = rect.bottom() - (value - y_low) / (y_high - y_low) * rect.height()
+            painter.setPen(QPen(QColor(REFERENCE_COLOUR), 1, Qt.DotLine))
+            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+        for name in plot.names:
+            if not plot.curve_visible(name):
+                continue
+            points = plot.curve(name)
+            if not len(points):
+                continue
+            pixels = envelope(to_pixels(points), int(rect.width()))
+            colour = QColor(plot.colour(name))
+            if len(pixels) >= 2:
+                path = QPainterPath(QPointF(*pixels[0]))
+                for x, y in pixels[1:]:
+                    path.lineTo(x, y)
+                painter.setPen(QPen(colour, 1.6))
+                painter.setBrush(Qt.NoBrush)
+                painter.drawPath(path)
+            if plot.has_markers(name) or len(pixels) == 1:
+                painter.setPen(Qt.NoPen)
+                painter.setBrush(colour)
+                for x, y in pixels:
+                    painter.drawEllipse(QPointF(x, y), 3.5, 3.5)
+        painter.end()
+
+
 class LinePlot(QWidget):
     """Named curves on shared axes, with a legend and throttled redraws.
 
@@ -98,25 +238,13 @@ class LinePlot(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        from vispy import scene
-
-        self._scene = scene
-        self.canvas = scene.SceneCanvas(keys=None, size=(320, height))
-        grid = self.canvas.central_widget.add_grid(spacing=0)
-        self.view = grid.add_view(row=0, col=1)
-        self.view.camera = scene.PanZoomCamera(aspect=None, interactive=False)
-        axis_style = {"axis_font_size": 8, "tick_font_size": 7}
-        self.y_axis = scene.AxisWidget(orientation="left", axis_label=y_label, **axis_style)
-        self.y_axis.width_max = 62
-        self.x_axis = scene.AxisWidget(orientation="bottom", axis_label=x_label, **axis_style)
-        self.x_axis.height_max = 40
-        grid.add_widget(self.y_axis, row=0, col=0)
-        grid.add_widget(self.x_axis, row=1, col=1)
-        self.y_axis.link_view(self.view)
-        self.x_axis.link_view(self.view)
-        for widget in (self.x_axis, self.y_axis, self.view):
-            widget.events.resize.connect(self._sync_axes)
-
+        self.labels = (x_label, y_label)
+        self.x_range: tuple[float, float] = (0.0, 1.0)
+        self.y_range: tuple[float, float] = (0.0, 1.0)
+        self.colours: PlotColours | None = None
+        self._curves: dict[str, Curve] = {}
+        self._references: list[float] = []
+        self.canvas = _Canvas(self, height)
         self.title = QLabel(title, self)
         self.title.setVisible(bool(title))
         self.legend = QLabel(self)
@@ -125,29 +253,22 @@ class LinePlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.title)
-        layout.addWidget(self.canvas.native)
+        layout.addWidget(self.canvas, stretch=1)
         layout.addWidget(self.legend)
-        self.canvas.native.setMinimumHeight(height)
-
-        self._curves: dict[str, Curve] = {}
-        self._visuals: dict[str, tuple[object, object]] = {}
-        self._spare: list[tuple[object, object]] = []
-        self._references: dict[float, object] = {}
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.redraw)
-        self.colours: PlotColours | None = None
         follow_theme(self, self.apply_theme)
 
     def apply_theme(self, colours: PlotColours) -> None:
         """Draw with ``colours`` (called with napari's theme now and on every theme change)."""
         self.colours = colours
-        self.canvas.bgcolor = colours.background
-        self.view.border_color = colours.border
-        for axis in (self.x_axis.axis, self.y_axis.axis):
-            axis.axis_color = axis.tick_color = colours.axis
-            axis.text_color = colours.text
         self.redraw()
+
+    @property
+    def background(self) -> str:
+        """The canvas' background colour (the theme's panel background)."""
+        return self.colours.background if self.colours else "#262930"
 
     # ----------------------------------------------------------------- curves
     @property
@@ -164,6 +285,10 @@ class LinePlot(QWidget):
         colour = self._get(name).colour
         return colour if self.colours is None else self.colours.resolve(colour)
 
+    def has_markers(self, name: str) -> bool:
+        """Whether curve ``name`` draws a dot at every point."""
+        return self._get(name).markers
+
     def add_curve(
         self, name: str, colour: str | None = None, markers: bool = False, fmt: str = ".3f"
     ) -> None:
@@ -175,7 +300,6 @@ class LinePlot(QWidget):
         else:
             colour = colour or PALETTE[len(self._curves) % len(PALETTE)]
             self._curves[name] = Curve(name, colour, markers=markers, fmt=fmt)
-            self._visuals[name] = self._make_visuals()
         self._schedule()
 
     def set_curve(
@@ -205,10 +329,6 @@ class LinePlot(QWidget):
         entry.x, entry.y = x.tolist(), y.tolist()
         self._schedule()
 
-    def append(self, name: str, x: float, y: float) -> None:
-        """Add one point to curve ``name`` (created with the next palette colour if new)."""
-        self.extend_curve(name, [x], [y])
-
     def extend_curve(
         self, name: str, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
     ) -> None:
@@ -219,6 +339,10 @@ class LinePlot(QWidget):
         entry.x.extend(float(v) for v in x)
         entry.y.extend(float(v) for v in y)
         self._schedule()
+
+    def append(self, name: str, x: float, y: float) -> None:
+        """Add one point to curve ``name`` (created with the next palette colour if new)."""
+        self.extend_curve(name, [x], [y])
 
     def curve_visible(self, name: str) -> bool:
         """Whether curve ``name`` is shown (see :meth:`set_visible`)."""
@@ -231,44 +355,28 @@ class LinePlot(QWidget):
 
     def remove_curve(self, name: str) -> None:
         """Delete curve ``name``; unknown names are ignored."""
-        if name not in self._curves:
-            return
-        del self._curves[name]
-        visuals = self._visuals.pop(name)
-        for visual in visuals:
-            visual.visible = False
-        self._spare.append(visuals)  # reused: a new visual compiles its shaders on first draw
-        self._schedule()
+        if self._curves.pop(name, None) is not None:
+            self._schedule()
 
     def clear(self) -> None:
         """Delete every curve and reference line and show empty axes."""
-        for name in self.names:
-            self.remove_curve(name)
-        for value in list(self._references):
-            self._references.pop(value).parent = None
+        self._curves.clear()
+        self._references = []
         self.redraw()
 
     def set_reference_lines(self, values: Sequence[float]) -> None:
         """Draw dotted horizontal lines at ``values`` (e.g. ``[0.0]`` for "0 bits")."""
-        for value in list(self._references):
-            self._references.pop(value).parent = None
-        for value in values:
-            line = self._scene.InfiniteLine(
-                pos=float(value),
-                color=REFERENCE_COLOUR,
-                vertical=False,
-                parent=self.view.scene,
-            )
-            line.order = -1
-            self._references[float(value)] = line
+        self._references = [float(value) for value in values]
         self._schedule()
+
+    def reference_values(self) -> list[float]:
+        """The y values of the reference lines."""
+        return list(self._references)
 
     def set_labels(self, x_label: str | None = None, y_label: str | None = None) -> None:
         """Change the axis labels."""
-        if x_label is not None:
-            self.x_axis.axis.axis_label = x_label
-        if y_label is not None:
-            self.y_axis.axis.axis_label = y_label
+        old_x, old_y = self.labels
+        self.labels = (old_x if x_label is None else x_label, old_y if y_label is None else y_label)
         self.canvas.update()
 
     def set_title(self, title: str) -> None:
@@ -278,24 +386,11 @@ class LinePlot(QWidget):
 
     # ---------------------------------------------------------------- drawing
     def redraw(self) -> None:
-        """Push all curves to their visuals, fit the view to them and update the legend."""
+        """Fit the axes to the visible curves, update the legend and repaint."""
         self._timer.stop()
-        x_range, y_range = self._data_range()
-        for name, entry in self._curves.items():
-            line, dots = self._visuals[name]
-            points = entry.points().astype(np.float32)
-            colour = self.colour(name)
-            line.visible = entry.visible and len(points) >= 2
-            if line.visible:
-                line.set_data(pos=points, color=colour)
-            dots.visible = (
-                entry.visible and len(points) >= 1 and (entry.markers or len(points) == 1)
-            )
-            if dots.visible:
-                dots.set_data(points, face_color=colour, edge_width=0, size=7)
-        self.view.camera.set_range(x=x_range, y=y_range, margin=0)
-        self._sync_axes()
+        self.x_range, self.y_range = self._data_range()
         self.legend.setText(self.legend_html())
+        self.canvas.update()
 
     def legend_html(self) -> str:
         """Legend text: a coloured line and the last value of every curve."""
@@ -308,10 +403,10 @@ class LinePlot(QWidget):
         return "&nbsp;&nbsp; ".join(parts) if parts else "<i>nothing to show yet</i>"
 
     def _data_range(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        """Padded x and y ranges covering every curve and reference line."""
+        """Padded x and y ranges covering every visible curve and reference line."""
         points = [entry.points() for entry in self._curves.values() if entry.visible]
         points = np.concatenate([p for p in points if len(p)] or [np.zeros((0, 2))])
-        ys = np.concatenate([points[:, 1], list(self._references)])
+        ys = np.concatenate([points[:, 1], self._references])
         if len(points) == 0:
             x_low, x_high = 0.0, 1.0
         else:
@@ -320,27 +415,6 @@ class LinePlot(QWidget):
         x_pad = max(0.5 if x_low == x_high else 0.0, 0.02 * (x_high - x_low))
         y_pad = max(1e-3, 0.08 * (y_high - y_low), 0.5 if y_low == y_high else 0.0)
         return (x_low - x_pad, x_high + x_pad), (y_low - y_pad, y_high + y_pad)
-
-    def _sync_axes(self, _event: object = None) -> None:
-        """Make the tick labels show the camera's range.
-
-        vispy's axes recompute their range only when the view's transform changes, using their own
-        size at that moment; when an axis is resized after the view (first layout, dock resize)
-        its tick labels would stay stale, so the domains are also set here.
-        """
-        rect = self.view.camera.rect
-        self.x_axis.axis.domain = (rect.left, rect.right)
-        self.y_axis.axis.domain = (rect.bottom, rect.top)
-
-    def _make_visuals(self) -> tuple[object, object]:
-        if self._spare:
-            return self._spare.pop()
-        line = self._scene.Line(pos=np.zeros((2, 2), dtype=np.float32), width=2)
-        line.parent = self.view.scene
-        dots = self._scene.Markers(parent=self.view.scene)
-        dots.set_data(np.zeros((1, 2), dtype=np.float32), size=7)  # empty markers have no bounds
-        line.visible = dots.visible = False
-        return line, dots
 
     def _schedule(self) -> None:
         if not self._timer.isActive():

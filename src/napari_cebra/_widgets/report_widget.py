@@ -145,10 +145,9 @@ class ReportWidget(DockWidget):
         self.status, self.runner = self.panel.status, self.panel.runner
         self.summary = text_label()
 
-        layout = scrolling_layout(self)
+        layout = scrolling_layout(self, footer=[self.panel])  # Run/Stop always in sight
         layout.addWidget(self.data.native)
         layout.addWidget(self.settings_box.native)
-        layout.addWidget(self.panel)
         layout.addWidget(self.summary)
         layout.addStretch(1)
         self.run_button.clicked.connect(self.start)

@@ -50,11 +50,11 @@ class TrainWidget(DockWidget):
         self.train_button.clicked.connect(self.start_training)
         self.loss_plot = LossPlot(self)
 
-        layout = scrolling_layout(self)
+        # Train, Stop and the loss curve stay in sight; the form above them scrolls
+        layout = scrolling_layout(self, footer=[self.panel, self.loss_plot], stretch=[0, 1])
         layout.addWidget(self.data.native)
         layout.addWidget(self.params.native)
-        layout.addWidget(self.panel)
-        layout.addWidget(self.loss_plot, stretch=1)
+        layout.addStretch(1)
         self.stop_button.clicked.connect(self._show_stopping)
 
         for field in (self.params.conditional, self.params.hybrid):
