@@ -176,7 +176,9 @@ def widget_threads() -> int:
 
 def train_in_widget(widget: Any, probe: StallProbe, tag: str) -> Any:
     """Press Train and wait: phases ``<tag>: start`` (until the first record), ``<tag>: training``
-    (until the last step is plotted) and ``<tag>: embedding added`` (result shown, 1 s after)."""
+    (until the last step is plotted, which happens in the same slot as the result: this phase
+    also holds the embedding's landing in its dock) and ``<tag>: embedding added`` (the second
+    after that)."""
     before = widget.last_result
     with probe.phase(f"{tag}: start"):
         widget.train_button.click()

@@ -104,3 +104,24 @@ def test_cells_are_tuned_to_position_and_direction(session):
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         calcium_imaging_session(**kwargs)
+
+
+@pytest.mark.parametrize("a", [0.0, 0.19, 0.953])
+def test_first_order_recursion_equals_scipy_lfilter(a):
+    from scipy.signal import lfilter
+
+    from napari_cebra.io.synthetic import first_order_recursion
+
+    x = np.random.default_rng(3).poisson(0.3, size=(1000, 5)).astype(float)
+    np.testing.assert_allclose(
+        first_order_recursion(x, a), lfilter([1.0], [1.0, -a], x, axis=0), atol=1e-12
+    )
+    np.testing.assert_allclose(first_order_recursion(np.ones(4), 0.5), [1, 1.5, 1.75, 1.875])
+
+
+def test_lazy_session_movie_equals_the_rendered_one():
+    eager = calcium_imaging_session(n_frames=70, shape=(32, 32), n_cells=4, seed=5)
+    lazy = calcium_imaging_session(n_frames=70, shape=(32, 32), n_cells=4, seed=5, lazy=True)
+    assert type(lazy.movie).__module__.startswith("dask")
+    np.testing.assert_array_equal(np.asarray(lazy.movie[17:53]), eager.movie[17:53])
+    np.testing.assert_array_equal(lazy.traces, eager.traces)

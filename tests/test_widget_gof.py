@@ -44,7 +44,6 @@ def test_plots_follow_napari_theme_light_and_dark(qtbot):
     """Background, axis text and the theme-coloured curve change with Preferences → theme; a
     hidden curve leaves the axis range to the visible ones."""
     from napari.settings import get_settings
-    from vispy.color import Color
 
     from napari_cebra._widgets.heatmap import Heatmap
     from napari_cebra._widgets.loss_plot import LossPlot
@@ -62,7 +61,7 @@ def test_plots_follow_napari_theme_light_and_dark(qtbot):
             appearance.theme = theme
             colours = theme_colours(theme)
             assert plot.background == colours.background
-            assert Color(heatmap.canvas.bgcolor).hex == Color(colours.background).hex
+            assert heatmap.background == colours.background
             assert plot.colour("total") == colours.text
             assert f"color:{colours.text}" in plot.legend_html()
         assert theme_colours("light").background != theme_colours("dark").background

@@ -253,8 +253,10 @@ def test_the_demo_sample_trains_end_to_end(qtbot, make_napari_viewer):
 
 def test_docks_fit_a_laptop_window(qtbot, viewer_and_widget):
     """With Train CEBRA and the embedding docked, a 1,366 × 768 window stays that size (the
-    forms scroll instead of pushing the window past the screen) and the main canvas keeps
-    almost half of the width for the movie."""
+    forms scroll instead of pushing the window past the screen), the plugin's column follows
+    the window's width and the main canvas keeps almost half of the width for the movie."""
+    from napari_cebra._widgets.dock import column_width
+
     viewer, widget = viewer_and_widget
     widget.params.max_iterations.value = 4
     widget.train_button.click()
@@ -262,8 +264,13 @@ def test_docks_fit_a_laptop_window(qtbot, viewer_and_widget):
     assert EMBEDDING_DOCK in viewer.window.dock_widgets
     window = viewer.window._qt_window  # noqa: SLF001 - the test sizes napari's own window
     window.showNormal()
+    window.resize(1700, 1050)
+    qtbot.wait(300)
+    column = viewer.window.dock_widgets[EMBEDDING_DOCK].parent()
+    assert abs(column.width() - column_width(1700)) < 30  # re-fitted to the window
     window.resize(1366, 768)
     qtbot.wait(300)
+    assert abs(column.width() - column_width(1366)) < 30
     assert window.minimumSizeHint().height() <= 768
     assert window.height() <= 768 and window.width() <= 1366
     canvas = viewer.window._qt_viewer.canvas.native  # noqa: SLF001

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_cebra._widgets.background import qt_alive
 from napari_cebra._widgets.session import session_models
 
 if TYPE_CHECKING:
@@ -50,8 +51,55 @@ def join_plugin_column(widget: QWidget) -> None:
     dock.setProperty(COLUMN_PROPERTY, True)
     if others:
         window.tabifyDockWidget(others[0], dock)
+    if window.findChild(_ColumnKeeper, _ColumnKeeper.NAME) is None:
+        _ColumnKeeper(window)
     dock.show()
     dock.raise_()
+
+
+def column_width(window_width: int) -> int:
+    """Width of the plugin's column in a window ``window_width`` pixels wide: about 30 %, at
+    least 380 px (the embedding's controls) and at most 560 px, so the movie keeps the larger
+    part of the window."""
+    return int(min(560, max(380, 0.3 * window_width)))
+
+
+class _ColumnKeeper(QObject):
+    """Re-fits the plugin's column (:func:`column_width`) when the window's width changes.
+
+    Qt keeps a dock's width in pixels and gives the whole change of the window's width to the
+    central canvas: shrinking a 1,700 px window to a 1,366 px laptop size took it all from the
+    movie. (A width the user dragged the column to is replaced at the next change of the
+    window's width.)
+    """
+
+    NAME = "napari_cebra_column_keeper"
+
+    def __init__(self, window: QMainWindow) -> None:
+        super().__init__(window)
+        self.setObjectName(self.NAME)
+        self.window = window
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        """On a change of the window's width, resize the column in proportion; never consume."""
+        if watched is self.window and event.type() == QEvent.Resize:
+            old, new = event.oldSize().width(), event.size().width()
+            if old > 0 and new != old:
+                docks = [
+                    dock
+                    for dock in self.window.findChildren(QDockWidget)
+                    if dock.property(COLUMN_PROPERTY) and not dock.isFloating() and dock.isVisible()
+                ]
+                if docks:
+                    width = column_width(new)
+                    QTimer.singleShot(0, lambda: self._resize(docks, width))
+        return False
+
+    def _resize(self, docks: list[QDockWidget], width: int) -> None:
+        docks = [dock for dock in docks if qt_alive(dock)]  # one may have closed meanwhile
+        if docks:
+            self.window.resizeDocks(docks, [width] * len(docks), Qt.Orientation.Horizontal)
 
 
 def fit_main_view(viewer: napari.viewer.Viewer) -> None:

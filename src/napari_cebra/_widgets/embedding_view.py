@@ -24,7 +24,12 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.colour_legend import ColourLegend, Legend
-from napari_cebra._widgets.dock import fit_main_view, join_plugin_column, text_label
+from napari_cebra._widgets.dock import (
+    column_width,
+    fit_main_view,
+    join_plugin_column,
+    text_label,
+)
 from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
 
 EMBEDDING_DOCK = "CEBRA embedding"
@@ -231,8 +236,7 @@ class EmbeddingView(QWidget):
         canvas the larger part of the window (about 30 % of the width, 380–560 px)."""
         dock, window = self.parent(), self.window()
         if isinstance(dock, QDockWidget) and isinstance(window, QMainWindow):
-            width = int(min(560, max(380, 0.3 * window.width())))
-            window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+            window.resizeDocks([dock], [column_width(window.width())], Qt.Orientation.Horizontal)
         QTimer.singleShot(100, self._fit_views)  # once the canvases have their final size
 
     def _fit_views(self) -> None:

@@ -1,8 +1,9 @@
-"""An annotated heatmap with a colour bar, drawn with vispy inside a Qt widget.
+"""An annotated heatmap with a colour bar, painted with Qt's ``QPainter`` inside a widget.
 
 Made for consistency matrices: entry ``[a, b]`` is the R² of a linear fit from embedding ``a`` to
 embedding ``b``. Cells show the value in percent with one decimal; NaN cells (the diagonal, pairs
 that were not compared) stay blank. Rows are the predicting embedding, columns the predicted one.
+Painted by Qt like the line plots (no OpenGL context per map, see ``line_plot``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtCore import QPointF, QRectF, Qt
+from qtpy.QtGui import QColor, QFont, QLinearGradient, QPainter
+from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.plot_theme import PlotColours, follow_theme
 
@@ -57,6 +60,76 @@ def axis_labels(names: Sequence[str]) -> tuple[list[str], str]:
     return ticks, key
 
 
+class _HeatmapCanvas(QWidget):
+    """The painted part of a :class:`Heatmap`."""
+
+    def __init__(self, heatmap: Heatmap, height: int) -> None:
+        super().__init__(heatmap)
+        self.heatmap = heatmap
+        self.setMinimumHeight(height)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+
+    def paintEvent(self, _event: object) -> None:  # noqa: N802 (Qt name)
+        """Paint cells, their values, the row/column labels and the colour bar."""
+        heatmap, colours = self.heatmap, self.heatmap.colours
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        painter.fillRect(self.rect(), QColor(colours.background if colours else "#262930"))
+        text = QColor(colours.text if colours else "#e0e0e0")
+        font = QFont(self.font())
+        font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        k = len(heatmap.matrix)
+        side = min(
+            self.width() - ROW_LABEL_PX - COLORBAR_PX - 8, self.height() - COLUMN_LABEL_PX - 8
+        )
+        if k and side > 10:
+            cell = side / k
+            left, top = ROW_LABEL_PX + 4, 4
+            rgba = cell_colours(heatmap.percent)
+            labels = text_colours(rgba).reshape(k, k, 4)
+            texts = heatmap.annotations()
+            ticks, _ = axis_labels(heatmap.names)
+            for row in range(k):
+                for column in range(k):
+                    area = QRectF(left + column * cell, top + row * cell, cell, cell)
+                    if rgba[row, column, 3] > 0:
+                        painter.fillRect(area, QColor.fromRgbF(*rgba[row, column]))
+                    if texts[row][column] and cell > 2.2 * metrics.height():
+                        painter.setPen(QColor.fromRgbF(*labels[row, column]))
+                        painter.drawText(area, Qt.AlignCenter, texts[row][column])
+                painter.setPen(text)
+                label_area = QRectF(0, top + row * cell, ROW_LABEL_PX, cell)
+                painter.drawText(label_area, Qt.AlignRight | Qt.AlignVCenter, ticks[row])
+                column_area = QRectF(left + row * cell, top + side + 2, cell, COLUMN_LABEL_PX)
+                painter.drawText(column_area, Qt.AlignHCenter | Qt.AlignTop, ticks[row])
+        self._paint_colorbar(painter, text, metrics)
+        painter.end()
+
+    def _paint_colorbar(self, painter: QPainter, text: QColor, metrics: object) -> None:
+        from vispy.color import get_colormap
+
+        low, high = LIMITS
+        bar = QRectF(self.width() - COLORBAR_PX + 4, 8, 14, self.height() - 16 - COLUMN_LABEL_PX)
+        gradient = QLinearGradient(bar.bottomLeft(), bar.topLeft())
+        colormap = get_colormap(COLORMAP)
+        for stop in np.linspace(0.0, 1.0, 9):
+            rgba = colormap.map(np.array([[stop]]))[0]
+            gradient.setColorAt(float(stop), QColor.fromRgbF(*(float(v) for v in rgba)))
+        painter.fillRect(bar, gradient)
+        painter.setPen(text)
+        for value in np.linspace(low, high, 5):
+            y = bar.bottom() - (value - low) / (high - low) * bar.height()
+            painter.drawText(QPointF(bar.right() + 4, y + metrics.ascent() / 2 - 1), f"{value:g}")
+        painter.save()
+        painter.translate(self.width() - 6, bar.center().y())
+        painter.rotate(-90)
+        label = self.heatmap.colorbar_label
+        painter.drawText(QPointF(-metrics.horizontalAdvance(label) / 2, 0), label)
+        painter.restore()
+
+
 class Heatmap(QWidget):
     """Square matrix as coloured, annotated cells with row/column labels and a colour bar.
 
@@ -80,33 +153,11 @@ class Heatmap(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        from vispy import scene
-
-        self._scene = scene
         self.matrix = np.zeros((0, 0))
         self.names: list[str] = []
-        self.canvas = scene.SceneCanvas(keys=None, size=(320, height))
-        grid = self.canvas.central_widget.add_grid(spacing=2, margin=4)
-        self.view = grid.add_view(row=0, col=1)
-        self.row_view = grid.add_view(row=0, col=0)
-        self.row_view.width_min = self.row_view.width_max = ROW_LABEL_PX
-        self.column_view = grid.add_view(row=1, col=1)
-        self.column_view.height_min = self.column_view.height_max = COLUMN_LABEL_PX
-        for view in (self.view, self.row_view, self.column_view):
-            view.camera = scene.PanZoomCamera(aspect=None, interactive=False)
-        self.view.camera.flip = self.row_view.camera.flip = (False, True, False)
-        self.colorbar_view = grid.add_view(row=0, col=2)
-        self.colorbar_view.width_min = self.colorbar_view.width_max = COLORBAR_PX
-        self.colorbar_view.camera = scene.PanZoomCamera(aspect=None, interactive=False)
-        self._build_colorbar(colorbar_label)
-
-        self.image = scene.Image(
-            np.zeros((1, 1, 4), dtype=np.float32), interpolation="nearest", parent=self.view.scene
-        )
-        self.cell_text = scene.Text(color="white", font_size=9, parent=self.view.scene)
-        self.row_text = scene.Text(font_size=8, anchor_x="right", parent=self.row_view.scene)
-        self.column_text = scene.Text(font_size=8, parent=self.column_view.scene)
-
+        self.colorbar_label = colorbar_label
+        self.colours: PlotColours | None = None
+        self.canvas = _HeatmapCanvas(self, height)
         self.title = QLabel(title, self)
         self.title.setVisible(bool(title))
         self.key = QLabel(self)
@@ -116,18 +167,19 @@ class Heatmap(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.title)
-        layout.addWidget(self.canvas.native, stretch=1)
+        layout.addWidget(self.canvas, stretch=1)
         layout.addWidget(self.key)
-        self.canvas.native.setMinimumHeight(height)
-        self.clear()
         follow_theme(self, self.apply_theme)
 
     def apply_theme(self, colours: PlotColours) -> None:
         """Draw with ``colours`` (napari's theme now and after every theme change)."""
-        self.canvas.bgcolor = colours.background
-        for text in (self.row_text, self.column_text, self.colorbar_ticks, self.colorbar_label):
-            text.color = colours.text
+        self.colours = colours
         self.canvas.update()
+
+    @property
+    def background(self) -> str:
+        """The canvas' background colour (the theme's panel background)."""
+        return self.colours.background if self.colours else "#262930"
 
     @property
     def percent(self) -> np.ndarray:
@@ -147,8 +199,6 @@ class Heatmap(QWidget):
         """Show an empty map."""
         self.matrix = np.zeros((0, 0))
         self.names = []
-        for visual in (self.image, self.cell_text, self.row_text, self.column_text):
-            visual.visible = False
         self.key.setVisible(False)
         self.canvas.update()
 
@@ -172,58 +222,7 @@ class Heatmap(QWidget):
             )
         self.matrix = matrix.copy()
         self.names = [str(name) for name in names]
-        k = len(matrix)
-        rgba = cell_colours(self.percent)
-        self.image.set_data(rgba)
-        centres = np.arange(k) + 0.5
-        rows, columns = np.meshgrid(centres, centres, indexing="ij")
-        texts = [text for row in self.annotations() for text in row]
-        self.cell_text.text = texts
-        self.cell_text.pos = np.column_stack([columns.ravel(), rows.ravel()])
-        self.cell_text.color = text_colours(rgba)
-        self.cell_text.font_size = 9 if k <= 6 else (7 if k <= 10 else 5)
-        ticks, key = axis_labels(self.names)
-        self.row_text.text = ticks
-        self.row_text.pos = np.column_stack([np.full(k, 0.95), centres])
-        self.column_text.text = ticks
-        self.column_text.pos = np.column_stack([centres, np.full(k, 0.5)])
-        for visual in (self.image, self.cell_text, self.row_text, self.column_text):
-            visual.visible = True
-        self.view.camera.set_range(x=(0, k), y=(0, k), margin=0)
-        self.row_view.camera.set_range(x=(0, 1), y=(0, k), margin=0)
-        self.column_view.camera.set_range(x=(0, k), y=(0, 1), margin=0)
+        _, key = axis_labels(self.names)
         self.key.setText(key)
         self.key.setVisible(bool(key))
         self.canvas.update()
-
-    def _build_colorbar(self, label: str) -> None:
-        """A vertical gradient with ticks every 25 % and a rotated label, in its own view."""
-        from vispy.color import get_colormap
-        from vispy.visuals.transforms import STTransform
-
-        scene, low, high = self._scene, *LIMITS
-        steps = 256
-        gradient = get_colormap(COLORMAP).map(np.linspace(0.0, 1.0, steps).reshape(-1, 1))
-        bar = scene.Image(
-            gradient.reshape(steps, 1, 4).astype(np.float32),
-            interpolation="nearest",
-            parent=self.colorbar_view.scene,
-        )
-        bar.transform = STTransform(scale=(1.0, (high - low) / steps), translate=(0.0, low))
-        ticks = np.linspace(low, high, 5)
-        self.colorbar_ticks = scene.Text(
-            [f"{value:g}" for value in ticks],
-            pos=np.column_stack([np.full(len(ticks), 1.3), ticks]),
-            font_size=7,
-            anchor_x="left",
-            parent=self.colorbar_view.scene,
-        )
-        self.colorbar_label = scene.Text(
-            label,
-            pos=(3.5, (low + high) / 2),
-            rotation=-90,
-            font_size=8,
-            parent=self.colorbar_view.scene,
-        )
-        pad = 0.06 * (high - low)
-        self.colorbar_view.camera.set_range(x=(0, 4), y=(low - pad, high + pad), margin=0)

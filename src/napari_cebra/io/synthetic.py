@@ -193,6 +193,28 @@ class CalciumImagingSession:
         return int(self.traces.shape[1])
 
 
+def first_order_recursion(x: np.ndarray, a: float, block: int = 64) -> np.ndarray:
+    """``y[t] = x[t] + a · y[t−1]`` along axis 0 (``y[−1] = 0``), i.e. an exponential filter.
+
+    Computed block by block, each block as one product with a ``(block, block)`` matrix of
+    powers of ``a`` plus the decayed carry of the previous block: vectorised, without the import
+    of ``scipy.signal`` (2.4 s in the GUI thread when the napari sample opened).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lags = np.subtract.outer(np.arange(block), np.arange(block))
+    powers = np.where(lags >= 0, a ** np.maximum(lags, 0), 0.0)
+    carry_decay = a ** np.arange(1, block + 1, dtype=np.float64)
+    flat = x.reshape(len(x), -1)
+    y = np.empty_like(flat)
+    carry = np.zeros(flat.shape[1])
+    for start in range(0, len(flat), block):
+        segment = flat[start : start + block]
+        n = len(segment)
+        y[start : start + n] = powers[:n, :n] @ segment + carry_decay[:n, None] * carry
+        carry = y[start + n - 1]
+    return y.reshape(x.shape)
+
+
 def calcium_kernel_response(
     spikes: np.ndarray,
     frame_rate: float,
@@ -216,12 +238,10 @@ def calcium_kernel_response(
     np.ndarray
         ``(T, n)`` float64 response, 1.0 at the peak of an isolated single spike.
     """
-    from scipy.signal import lfilter
-
     dt = 1.0 / frame_rate
     a_decay, a_rise = np.exp(-dt / decay_time), np.exp(-dt / rise_time)
-    decay = lfilter([1.0], [1.0, -a_decay], spikes, axis=0)
-    rise = lfilter([1.0], [1.0, -a_rise], spikes, axis=0)
+    decay = first_order_recursion(spikes, a_decay)
+    rise = first_order_recursion(spikes, a_rise)
     lags = np.arange(int(10 * decay_time * frame_rate) + 2)
     kernel = a_decay**lags - a_rise**lags
     return (decay - rise) / kernel.max()
@@ -444,15 +464,19 @@ class _MovieRenderer:
 
     def lazy_movie(self) -> Any:
         """The movie as a dask array of blocks rendered on access."""
-        import dask
         import dask.array as da
 
-        blocks = [
-            da.from_delayed(
-                dask.delayed(self._block)(start, min(start + _BLOCK_FRAMES, self.n_frames)),
-                shape=(min(_BLOCK_FRAMES, self.n_frames - start), *self.shape),
-                dtype=np.uint16,
-            )
-            for start in range(0, self.n_frames, _BLOCK_FRAMES)
-        ]
-        return da.concatenate(blocks)
+        first_frames = da.arange(0, self.n_frames, _BLOCK_FRAMES, chunks=1)
+        sizes = tuple(
+            min(_BLOCK_FRAMES, self.n_frames - s) for s in range(0, self.n_frames, _BLOCK_FRAMES)
+        )
+        return first_frames.map_blocks(
+            lambda start: self._block(
+                int(start[0]), min(int(start[0]) + _BLOCK_FRAMES, self.n_frames)
+            ),
+            dtype=np.uint16,
+            chunks=(sizes, (self.shape[0],), (self.shape[1],)),
+            new_axis=[1, 2],
+            # named, not hashed: tokenizing the renderer would hash its arrays once per block
+            name=f"synthetic-calcium-movie-{self.seed}-{self.n_frames}-{id(self)}",
+        )
