@@ -1,8 +1,8 @@
 """Regenerate the workspace screenshots of ``docs/images/`` (on request only, never by the tests).
 
 Opens the demo (calcium sample + Train CEBRA), trains CEBRA-Time for a few hundred steps and
-saves the whole window with the embedding next to the movie, at a desktop size and at a laptop
-size; then opens the neurons × time sample (its raster) in a laptop-size window::
+saves the whole window during training and with the embedding next to the movie, at a desktop
+size and at a laptop size; then opens the neurons × time sample (its raster) in a laptop-size window::
 
     xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/take_screenshots.py
 """
@@ -42,6 +42,11 @@ def main() -> None:
     widget.params.max_iterations.value = args.iterations
     wait(1.0)
     widget.train_button.click()
+    while widget.loss_plot.n_points < args.iterations // 3 and widget.runner.running:
+        wait(0.2)  # mid-run: the progress bar and the live loss curve
+    target = Path(args.out) / "getting-started-2-training.png"
+    viewer.screenshot(path=str(target), canvas_only=False)
+    print(f"written {target}")
     while widget.runner.running:
         wait(0.2)
     wait(1.5)

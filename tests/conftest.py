@@ -89,17 +89,27 @@ RUN_TIMEOUT_MS = 240_000
 @pytest.fixture
 def place_cell_viewer(make_napari_viewer) -> Callable[..., object]:
     """Factory: a viewer holding a synthetic place-cell recording (20 neurons) as two Image
-    layers, "neural" (time × neurons) and "behaviour" (position, right, left)."""
+    layers, "neural" (time × neurons) and "behaviour" (position, right, left), drawn as the
+    plugin's readers draw them (a raster, time from left to right, behaviour under it)."""
+    from napari_cebra.io.napari_contributions import matrix_contrast, raster_display
 
     def make(n_frames: int, seed: int, *, behaviour_visible: bool = False) -> object:
         recording = place_cell_recording(n_frames=n_frames, n_neurons=20, seed=seed)
         viewer = make_napari_viewer()
-        viewer.add_image(recording.neural, name="neural")
+        height = n_frames / 3
+        viewer.add_image(
+            recording.neural,
+            name="neural",
+            colormap="magma",
+            contrast_limits=matrix_contrast(recording.neural),
+            **raster_display(*recording.neural.shape),
+        )
         viewer.add_image(
             recording.behaviour,
             name="behaviour",
             metadata={"columns": BEHAVIOUR_COLUMNS},
             visible=behaviour_visible,
+            **raster_display(n_frames, 3, height=0.15 * height, top=1.03 * height),
         )
         return viewer
 
