@@ -127,16 +127,21 @@ def _endless_extraction(movie, rois, dff=False, **_kwargs):
         yield 1 - 1 / (step + 1)
 
 
-def test_closing_the_dock_mid_transform_stops_it(
-    qtbot, viewer_and_widget, fast_params, small_data, monkeypatch, close_mid_run
-):
-    viewer, widget = viewer_and_widget
+def _start_endless_transform(viewer, widget, fast_params, small_data, monkeypatch):
+    """A session model and a movie whose trace extraction never ends; press Transform."""
     monkeypatch.setattr("napari_cebra.io.traces.iter_extract_traces", _endless_extraction)
-    session_models().add(CEBRA(**fast_params).fit(small_data), base_name="closing")
+    session_models().add(CEBRA(**fast_params).fit(small_data), base_name="endless")
     viewer.add_image(np.zeros((20, 6, 6), dtype=np.float32), name="movie")
     viewer.add_labels(np.ones((6, 6), dtype=np.int32), name="rois")
     widget.data.neural.value, widget.data.rois.value = "movie", "rois"
     widget.transform_button.click()
+
+
+def test_closing_the_dock_mid_transform_stops_it(
+    qtbot, viewer_and_widget, fast_params, small_data, monkeypatch, close_mid_run
+):
+    viewer, widget = viewer_and_widget
+    _start_endless_transform(viewer, widget, fast_params, small_data, monkeypatch)
     qtbot.waitUntil(lambda: "Extracting ROI traces" in widget.status.value, timeout=WAIT_MS)
     assert not widget.transform_button.isEnabled()
     worker = widget.worker
@@ -149,12 +154,7 @@ def test_stop_ends_a_transform_mid_extraction(
     qtbot, viewer_and_widget, fast_params, small_data, monkeypatch
 ):
     viewer, widget = viewer_and_widget
-    monkeypatch.setattr("napari_cebra.io.traces.iter_extract_traces", _endless_extraction)
-    session_models().add(CEBRA(**fast_params).fit(small_data), base_name="stopping")
-    viewer.add_image(np.zeros((20, 6, 6), dtype=np.float32), name="movie")
-    viewer.add_labels(np.ones((6, 6), dtype=np.int32), name="rois")
-    widget.data.neural.value, widget.data.rois.value = "movie", "rois"
-    widget.transform_button.click()
+    _start_endless_transform(viewer, widget, fast_params, small_data, monkeypatch)
     qtbot.waitUntil(lambda: widget.runner.bar_value > 0, timeout=WAIT_MS)
     assert widget.stop_button.isEnabled() and not widget.panel.bar.isHidden()
     with qtbot.waitSignal(widget.worker.finished, timeout=WAIT_MS):

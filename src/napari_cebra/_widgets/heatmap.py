@@ -12,10 +12,15 @@ from collections.abc import Sequence
 
 import numpy as np
 from qtpy.QtCore import QPointF, QRectF, Qt
-from qtpy.QtGui import QColor, QFont, QLinearGradient, QPainter
-from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtGui import QColor, QLinearGradient, QPainter
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from napari_cebra._widgets.plot_theme import PlotColours, follow_theme
+from napari_cebra._widgets.plot_theme import (
+    DARK_FALLBACK,
+    PaintedCanvas,
+    PlotColours,
+    follow_theme,
+)
 
 COLORMAP = "viridis"
 LIMITS = (0.0, 100.0)  # percent; fixed so that train and validation maps read alike
@@ -60,26 +65,17 @@ def axis_labels(names: Sequence[str]) -> tuple[list[str], str]:
     return ticks, key
 
 
-class _HeatmapCanvas(QWidget):
+class _HeatmapCanvas(PaintedCanvas):
     """The painted part of a :class:`Heatmap`."""
 
     def __init__(self, heatmap: Heatmap, height: int) -> None:
-        super().__init__(heatmap)
+        super().__init__(heatmap, height)
         self.heatmap = heatmap
-        self.setMinimumHeight(height)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
     def paintEvent(self, _event: object) -> None:  # noqa: N802 (Qt name)
         """Paint cells, their values, the row/column labels and the colour bar."""
-        heatmap, colours = self.heatmap, self.heatmap.colours
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.Antialiasing)
-        painter.fillRect(self.rect(), QColor(colours.background if colours else "#262930"))
-        text = QColor(colours.text if colours else "#e0e0e0")
-        font = QFont(self.font())
-        font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
-        painter.setFont(font)
-        metrics = painter.fontMetrics()
+        heatmap = self.heatmap
+        painter, text, metrics = self.start_painting(heatmap.colours)
         k = len(heatmap.matrix)
         side = min(
             self.width() - ROW_LABEL_PX - COLORBAR_PX - 8, self.height() - COLUMN_LABEL_PX - 8
@@ -179,7 +175,7 @@ class Heatmap(QWidget):
     @property
     def background(self) -> str:
         """The canvas' background colour (the theme's panel background)."""
-        return self.colours.background if self.colours else "#262930"
+        return (self.colours or DARK_FALLBACK).background
 
     @property
     def percent(self) -> np.ndarray:

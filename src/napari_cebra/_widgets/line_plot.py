@@ -19,10 +19,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer
-from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
-from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtGui import QColor, QPainterPath, QPen
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from napari_cebra._widgets.plot_theme import FOREGROUND, PlotColours, follow_theme
+from napari_cebra._widgets.plot_theme import (
+    DARK_FALLBACK,
+    FOREGROUND,
+    PaintedCanvas,
+    PlotColours,
+    follow_theme,
+)
 
 REFERENCE_COLOUR = "#8a8f96"  # grey
 MARGINS = (58, 10, 14, 36)  # left, top, right, bottom: room for tick labels and axis labels
@@ -111,14 +117,12 @@ def envelope(pixels: np.ndarray, width: int) -> np.ndarray:
     return np.column_stack([np.repeat(x, 2), np.column_stack([low, high]).ravel()])
 
 
-class _Canvas(QWidget):
+class _Canvas(PaintedCanvas):
     """The painted part of a :class:`LinePlot`: frame, ticks, labels, reference lines, curves."""
 
     def __init__(self, plot: LinePlot, height: int) -> None:
-        super().__init__(plot)
+        super().__init__(plot, height)
         self.plot = plot
-        self.setMinimumHeight(height)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
     def data_rect(self) -> QRectF:
         left, top, right, bottom = MARGINS
@@ -126,13 +130,9 @@ class _Canvas(QWidget):
 
     def paintEvent(self, _event: object) -> None:  # noqa: N802 (Qt name)
         """Paint the plot with the plot's current ranges and colours."""
-        plot, colours = self.plot, self.plot.colours
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.Antialiasing)
-        background = colours.background if colours else "#262930"
-        text = QColor(colours.text if colours else "#e0e0e0")
-        axis = QColor(colours.axis if colours else "#c8c8c8")
-        painter.fillRect(self.rect(), QColor(background))
+        plot = self.plot
+        painter, text, metrics = self.start_painting(plot.colours)
+        axis = QColor((plot.colours or DARK_FALLBACK).axis)
         rect = self.data_rect()
         if rect.width() < 10 or rect.height() < 10:
             painter.end()
@@ -144,10 +144,6 @@ class _Canvas(QWidget):
             y = rect.bottom() - (points[:, 1] - y_low) / (y_high - y_low) * rect.height()
             return np.column_stack([x, y])
 
-        font = QFont(self.font())
-        font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
-        painter.setFont(font)
-        metrics = painter.fontMetrics()
         painter.setPen(QPen(axis, 1))
         painter.drawRect(rect)
         for value in (ticks := nice_ticks(x_low, x_high)):
@@ -268,7 +264,7 @@ class LinePlot(QWidget):
     @property
     def background(self) -> str:
         """The canvas' background colour (the theme's panel background)."""
-        return self.colours.background if self.colours else "#262930"
+        return (self.colours or DARK_FALLBACK).background
 
     # ----------------------------------------------------------------- curves
     @property

@@ -1,8 +1,9 @@
-"""Colours of the plugin's vispy plots, taken from napari's current theme (light or dark).
+"""What the plugin's plots share: napari's theme colours (light or dark) and a painted canvas.
 
-The plots (loss curves, goodness of fit, consistency heatmaps) draw on their own vispy canvases,
-which napari does not restyle. :func:`follow_theme` gives a plot the theme's colours now and
-again whenever the user switches theme (Preferences → Appearance), until the plot is deleted.
+The plots (loss curves, goodness of fit, consistency heatmaps) paint their own widgets, which
+napari's stylesheet does not reach. :func:`follow_theme` gives a plot the theme's colours now and
+again whenever the user switches theme (Preferences → Appearance), until the plot is deleted;
+:class:`PaintedCanvas` is the base of their painted areas.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from qtpy.QtWidgets import QWidget
+from qtpy.QtGui import QColor, QFont, QFontMetricsF, QPainter
+from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from napari_cebra._widgets.background import qt_alive
 
@@ -76,3 +78,29 @@ def follow_theme(widget: QWidget, apply: Callable[[PlotColours], None]) -> None:
     appearance.events.theme.connect(on_theme)
     widget.destroyed.connect(lambda *_: appearance.events.theme.disconnect(on_theme))
     on_theme()
+
+
+class PaintedCanvas(QWidget):
+    """A widget that a plot paints with ``QPainter``, at least ``height`` pixels tall."""
+
+    def __init__(self, parent: QWidget, height: int) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(height)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+
+    def start_painting(self, colours: PlotColours | None) -> tuple[QPainter, QColor, QFontMetricsF]:
+        """A painter on this widget, its background filled with ``colours`` (or the dark
+        theme's until the theme is known), a small font set; with the text colour and the
+        font's metrics. The caller ends the painter."""
+        colours = colours or DARK_FALLBACK
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.Antialiasing)
+        painter.fillRect(self.rect(), QColor(colours.background))
+        font = QFont(self.font())
+        font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
+        painter.setFont(font)
+        return painter, QColor(colours.text), QFontMetricsF(font)
+
+
+DARK_FALLBACK = PlotColours(background="#262930", text="#e0e0e0", axis="#c8c8c8", border="#5a5f66")
+"""Colours used before a plot has received napari's theme."""
