@@ -241,14 +241,3 @@ def test_screenshot(qtbot, screenshot_path, viewer_with_recording):
     target = screenshot_path("widget-consistency.png")
     image = viewer.screenshot(canvas_only=False, path=str(target))
     assert image.shape[0] > 600 and target.stat().st_size > 10_000
-
-
-def test_running_loss_text_never_shows_nan():
-    from napari_cebra._widgets.consistency_widget import running_loss_text
-
-    nan = float("nan")
-    assert running_loss_text((nan, nan, nan)) == ""
-    assert running_loss_text(()) == ""
-    partial = running_loss_text((1.0, nan, 2.0, nan, 3.0))
-    assert partial == "mean loss 2.0000 (3 of 5 runs so far)"
-    assert running_loss_text((1.0, 2.0)) == "mean loss 1.5000"
