@@ -149,3 +149,20 @@ def test_long_recordings_draw_every_kth_frame_and_link_every_frame(make_napari_v
     view.color_by.value = "frame"
     first, last = layer.face_color[0], layer.face_color[-1]
     assert not np.allclose(first, last) and view.current.legend.high == n_frames - 1
+
+
+def test_closing_the_embedding_dock_says_what_is_kept(viewer, qtbot, monkeypatch):
+    """Closing the dock discards its embeddings with a word: the notice names them and says
+    that the models stay in the session; the next embedding opens a fresh dock."""
+    from napari.utils import notifications
+
+    said = []
+    monkeypatch.setattr(notifications, "show_info", said.append)
+    view = embedding_view(viewer)
+    viewer.window.remove_dock_widget(view.parent())
+    qtbot.wait(50)
+    assert len(said) == 1 and "(emb)" in said[0] and "CEBRA models" in said[0]
+    assert EMBEDDING_DOCK not in viewer.window.dock_widgets
+    viewer.dims.set_current_step(0, 5)  # the closed view no longer follows the time slider
+    fresh = embedding_view(viewer)
+    assert fresh is not view and fresh.entries == {}

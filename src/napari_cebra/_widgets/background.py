@@ -215,7 +215,7 @@ def _set_enabled(control: Any, enabled: bool) -> None:
         control.enabled = enabled
 
 
-class _CloseWatcher(QObject):
+class CloseWatcher(QObject):
     """Calls ``on_close`` when its widget is taken out of its dock (napari unparents the inner
     widget of a dock that is closed or removed, and the widget may live on unparented)."""
 
@@ -294,7 +294,7 @@ class BackgroundRunner:
             stop_button.setEnabled(False)
             stop_button.clicked.connect(self.stop)
         owner.destroyed.connect(self._on_owner_closed)
-        self._watcher = _CloseWatcher(owner, self._on_owner_closed)
+        self._watcher = CloseWatcher(owner, self._on_owner_closed)
         warm_up_engine()
 
     @property

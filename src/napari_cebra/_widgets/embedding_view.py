@@ -23,6 +23,7 @@ from napari.utils.colormaps.standardize_color import transform_color
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
+from napari_cebra._widgets.background import CloseWatcher
 from napari_cebra._widgets.colour_legend import ColourLegend, Legend
 from napari_cebra._widgets.dock import (
     column_width,
@@ -229,6 +230,7 @@ class EmbeddingView(QWidget):
 
         self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         self.main_viewer.dims.events.current_step.connect(self._on_main_step)
+        self._close_watcher = CloseWatcher(self, self._on_closed)
         self._update_controls()
 
     def fit_column(self) -> None:
@@ -507,6 +509,21 @@ class EmbeddingView(QWidget):
         if entry is None or not value.isdigit() or int(value) >= len(entry.shown):
             return f"{layer_name}: {value}"
         return f"{layer_name}: frame {int(entry.frames[entry.shown[int(value)]])}"
+
+    def _on_closed(self) -> None:
+        """The dock was closed: say what is gone (the embeddings) and what stays (the models)."""
+        self.main_viewer.dims.events.current_step.disconnect(self._on_main_step)
+        if not self.entries:
+            return
+        from napari.utils import notifications
+
+        names = ", ".join(self.entries)
+        notifications.show_info(
+            f"Closed the CEBRA embedding dock; its embeddings ({names}) are gone, their models "
+            "stay in this session: Plugins ▸ napari-cebra ▸ CEBRA models ▸ Transform embeds "
+            "a recording again."
+        )
+        self.entries.clear()
 
     def _on_main_step(self, _event: Any = None) -> None:
         entry = self.current
