@@ -166,3 +166,16 @@ def test_closing_the_embedding_dock_says_what_is_kept(viewer, qtbot, monkeypatch
     viewer.dims.set_current_step(0, 5)  # the closed view no longer follows the time slider
     fresh = embedding_view(viewer)
     assert fresh is not view and fresh.entries == {}
+
+
+def test_the_highlight_stays_on_top_of_a_new_embedding_without_being_made_again(viewer):
+    from napari_cebra._widgets.embedding_view import HIGHLIGHT_LAYER
+
+    view = embedding_view(viewer)
+    viewer.dims.set_current_step(0, 10)
+    highlight = view.viewer.layers[HIGHLIGHT_LAYER]
+    view.add_embedding(
+        np.random.default_rng(2).normal(size=(N_FRAMES, 3)), name="second", time_layer="movie"
+    )
+    assert view.viewer.layers[-1] is highlight  # drawn on top, the same layer
+    np.testing.assert_allclose(highlight.data[-1], view.layer("second").data[10])

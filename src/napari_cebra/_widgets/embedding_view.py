@@ -289,9 +289,8 @@ class EmbeddingView(QWidget):
         entry = EmbeddingEntry(
             name, embedding, table["frame"].to_numpy(np.int64), time_layer, shown, table
         )
-        for stale in (name, HIGHLIGHT_LAYER):  # the highlight is re-added on top
-            if stale in self.viewer.layers:
-                self.viewer.layers.remove(stale)
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
         axes = tuple(range(min(3, embedding.shape[1])))
         column = colour_column(table, self.color_by.value)
         colours, entry.legend = feature_colours(table[column], self.colormap.value)
@@ -307,6 +306,7 @@ class EmbeddingView(QWidget):
             metadata={"cebra_axes": axes, "cebra_colour_by": column},
         )
         layer.selected_data.events.items_changed.connect(self._on_selection)
+        self._raise_highlight()
         self.entries[name] = entry
         with self.choice.changed.blocked():
             self.choice.reset_choices()
@@ -383,6 +383,13 @@ class EmbeddingView(QWidget):
                 blending="translucent",
             )
         return layer
+
+    def _raise_highlight(self) -> None:
+        """Keep the highlight layer drawn on top of a newly added embedding (moved, not made
+        again: a new Points layer costs a vispy visual and its shaders, ~0.3 s without a GPU)."""
+        layers = self.viewer.layers
+        if HIGHLIGHT_LAYER in layers:
+            layers.move(layers.index(HIGHLIGHT_LAYER), len(layers))
 
     def highlighted_frames(self) -> np.ndarray:
         """Frames marked by the highlight (oldest first, current frame last)."""
