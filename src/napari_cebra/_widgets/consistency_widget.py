@@ -289,8 +289,6 @@ class ConsistencyWidget(DockWidget):
                 self.choice_box,
             ],
         )
-        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
-        self.status, self.runner = self.panel.status, self.panel.runner
         self.verdict = QLabel()
         self.verdict.setWordWrap(True)
         self.verdict.setTextFormat(Qt.RichText)

@@ -150,8 +150,6 @@ class ShuffleControlsWidget(DockWidget):
             controls=[self.data, self.params, self.shuffle_box],
             status="Pick the neural and behaviour layers, then press Run.",
         )
-        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
-        self.status, self.runner = self.panel.status, self.panel.runner
         self.scores = text_label()
         self.verdicts = text_label()
         self.loss_plot = LinePlot(

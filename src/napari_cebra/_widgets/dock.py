@@ -11,17 +11,20 @@ from qtpy.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
+    QPushButton,
     QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_cebra._widgets.background import qt_alive
+from napari_cebra._widgets.background import BackgroundRunner, qt_alive
 from napari_cebra._widgets.session import session_models
 
 if TYPE_CHECKING:
     import napari
+
+    from napari_cebra._widgets.run_panel import RunPanel
 
 MIN_FORM_HEIGHT = 450  # px: docks added later (e.g. the embedding view) must not squash the form
 MIN_SCROLL_HEIGHT = 160  # px: a form with an always-visible footer scrolls in what is left
@@ -126,7 +129,9 @@ class _DockedWatcher(QObject):
 class DockWidget(QWidget):
     """Base of the plugin's dock widgets (napari creates them with the viewer they dock in).
 
-    Once docked, the widget joins the plugin's tabbed column (:func:`join_plugin_column`).
+    Once docked, the widget joins the plugin's tabbed column (:func:`join_plugin_column`). A dock
+    that starts work sets :attr:`panel` (a ``RunPanel``); ``run_button``, ``stop_button``,
+    ``status`` and ``runner`` are the panel's.
 
     Parameters
     ----------
@@ -134,10 +139,33 @@ class DockWidget(QWidget):
         The viewer this widget is docked in.
     """
 
+    panel: RunPanel
+    """The dock's Run/Stop panel, set by subclasses that start work."""
+
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self._docked_watcher = _DockedWatcher(self, lambda: join_plugin_column(self))
+
+    @property
+    def run_button(self) -> QPushButton:
+        """The panel's Run button."""
+        return self.panel.run_button
+
+    @property
+    def stop_button(self) -> QPushButton:
+        """The panel's Stop button."""
+        return self.panel.stop_button
+
+    @property
+    def status(self) -> Any:
+        """The panel's status line (a magicgui ``Label``: ``status.value`` is its text)."""
+        return self.panel.status
+
+    @property
+    def runner(self) -> BackgroundRunner:
+        """The panel's :class:`BackgroundRunner`."""
+        return self.panel.runner
 
     def follow_session_models(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever the session's model registry changes, until closed."""

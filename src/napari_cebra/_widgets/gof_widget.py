@@ -164,8 +164,6 @@ class GoodnessOfFitWidget(DockWidget):
             controls=[self.model_box, self.data],
             status="Train a model (Train CEBRA) or load one (CEBRA models).",
         )
-        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
-        self.status, self.runner = self.panel.status, self.panel.runner
         self.scores = text_label()
         self.reading = text_label()
         self.gof_plot = LinePlot(x_label="step", y_label="GoF (bits)", title="Goodness of fit")

@@ -48,8 +48,7 @@ class ModelsWidget(DockWidget):
         self.data.dff.text = "ΔF/F (as when training)"
         self.data.variables.visible = False  # every behaviour column becomes a point feature
         self.panel = RunPanel(self, "Transform → embedding", controls=[self.data])
-        self.transform_button, self.stop_button = self.panel.run_button, self.panel.stop_button
-        self.status, self.runner = self.panel.status, self.panel.runner
+        self.transform_button = self.panel.run_button
         self.box = Container(
             widgets=[
                 self.model,

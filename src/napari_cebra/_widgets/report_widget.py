@@ -141,8 +141,6 @@ class ReportWidget(DockWidget):
             controls=[self.data, self.settings_box],
             status="Pick the layers (behaviour is optional), then press Run.",
         )
-        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
-        self.status, self.runner = self.panel.status, self.panel.runner
         self.summary = text_label()
 
         layout = scrolling_layout(self, footer=[self.panel])  # Run/Stop always in sight

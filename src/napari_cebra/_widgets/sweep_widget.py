@@ -233,8 +233,6 @@ class SweepWidget(DockWidget):
             controls=[self.recording, self.grid_text, self.settings],
             bar_format="models %v / %m",
         )
-        self.run_button, self.stop_button = self.panel.run_button, self.panel.stop_button
-        self.status, self.runner = self.panel.status, self.panel.runner
         self.current = QProgressBar()
         self.current.setFormat("current model: step %v / %m")
         self.current.hide()

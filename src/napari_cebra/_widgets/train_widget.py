@@ -45,8 +45,7 @@ class TrainWidget(DockWidget):
             controls=[self.data, self.params],
             status="Pick the layers, then press Train.",
         )
-        self.train_button, self.stop_button = self.panel.run_button, self.panel.stop_button
-        self.status, self.runner = self.panel.status, self.panel.runner
+        self.train_button = self.panel.run_button
         self.train_button.clicked.connect(self.start_training)
         self.loss_plot = LossPlot(self)
 
