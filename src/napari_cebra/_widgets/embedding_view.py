@@ -92,9 +92,10 @@ class EmbeddingEntry:
     coloured_by: tuple[str, str] = ("", "")
     legend: Legend = field(default_factory=Legend)
 
-    def coordinates(self, axes: tuple[int, ...]) -> np.ndarray:
-        """Coordinates of every row (not only the shown ones) on ``axes``."""
-        return embedding_coordinates(self.embedding, axes)
+    def coordinates(self, axes: tuple[int, ...], rows: np.ndarray) -> np.ndarray:
+        """Coordinates on ``axes`` of embedding rows ``rows`` (any rows, not only the shown
+        ones); only those rows are copied, so a move of the time link costs a few rows."""
+        return embedding_coordinates(self.embedding, axes, rows)
 
     @property
     def thinned(self) -> bool:
@@ -114,11 +115,15 @@ def point_size(embedding: np.ndarray) -> float:
     return 0.015 * (extent if extent > 0 else 1.0)
 
 
-def embedding_coordinates(embedding: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Columns ``axes`` of the embedding (for a 1-D embedding: frame index against value)."""
+def embedding_coordinates(
+    embedding: np.ndarray, axes: tuple[int, ...], rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Columns ``axes`` of the embedding's ``rows`` (default all); for a 1-D embedding: the row
+    index against the value."""
+    rows = np.arange(len(embedding)) if rows is None else np.asarray(rows)
     if embedding.shape[1] == 1:
-        return np.column_stack([embedding[:, 0], np.arange(len(embedding))])
-    return np.ascontiguousarray(embedding[:, list(axes)])
+        return np.column_stack([embedding[rows, 0], rows])
+    return np.ascontiguousarray(embedding[np.ix_(rows, list(axes))])
 
 
 def is_categorical(values: pd.Series) -> bool:
@@ -296,7 +301,7 @@ class EmbeddingView(QWidget):
         colours, entry.legend = feature_colours(table[column], self.colormap.value)
         entry.coloured_by = (column, self.colormap.value)
         layer = self.viewer.add_points(
-            entry.coordinates(axes)[shown],
+            entry.coordinates(axes, shown),
             name=name,
             features=table.iloc[shown].reset_index(drop=True),
             size=point_size(embedding),
@@ -348,7 +353,7 @@ class EmbeddingView(QWidget):
         self._highlighted = np.empty(0, dtype=np.int64)
         if len(rows):
             frames = entry.frames[rows]
-            points = entry.coordinates(self.layer(entry.name).metadata["cebra_axes"])[rows]
+            points = entry.coordinates(self.layer(entry.name).metadata["cebra_axes"], rows)
             base = point_size(entry.embedding)
             age = frame - frames
             slots = trail - age  # the current frame in the last slot
@@ -462,7 +467,7 @@ class EmbeddingView(QWidget):
             return
         axes = tuple(int(spin.value) for spin in self.axis_spins)
         layer = self.layer(entry.name)
-        layer.data = entry.coordinates(axes)[entry.shown]
+        layer.data = entry.coordinates(axes, entry.shown)
         layer.metadata = {**layer.metadata, "cebra_axes": axes}
         self._apply_colour()
         self.highlight_frame(self._frame)
