@@ -91,12 +91,15 @@ def place_cell_viewer(make_napari_viewer) -> Callable[..., object]:
     """Factory: a viewer holding a synthetic place-cell recording (20 neurons) as two Image
     layers, "neural" (time × neurons) and "behaviour" (position, right, left), drawn as the
     plugin's readers draw them (a raster, time from left to right, behaviour under it)."""
-    from napari_cebra.io.napari_contributions import matrix_contrast, raster_display
+    from napari_cebra.io.napari_contributions import (
+        matrix_contrast,
+        raster_display,
+        strip_under_raster,
+    )
 
     def make(n_frames: int, seed: int, *, behaviour_visible: bool = False) -> object:
         recording = place_cell_recording(n_frames=n_frames, n_neurons=20, seed=seed)
         viewer = make_napari_viewer()
-        height = n_frames / 3
         viewer.add_image(
             recording.neural,
             name="neural",
@@ -109,7 +112,7 @@ def place_cell_viewer(make_napari_viewer) -> Callable[..., object]:
             name="behaviour",
             metadata={"columns": BEHAVIOUR_COLUMNS},
             visible=behaviour_visible,
-            **raster_display(n_frames, 3, height=0.15 * height, top=1.03 * height),
+            **strip_under_raster(*recording.behaviour.shape),
         )
         return viewer
 

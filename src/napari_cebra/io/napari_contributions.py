@@ -53,12 +53,23 @@ def raster_display(
     return {"affine": [[0.0, row_height, top], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]}
 
 
+def strip_under_raster(n_frames: int, n_columns: int) -> dict[str, Any]:
+    """Layer keywords that draw a ``(T, k)`` behaviour table as a thin strip under the raster
+    of a ``T``-frame recording (:func:`raster_display`), on the same time axis."""
+    raster_height = n_frames / RASTER_ASPECT
+    return raster_display(
+        n_frames, n_columns, height=0.15 * raster_height, top=1.03 * raster_height
+    )
+
+
 def matrix_contrast(matrix: np.ndarray) -> list[float]:
-    """Contrast limits of a raster: 1st to 99.5th percentile of the finite values."""
-    finite = matrix[np.isfinite(matrix)] if matrix.size else matrix
-    if finite.size == 0:
+    """Contrast limits of a raster: 1st to 99.5th percentile of the finite values (of about a
+    million evenly spaced ones: sampled first, so a large matrix is never copied whole)."""
+    values = np.asarray(matrix).reshape(-1)
+    sample = values[:: max(1, values.size // 1_000_000)]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
         return [0.0, 1.0]
-    sample = finite[:: max(1, finite.size // 1_000_000)]  # a million values suffice
     low, high = np.percentile(sample, [1.0, 99.5])
     return [float(low), float(max(high, low + 1e-6))]
 
@@ -263,18 +274,12 @@ def write_points_npy(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
 def _behaviour_layer(behaviour: np.ndarray) -> LayerData:
     """Behaviour ``(T, 3)`` as a thin strip under the neural raster, on the same time axis."""
-    raster_height = len(behaviour) / RASTER_ASPECT
     return (
         behaviour,
         {
             "name": "behaviour",
             "visible": False,
-            **raster_display(
-                len(behaviour),
-                behaviour.shape[1],
-                height=0.15 * raster_height,
-                top=1.03 * raster_height,
-            ),
+            **strip_under_raster(*behaviour.shape),
             "colormap": "viridis",
             "contrast_limits": [0.0, float(max(behaviour.max(), 1.0))],
             "metadata": _metadata(
