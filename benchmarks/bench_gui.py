@@ -183,7 +183,7 @@ def train_in_widget(widget: Any, probe: StallProbe, tag: str) -> Any:
     with probe.phase(f"{tag}: start"):
         widget.train_button.click()
         wait_until(lambda: widget.loss_plot.n_points > 0 or not widget.runner.running, 600)
-    total = int(getattr(widget, "params", widget).max_iterations.value)
+    total = int(widget.params.max_iterations.value)
     with probe.phase(f"{tag}: training"):
         wait_until(lambda: widget.loss_plot.n_points >= total or not widget.runner.running, 3600)
     with probe.phase(f"{tag}: embedding added"):
@@ -249,7 +249,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"case": case, "presets": {}}
     names = []
     for preset in PRESETS:
-        form = getattr(widget, "params", widget)  # the parameter form (older code: the widget)
+        form = widget.params
         form.preset.value = preset
         form.max_iterations.value = args.iterations
         form.batch_size.value = 512

@@ -8,6 +8,7 @@ Painted by Qt like the line plots (no OpenGL context per map, see ``line_plot``)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,6 +45,19 @@ def cell_colours(percent: np.ndarray, limits: tuple[float, float] = LIMITS) -> n
     rgba = get_colormap(COLORMAP).map(scaled.reshape(-1, 1)).reshape(*percent.shape, 4)
     rgba[np.isnan(percent)] = 0.0
     return rgba.astype(np.float32)
+
+
+@functools.cache
+def colorbar_stops(n_stops: int = 9) -> tuple[tuple[float, tuple[float, ...]], ...]:
+    """``(position 0–1, RGBA)`` stops of the colour bar's gradient (computed once)."""
+    from vispy.color import get_colormap
+
+    positions = np.linspace(0.0, 1.0, n_stops)
+    colours = get_colormap(COLORMAP).map(positions.reshape(-1, 1))
+    return tuple(
+        (float(p), tuple(float(v) for v in rgba))
+        for p, rgba in zip(positions, colours, strict=True)
+    )
 
 
 def text_colours(rgba: np.ndarray) -> np.ndarray:
@@ -104,15 +118,11 @@ class _HeatmapCanvas(PaintedCanvas):
         painter.end()
 
     def _paint_colorbar(self, painter: QPainter, text: QColor, metrics: object) -> None:
-        from vispy.color import get_colormap
-
         low, high = LIMITS
         bar = QRectF(self.width() - COLORBAR_PX + 4, 8, 14, self.height() - 16 - COLUMN_LABEL_PX)
         gradient = QLinearGradient(bar.bottomLeft(), bar.topLeft())
-        colormap = get_colormap(COLORMAP)
-        for stop in np.linspace(0.0, 1.0, 9):
-            rgba = colormap.map(np.array([[stop]]))[0]
-            gradient.setColorAt(float(stop), QColor.fromRgbF(*(float(v) for v in rgba)))
+        for stop, rgba in colorbar_stops():
+            gradient.setColorAt(stop, QColor.fromRgbF(*rgba))
         painter.fillRect(bar, gradient)
         painter.setPen(text)
         for value in np.linspace(low, high, 5):

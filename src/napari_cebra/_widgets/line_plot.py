@@ -369,12 +369,6 @@ class LinePlot(QWidget):
         """The y values of the reference lines."""
         return list(self._references)
 
-    def set_labels(self, x_label: str | None = None, y_label: str | None = None) -> None:
-        """Change the axis labels."""
-        old_x, old_y = self.labels
-        self.labels = (old_x if x_label is None else x_label, old_y if y_label is None else y_label)
-        self.canvas.update()
-
     def set_title(self, title: str) -> None:
         """Change the text above the canvas (empty hides it)."""
         self.title.setText(title)
