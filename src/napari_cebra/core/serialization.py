@@ -19,15 +19,14 @@ code is needed.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from napari_cebra.core.files import replace_file_atomically
 
 if TYPE_CHECKING:
     from napari_cebra.core.estimator import CEBRA
@@ -129,33 +128,6 @@ def write_atomically(path: Path, payload: dict[str, Any]) -> None:
     import torch
 
     replace_file_atomically(path, lambda handle: torch.save(payload, handle))
-
-
-def replace_file_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Let ``write`` fill a temporary file next to ``path``, then move it into place.
-
-    Readers see either the old file or the complete new one: the temporary file is flushed to
-    disk before ``os.replace``, and removed (leaving ``path`` untouched) if anything fails.
-
-    Parameters
-    ----------
-    path : Path
-        The file to create or replace.
-    write : callable
-        Called with the temporary file, opened for writing in binary mode.
-    """
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _plain(value: Any) -> Any:

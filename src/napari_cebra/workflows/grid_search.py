@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_cebra.core.files import replace_file_atomically
 from napari_cebra.core.progress import run_to_end
-from napari_cebra.core.serialization import replace_file_atomically
 from napari_cebra.workflows.executors import (
     TaskDone,
     TaskProgress,

@@ -14,15 +14,15 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_cebra.core.files import write_texts_atomically
+
 REPORT_NAME = "report.html"
-_READABLE = 0o644  # mkstemp creates 0o600 files; reports are meant to be shared
 RESULTS_NAME = "results.json"
 _VERDICT_COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "skipped": "#666"}
 _STYLE = """
@@ -57,26 +57,6 @@ def to_jsonable(value: Any) -> Any:
     raise TypeError(f"Cannot store a {type(value).__name__} in results.json: {value!r}")
 
 
-def atomic_write_texts(contents: Mapping[Path, str]) -> None:
-    """Write several text files all-or-nothing-per-file: each goes to a temporary file in its
-    folder first; only when all are written are they moved into place with ``os.replace``."""
-    temporaries: dict[Path, Path] = {}
-    try:
-        for path, text in contents.items():
-            handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temporaries[path] = Path(name)
-            os.chmod(name, _READABLE)
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-        for path, temporary in temporaries.items():
-            os.replace(temporary, path)
-    finally:
-        for temporary in temporaries.values():
-            temporary.unlink(missing_ok=True)
-
-
 def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``report.html`` and ``results.json`` for a recipe run.
 
@@ -98,7 +78,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tupl
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     results_path, report_path = folder / RESULTS_NAME, folder / REPORT_NAME
-    atomic_write_texts({results_path: results_text, report_path: report_text})
+    write_texts_atomically({results_path: results_text, report_path: report_text})
     return report_path, results_path
 
 
