@@ -76,6 +76,30 @@ def test_moving_the_time_slider_highlights_the_frame_and_its_trail(viewer):
     np.testing.assert_array_equal(view.highlighted_frames(), [0, 1, 2])
 
 
+def test_the_canvas_redraws_the_highlight_on_every_move(viewer, qtbot):
+    """The highlight skips the viewer's dims bookkeeping on a move (it stays inside the
+    embedding's extent), but the canvas must still show the new place, and the view's range
+    must still cover the embedding."""
+    view = embedding_view(viewer)
+    view.trail.value = 0
+    viewer.window.show()
+    qtbot.wait(300)  # the first paint of a newly shown window
+    shots = []
+    for frame in (5, 45):
+        viewer.dims.current_step = (frame, 0, 0)
+        qtbot.wait(50)
+        shots.append(view.qt_viewer.screenshot(flash=False)[..., :3].astype(int))
+    magenta = [np.argwhere((s[..., 0] > 200) & (s[..., 1] < 120) & (s[..., 2] > 90)) for s in shots]
+    assert all(len(m) for m in magenta)
+    assert np.abs(magenta[0].mean(axis=0) - magenta[1].mean(axis=0)).max() > 3
+    ranges = view.viewer.dims.range
+    data = view.layer("emb").data
+    for axis in (0, 1, 2):
+        assert (
+            ranges[axis].start <= data[:, axis].min() and ranges[axis].stop >= data[:, axis].max()
+        )
+
+
 def test_selecting_or_clicking_a_point_moves_the_movie(viewer):
     view = embedding_view(viewer)
     view.layer("emb").selected_data = {33}

@@ -77,6 +77,8 @@ class EmbeddingEntry:
         the layer is row ``shown[i]``.
     features : pandas.DataFrame
         One row per frame of the embedding (the layer's features hold the ``shown`` rows).
+    marker_size : float
+        Size of a point in data units (:func:`point_size` of the whole embedding, computed once).
     coloured_by : tuple of str
         ``(features column, colormap)`` the points' colours show now.
     legend : Legend
@@ -89,6 +91,7 @@ class EmbeddingEntry:
     time_layer: str | None
     shown: np.ndarray
     features: pd.DataFrame
+    marker_size: float
     coloured_by: tuple[str, str] = ("", "")
     legend: Legend = field(default_factory=Legend)
 
@@ -292,7 +295,13 @@ class EmbeddingView(QWidget):
             table.insert(0, "frame", np.arange(len(embedding)))
         shown = shown_rows(len(embedding))
         entry = EmbeddingEntry(
-            name, embedding, table["frame"].to_numpy(np.int64), time_layer, shown, table
+            name,
+            embedding,
+            table["frame"].to_numpy(np.int64),
+            time_layer,
+            shown,
+            table,
+            point_size(embedding),
         )
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
@@ -304,7 +313,7 @@ class EmbeddingView(QWidget):
             entry.coordinates(axes, shown),
             name=name,
             features=table.iloc[shown].reset_index(drop=True),
-            size=point_size(embedding),
+            size=entry.marker_size,
             face_color=colours[shown],
             border_width=0,
             shading="spherical" if len(axes) == 3 else "none",
@@ -354,7 +363,7 @@ class EmbeddingView(QWidget):
         if len(rows):
             frames = entry.frames[rows]
             points = entry.coordinates(self.layer(entry.name).metadata["cebra_axes"], rows)
-            base = point_size(entry.embedding)
+            base = entry.marker_size
             age = frame - frames
             slots = trail - age  # the current frame in the last slot
             coords[:] = points[-1]
@@ -365,7 +374,11 @@ class EmbeddingView(QWidget):
             self._highlighted = frames
         with layer.events.blocker_all():
             layer.size = sizes
-        layer.data = coords
+        # The highlight marks points of the embedding, inside its extent: the viewer need not
+        # recompute its dims from every layer on each move (``data`` and ``affine`` events,
+        # two thirds of an update); the canvas still redraws through the layer's refresh.
+        with layer.events.data.blocker(), layer.events.affine.blocker():
+            layer.data = coords
 
     def _highlight_layer(self, ndim: int, n_slots: int) -> Any:
         """The highlight Points layer with ``n_slots`` points of ``ndim`` dimensions."""
