@@ -213,3 +213,38 @@ def test_compare_models_errors(fitted_models):
         compare_models(fitted_models, labels=["a"])
     with pytest.raises(ValueError, match="str, int or float"):
         compare_models(fitted_models, labels=[["a"], "b"])
+
+
+def test_plot_dispatches_to_the_three_views(fitted_models):
+    from napari_cebra.workflows.plotting import plot
+
+    model = fitted_models[0]
+    X = np.random.default_rng(3).normal(size=(50, 6)).astype(np.float32)
+    loss = plot(model, which="loss")
+    np.testing.assert_allclose(loss.lines[0].get_ydata(), model.state_dict_["loss"])
+    temperature = plot(model, which="temperature")
+    assert temperature.get_ylabel() == "Temperature"
+    embedding = plot(model, which="embedding", X=X, embedding_labels="time")
+    assert embedding.name == "3d"
+    np.testing.assert_allclose(embedding.collections[0]._offsets3d[0], model.transform(X)[:, 0])
+    with pytest.raises(ValueError, match="needs X"):
+        plot(model, which="embedding")
+    with pytest.raises(ValueError, match="'loss', 'temperature' or 'embedding'"):
+        plot(model, which="gof")
+
+
+def test_plot_overview_draws_loss_temperature_and_embedding(fitted_models):
+    from napari_cebra.workflows.plotting import plot_overview
+
+    model = fitted_models[0]
+    X = np.random.default_rng(4).normal(size=(40, 6)).astype(np.float32)
+    figure, (loss_ax, temperature_ax, embedding_ax) = plot_overview(
+        model, X, embedding_kwargs={"embedding_labels": "time"}
+    )
+    assert figure.get_size_inches().tolist() == [15, 4]
+    np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), model.state_dict_["loss"])
+    assert loss_ax.get_xlabel() == "" and temperature_ax.get_xlabel() == "Steps"
+    assert embedding_ax.name == "3d"
+    colours = embedding_ax.collections[0].get_array()
+    np.testing.assert_array_equal(colours, np.arange(40))
+    assert len(_png_bytes(loss_ax)) > 1000

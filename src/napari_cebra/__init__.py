@@ -18,21 +18,34 @@ _LAZY = {
     "TrainingProgress": "napari_cebra.core.training",
     "GridSearch": "napari_cebra.workflows.grid_search",
     "KNNDecoder": "napari_cebra.workflows.decoding",
+    "L1LinearRegressor": "napari_cebra.workflows.decoding",
+    "plot": "napari_cebra.workflows.plotting",
+    "plot_overview": "napari_cebra.workflows.plotting",
     "plot_loss": "napari_cebra.workflows.plotting",
     "plot_temperature": "napari_cebra.workflows.plotting",
     "plot_embedding": "napari_cebra.workflows.plotting",
     "plot_consistency": "napari_cebra.workflows.plotting",
     "compare_models": "napari_cebra.workflows.plotting",
+    "plot_embedding_interactive": "napari_cebra.workflows.interactive_plots",
+}
+# cebra's submodules, as attributes: ``cebra.sklearn`` is ``cebra.integrations.sklearn``
+_SUBMODULES = {
+    "sklearn": "napari_cebra.integrations.sklearn",
+    "integrations": "napari_cebra.integrations",
+    "grid_search": "napari_cebra.grid_search",
+    "metrics": "napari_cebra.metrics",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name in _SUBMODULES:
+        value = importlib.import_module(_SUBMODULES[name])
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
         raise AttributeError(f"module 'napari_cebra' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

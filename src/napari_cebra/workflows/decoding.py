@@ -53,7 +53,7 @@ def _check_targets(X: np.ndarray, y: Any) -> np.ndarray:
     return targets
 
 
-class _Decoder(sklearn.base.BaseEstimator):
+class Decoder(sklearn.base.BaseEstimator):
     """Shared ``predict``/``score`` of the decoders; subclasses build ``self.model_`` in ``fit``."""
 
     def predict(self, X: Any) -> np.ndarray:
@@ -67,7 +67,7 @@ class _Decoder(sklearn.base.BaseEstimator):
         return float(sklearn.metrics.r2_score(targets, self.predict(X)))
 
 
-class KNNDecoder(_Decoder):
+class KNNDecoder(Decoder):
     """k-nearest-neighbour decoder: regression for float targets, classification for integers.
 
     Parameters
@@ -102,7 +102,7 @@ class KNNDecoder(_Decoder):
             yield {"n_neighbors": n_neighbors, "metric": "cosine"}
 
 
-class L1LinearRegressor(_Decoder):
+class L1LinearRegressor(Decoder):
     """Linear decoder with an L1 penalty (:class:`sklearn.linear_model.Lasso`).
 
     Parameters

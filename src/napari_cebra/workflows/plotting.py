@@ -169,8 +169,8 @@ def plot_temperature(
     )
 
 
-def _embedding_colors(embedding_labels: Any, n_samples: int) -> tuple[Any, bool]:
-    """Return the scatter colour argument and whether it is a colour map value vector."""
+def embedding_colors(embedding_labels: Any, n_samples: int) -> tuple[Any, bool]:
+    """The scatter colour argument and whether it is a vector of values for a colormap."""
     if isinstance(embedding_labels, str):
         if embedding_labels == "time":
             return np.arange(n_samples), True
@@ -180,10 +180,9 @@ def _embedding_colors(embedding_labels: Any, n_samples: int) -> tuple[Any, bool]
                 f"colour name, got {embedding_labels!r}."
             )
         return embedding_labels, False
-    values = embedding_labels
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    values = np.asarray(values)
+    values = as_numpy(embedding_labels)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
     if values.ndim > 1:
         raise NotImplementedError(
             "Invalid embedding labels: plotting supports one label per sample, got labels of "
@@ -207,6 +206,30 @@ def _check_idx_order(idx_order: Sequence[int], n_dims: int) -> tuple[int, ...]:
                 f"idx_order {idx_order} is invalid: dimension {index} is not in 0…{n_dims - 1}."
             )
     return order
+
+
+def as_numpy(values: Any) -> np.ndarray:
+    """A numpy view of a numpy array, torch tensor (any device), pandas object or list."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    elif hasattr(values, "to_numpy"):
+        values = values.to_numpy()
+    return np.asarray(values)
+
+
+def embedding_points(
+    embedding: Any, idx_order: Sequence[int] | None
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The embedding as a (samples, dimensions) array and the dimensions to plot."""
+    points = as_numpy(embedding)
+    if points.ndim != 2 or points.shape[1] < 2:
+        raise ValueError(
+            f"embedding must be (samples, dimensions) with at least 2 dimensions, got shape "
+            f"{points.shape}."
+        )
+    if idx_order is None:
+        return points, (0, 1, 2) if points.shape[1] >= 3 else (0, 1)
+    return points, _check_idx_order(idx_order, points.shape[1])
 
 
 def plot_embedding(
@@ -243,19 +266,8 @@ def plot_embedding(
     -------
     matplotlib.axes.Axes
     """
-    if hasattr(embedding, "detach"):
-        embedding = embedding.detach().cpu().numpy()
-    points = np.asarray(embedding)
-    if points.ndim != 2 or points.shape[1] < 2:
-        raise ValueError(
-            f"embedding must be (samples, dimensions) with at least 2 dimensions, got shape "
-            f"{points.shape}."
-        )
-    if idx_order is None:
-        order = (0, 1, 2) if points.shape[1] >= 3 else (0, 1)
-    else:
-        order = _check_idx_order(idx_order, points.shape[1])
-    colors, mapped = _embedding_colors(embedding_labels, len(points))
+    points, order = embedding_points(embedding, idx_order)
+    colors, mapped = embedding_colors(embedding_labels, len(points))
     style = {"c": colors, "cmap": cmap if mapped else None, "alpha": alpha, "s": markersize}
     if len(order) == 3:
         ax = _new_axes(ax, figsize, dpi, projection="3d")
@@ -446,3 +458,87 @@ def compare_models(
             **kwargs,
         )
     return ax
+
+
+def plot(
+    model: Any,
+    which: str = "loss",
+    X: Any = None,
+    ax: matplotlib.axes.Axes | None = None,
+    **kwargs: Any,
+) -> matplotlib.axes.Axes:
+    """Plot one view of a fitted model: its loss, its temperature or its embedding of ``X``.
+
+    Parameters
+    ----------
+    model : fitted CEBRA
+    which : {"loss", "temperature", "embedding"}
+        What to plot.
+    X : array-like, optional
+        Data to embed; needed for ``which="embedding"``.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (3-D for a 3-D embedding); a new figure is made otherwise.
+    **kwargs
+        Passed to :func:`plot_loss`, :func:`plot_temperature` or :func:`plot_embedding`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if which == "loss":
+        return plot_loss(model, ax=ax, **kwargs)
+    if which == "temperature":
+        return plot_temperature(model, ax=ax, **kwargs)
+    if which == "embedding":
+        if X is None:
+            raise ValueError("No data: plot(which='embedding') needs X, the data to embed.")
+        return plot_embedding(model.transform(X), ax=ax, **kwargs)
+    raise ValueError(
+        f"Invalid value for `which`: got {which!r}, expected 'loss', 'temperature' or 'embedding'."
+    )
+
+
+def plot_overview(
+    model: Any,
+    X: Any,
+    loss_kwargs: dict[str, Any] | None = None,
+    temperature_kwargs: dict[str, Any] | None = None,
+    embedding_kwargs: dict[str, Any] | None = None,
+    figsize: tuple[float, float] = (15, 4),
+    dpi: float = 100,
+    **kwargs: Any,
+) -> tuple[matplotlib.figure.Figure, tuple[matplotlib.axes.Axes, ...]]:
+    """Loss and temperature (left, one above the other) and the embedding of ``X`` (right).
+
+    Parameters
+    ----------
+    model : fitted CEBRA
+    X : array-like
+        Data to embed.
+    loss_kwargs, temperature_kwargs, embedding_kwargs : dict, optional
+        Passed to the three plots (e.g. ``embedding_kwargs={"embedding_labels": "time"}``).
+    figsize, dpi
+        Size of the figure.
+    **kwargs
+        Passed to all three plots.
+
+    Returns
+    -------
+    (Figure, (Axes, Axes, Axes))
+        The figure and the loss, temperature and embedding axes.
+    """
+    figure = matplotlib.figure.Figure(figsize=figsize, dpi=dpi)
+    grid = figure.add_gridspec(4, 2, wspace=0, hspace=0.2)
+    loss_ax = figure.add_subplot(grid[:2, 0])
+    plot(model, "loss", ax=loss_ax, x_label=False, **(loss_kwargs or {}), **kwargs)
+    temperature_ax = figure.add_subplot(grid[2:, 0], sharex=loss_ax)
+    plot(model, "temperature", ax=temperature_ax, **(temperature_kwargs or {}), **kwargs)
+    for label in loss_ax.get_xticklabels():
+        label.set_visible(False)
+    embedding = model.transform(X)
+    embedding_ax = figure.add_subplot(
+        grid[:, 1], projection="3d" if np.shape(embedding)[1] >= 3 else None
+    )
+    options = {"markersize": 0.01, **(embedding_kwargs or {}), **kwargs}
+    plot_embedding(embedding, ax=embedding_ax, **options)
+    return figure, (loss_ax, temperature_ax, embedding_ax)
