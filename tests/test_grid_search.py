@@ -158,10 +158,15 @@ def test_resumed_sweep_trains_only_missing_models(datasets, grid_params, tmp_pat
         again.drop(columns="train_time").sort_values("name").reset_index(drop=True),
     )
 
-    # changed data under the same name is not taken for the old models
+    # changed data under the same name is not taken for the old models, nor does it replace them
+    files_before = {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")}
     changed = {"other": datasets["other"] * 2}
     GridSearch(gof_batches=2).fit_models(changed, params, tmp_path)
     assert len(count_fits) == 13
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt") if p.name in files_before} == (
+        files_before
+    )
+    assert len(json.loads((tmp_path / RESULTS_FILE).read_text())["models"]) == 12
 
 
 def test_interrupted_sweep_resumes(datasets, grid_params, tmp_path, count_fits):
@@ -208,6 +213,6 @@ def test_validation_scores(recording, fixed, tmp_path):
 
 
 def test_file_names_stay_short_and_distinct():
-    long = grid_module._file_name("x" * 300, "data", "0123456789abcdef")
-    assert len(long) < 160 and long.endswith("__0123456789abcdef.pt")
-    assert grid_module._file_name("", "d", "f") == "model__d__f.pt"
+    long = grid_module._file_name("x" * 300, "data", "0123456789abcdef", "fedcba9876543210")
+    assert len(long) < 160 and long.endswith("__0123456789abcdef__fedcba9876543210.pt")
+    assert grid_module._file_name("", "d", "f", "h") == "model__d__f__h.pt"

@@ -7,24 +7,35 @@
 * ``download achilles --dest DIR`` fetches the public rat-hippocampus recording.
 
 Progress goes to stderr. Bad input exits with status 2 and a one-line reason before anything is
-written; Ctrl-C exits with status 130 and leaves no partial files.
+written or trained; that includes an output folder that cannot be written to (checked by creating
+and removing a probe file in it; a missing folder is created only if its parent exists). Ctrl-C
+exits with status 130, SIGTERM with status 143; both leave no partial files and no temporary
+grid-search folder. When writing the report fails at the end anyway (e.g. a full disk), the report
+and results are written to a new ``napari-cebra-report-*`` folder in the temporary folder (or, if
+that fails too, in the home folder), a one-line error names it and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 PROG = "napari-cebra"
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+FALLBACK_PREFIX = "napari-cebra-report-"
+PROBE_NAME = ".napari-cebra-write-probe"
 DEMO_DIR = "napari-cebra-demo"
 DEMO_ITERATIONS = 500
 DEMO_RUNS = 3
@@ -40,6 +51,66 @@ class CommandFailed(InputError):
     """A command that could not complete (e.g. a failed download)."""
 
     exit_code = EXIT_FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so that clean-up runs as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while the block runs (main thread only).
+
+    Later SIGTERMs are ignored while the clean-up runs; the previous handler is restored after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_output_folder(out: str) -> None:
+    """Make sure files can be written into the folder ``out`` before any work starts.
+
+    A probe file is written and removed with the package's writer; a missing ``out`` is created
+    for the probe (its parent must exist) and removed again.
+
+    Raises
+    ------
+    InputError
+        ``out`` is a file, its parent folder is missing, or the probe could not be written.
+    """
+    folder = Path(out).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {out!r} is a file, not a folder.")
+    if not folder.exists() and not folder.parent.is_dir():
+        raise InputError(f"--out {out!r}: the parent folder {folder.parent} does not exist.")
+    from napari_cebra.core.files import replace_file_atomically
+
+    created = not folder.exists()
+    try:
+        if created:
+            folder.mkdir()
+        probe = folder / f"{PROBE_NAME}-{os.getpid()}"
+        replace_file_atomically(probe, lambda handle: None).unlink()
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise InputError(
+            f"--out {out!r}: cannot write files into this folder ({reason})."
+        ) from error
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _load_neural(path: str, key: str | None, transpose: bool) -> np.ndarray:
@@ -138,28 +209,69 @@ def run_report(
     model_params: dict[str, Any] | None = None,
     gof_batches: int = 100,
 ) -> dict[str, Any]:
-    """Run the recipe with console progress and write the report; return the results."""
-    from napari_cebra.workflows.recipe import run_recipe
-    from napari_cebra.workflows.report import write_report
+    """Run the recipe with console progress and write the report; return the results.
 
-    results = run_recipe(
-        neural,
-        labels,
-        iterations=iterations,
-        n_runs=runs,
-        seed=seed,
-        model_params=model_params,
-        gof_batches=gof_batches,
-        progress=ConsoleProgress(),
-    )
-    report_path, results_path = write_report(results, out)
-    for line in _summary_lines(results):
-        print(line)
+    Raises
+    ------
+    CommandFailed
+        The report could not be written into ``out``; it was written elsewhere (see
+        :func:`write_report_or_keep`).
+    """
+    from napari_cebra.workflows.recipe import run_recipe
+
+    with terminate_as_interrupt():
+        results = run_recipe(
+            neural,
+            labels,
+            iterations=iterations,
+            n_runs=runs,
+            seed=seed,
+            model_params=model_params,
+            gof_batches=gof_batches,
+            progress=ConsoleProgress(),
+        )
+        for line in _summary_lines(results):
+            print(line, flush=True)
+        report_path, results_path = write_report_or_keep(results, out)
     print(f"Report: {report_path}\nResults: {results_path}")
     return results
 
 
+def write_report_or_keep(results: dict[str, Any], out: str) -> tuple[Path, Path]:
+    """Write the report into ``out``; if that fails, keep it in a new folder and say where.
+
+    Returns
+    -------
+    (Path, Path)
+        The report and results files in ``out``.
+
+    Raises
+    ------
+    CommandFailed
+        Writing into ``out`` failed; the message names the folder the files were written to
+        instead (a new ``napari-cebra-report-*`` folder in the temporary folder, else in the home
+        folder), or says that no folder could take them.
+    """
+    from napari_cebra.workflows.report import write_report
+
+    try:
+        return write_report(results, out)
+    except OSError as error:
+        failure = f"could not write the report into {out} ({error.strerror or error})"
+    problems = []
+    for parent in (Path(tempfile.gettempdir()), Path.home()):
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX, dir=parent))
+            write_report(results, folder)
+        except OSError as error:
+            problems.append(str(error))
+            continue
+        raise CommandFailed(f"{failure}; the report and results were written to {folder} instead.")
+    raise CommandFailed(f"{failure}, nor elsewhere ({'; '.join(problems)}); the results are lost.")
+
+
 def _command_report(args: argparse.Namespace) -> int:
+    check_output_folder(args.out)
     neural, labels = load_inputs(args)
     overrides: dict[str, Any] = {"precision": args.precision}
     if args.batch_size is not None:
@@ -202,6 +314,7 @@ def _command_demo(args: argparse.Namespace) -> int:
         return 0
     from napari_cebra.io.synthetic import place_cell_recording
 
+    check_output_folder(args.out)
     recording = place_cell_recording(seed=args.seed)
     print(
         f"Headless demo: best-practice report on the synthetic place-cell recording "
@@ -262,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="run the best-practice recipe, write a report")
     report.add_argument("neural", help="time × neurons matrix (.npy, .npz, .csv, .h5)")
     report.add_argument("--labels", help="behaviour labels, one row per time point")
-    report.add_argument("--out", required=True, help="output folder")
+    report.add_argument(
+        "--out", required=True, help="output folder (created if missing; its parent must exist)"
+    )
     report.add_argument("--iterations", type=_positive_int, default=5000)
     report.add_argument("--runs", type=_positive_int, default=5, help="consistency runs (≥ 2)")
     report.add_argument("--seed", type=int, default=0)
@@ -315,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"{PROG}: error: {first_line}", file=sys.stderr)
         return EXIT_FAILED
+    except Terminated:
+        print(f"\n{PROG}: terminated; no report was written.", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; no report was written.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -6,8 +6,24 @@ Beyond the reference:
 * every model is written to ``models_dir`` as soon as it is trained, with an index of results
   (``grid_results.json``); both writes are atomic (temporary file + ``os.replace``), so an
   interrupted sweep leaves only complete files behind, and a rerun trains only the models that are
-  missing (a model counts as present when its file exists and the index records the same
-  configuration and the same data);
+  missing (a model counts as present when the index records the same configuration and the same
+  data and its file exists);
+* one folder can hold many sweeps: a model file's name carries a hash of its configuration (all
+  parameters and the dataset name) and a hash of its data (the training and validation arrays),
+  so the same dataset name with other data or another grid gets new files; the index is merged
+  (entries keyed by file name, entries whose file is gone are dropped), never rewritten from one
+  sweep alone, and every read-merge-write holds the folder's lock (``fcntl.flock`` on
+  ``grid_results.json.lock``; where there is no ``fcntl``, as on Windows, an exclusively created
+  ``grid_results.json.lock.held``), so sweeps running into one folder at the same time keep each
+  other's entries;
+* index entries that are malformed or whose ``file`` resolves outside the folder (``../``,
+  absolute paths, symbolic links out) are refused: :meth:`GridSearch.load` skips them with a
+  :class:`GridIndexWarning`; a sweep moves the index aside (``grid_results.json.broken-<time>``)
+  and rewrites it without them. An index that is not valid JSON of a known format raises
+  :class:`GridIndexError` when read, and a sweep moves it aside and starts a new one (the model
+  files stay); both say where the old file went;
+* :meth:`GridSearch.load` on a folder with several sweeps names a model shared by several entries
+  (e.g. one dataset name with different data) ``"{name}@{hash}"`` (8 hex digits of its file name);
 * the table has the goodness of fit in bits on the training data (``gof``) and, when validation data
   are given (a dict or ``valid_fraction``), on the validation data (``gof_valid``); dataset names
   are kept intact;
@@ -17,6 +33,9 @@ Beyond the reference:
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import errno
 import hashlib
 import json
 import math
@@ -24,7 +43,9 @@ import numbers
 import os
 import re
 import time
-from collections.abc import Callable, Generator, Mapping
+import warnings
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +62,58 @@ from napari_cebra.workflows.executors import (
 )
 from napari_cebra.workflows.splits import split_arrays
 
+try:
+    import fcntl
+except ImportError:  # Windows: the index lock is an exclusively created file
+    fcntl = None
+
 RESULTS_FILE = "grid_results.json"
-RESULTS_FORMAT = 1
+LOCK_FILE = "grid_results.json.lock"
+HELD_LOCK_FILE = "grid_results.json.lock.held"
+LOCK_TIMEOUT = 60.0
+RESULTS_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 SCORINGS = ("infonce_loss", "gof", "gof_valid")
-_MAX_STEM = 120
+_MAX_STEM = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_NUMBER = (int, float, type(None))
+_ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "dataset_name": str,
+    "params": dict,
+    "file": str,
+    "fingerprint": str,
+    "data_fingerprint": str,
+    "iterations": int,
+    "loss": _NUMBER,
+    "gof": _NUMBER,
+    "gof_valid": _NUMBER,
+    "train_time": _NUMBER,
+}
+
+
+class GridIndexError(ValueError):
+    """A ``grid_results.json`` that is not a grid-search index this package can read.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The index file.
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"{path} is not a readable grid-search index ({reason}). Move or delete it; a sweep "
+            "into this folder moves it aside by itself."
+        )
+        self.path = path
+        self.reason = reason
+
+
+class GridIndexWarning(UserWarning):
+    """Index entries were refused, or a broken index was moved aside."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +268,9 @@ class GridSearch:
         params : mapping
             Parameters as for :meth:`generate_models`.
         models_dir : str or path
-            Where models and ``grid_results.json`` are written (and looked up to resume).
+            Where models and ``grid_results.json`` are written (and looked up to resume). The
+            folder may hold other sweeps (other grids, datasets or data): their models and index
+            entries are kept.
         valid_datasets : mapping, optional
             Dataset name → ``X_valid`` or ``(X_valid, *labels_valid)``: scored as ``gof_valid``.
         valid_fraction : float, optional
@@ -214,6 +284,18 @@ class GridSearch:
         -------
         GridSearch
             ``self``.
+
+        Raises
+        ------
+        TimeoutError
+            Only without ``fcntl`` (Windows): the folder's lock file stayed taken for
+            :data:`LOCK_TIMEOUT` seconds (the message names it).
+
+        Warns
+        -----
+        GridIndexWarning
+            The folder's index was unreadable or held refused entries; it was moved aside (the
+            message says where).
         """
         steps = self.iter_fit_models(
             datasets,
@@ -246,17 +328,17 @@ class GridSearch:
         directory.mkdir(parents=True, exist_ok=True)
         self.models_dir = directory
         models, self.parameter_grid = self.generate_models(params)
-        index = _read_index(directory)
-        tasks, present, order = self._plan(models, data, directory, index)
-        self._records = {name: index[name] for name in present}
-        self.models = dict.fromkeys(present)
+        with _index_lock(directory):
+            entries = _entries_for_update(directory)
+            tasks, present, order = self._plan(models, data, directory, entries)
+            _write_merged_index(directory, entries, present)
+        self._records = {record["name"]: record for record in present}
+        self.models = dict.fromkeys(self._records)
         start = time.perf_counter()
         n_models = len(tasks) + len(present)
         done = len(present)
-        for name in present:
-            record = index[name]
+        for record in present:
             yield self._progress(record, "present", done, n_models, start)
-        self._write_index()
         resolved = resolve_executor(executor)
         try:
             for event in resolved.run(_train_task, tasks, data):
@@ -290,10 +372,15 @@ class GridSearch:
         models: dict[str, Any],
         data: _Datasets,
         directory: Path,
-        index: dict[str, dict[str, Any]],
-    ) -> tuple[list[_GridTask], list[str], list[str]]:
-        """Tasks still to train, names of the models already present in ``directory``, and all
-        names in grid order."""
+        entries: dict[str, dict[str, Any]],
+    ) -> tuple[list[_GridTask], list[dict[str, Any]], list[str]]:
+        """Tasks still to train, records of the models already present in ``directory`` (named
+        as in this sweep), and all names in grid order."""
+        found = {
+            (entry["fingerprint"], entry["data_fingerprint"]): entry
+            for entry in entries.values()
+            if (directory / entry["file"]).is_file()
+        }
         tasks, present, names = [], [], []
         for dataset_name, arrays in data.train.items():
             data_fingerprint = _data_fingerprint(arrays, data.valid.get(dataset_name))
@@ -307,17 +394,14 @@ class GridSearch:
                 names.append(name)
                 model_params = model.get_params()
                 fingerprint = _fingerprint(model_params, dataset_name)
-                path = directory / _file_name(model_name, dataset_name, fingerprint)
-                record = index.get(name)
-                if (
-                    record is not None
-                    and record.get("fingerprint") == fingerprint
-                    and record.get("data_fingerprint") == data_fingerprint
-                    and path.is_file()
-                    and record.get("file") == path.name
-                ):
-                    present.append(name)
+                entry = found.get((fingerprint, data_fingerprint))
+                if entry is not None:
+                    renamed = {"name": name, "model_name": model_name, "params": dict(point)}
+                    present.append({**entry, **renamed})
                     continue
+                path = directory / _file_name(
+                    model_name, dataset_name, fingerprint, data_fingerprint
+                )
                 tasks.append(
                     _GridTask(
                         name=name,
@@ -350,14 +434,11 @@ class GridSearch:
         )
 
     def _write_index(self) -> None:
-        """Write ``grid_results.json`` atomically (all models found or trained so far)."""
+        """Merge this sweep's records (models found or trained so far) into the folder's index."""
         assert self.models_dir is not None
-        payload = {
-            "format": RESULTS_FORMAT,
-            "parameter_grid": self.parameter_grid,
-            "models": list(self._records.values()),
-        }
-        _write_json_atomically(self.models_dir / RESULTS_FILE, payload)
+        with _index_lock(self.models_dir):
+            entries = _entries_for_update(self.models_dir)
+            _write_merged_index(self.models_dir, entries, self._records.values())
 
     # ------------------------------------------------------------------------------------------
     # results
@@ -366,26 +447,39 @@ class GridSearch:
     def load(self, dir: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Read a sweep from ``dir`` (its ``grid_results.json`` and model files).
 
+        Entries the index refuses (malformed, or a ``file`` outside ``dir``) are skipped with a
+        :class:`GridIndexWarning`. A name shared by several entries (sweeps of one dataset name on
+        different data, or with other fixed parameters) becomes ``"{name}@{hash}"``.
+
         Returns
         -------
         models : dict
             Fitted ``CEBRA`` by name.
         parameter_grid : list of dict
+            The distinct varied parameters of the models, in index order.
 
         Raises
         ------
+        GridIndexError
+            If the index is not valid JSON of a known format (a ``ValueError``).
         ValueError
             If ``dir`` has no results index or a listed model file is missing.
         """
         directory = Path(dir)
-        payload = _read_payload(directory)
-        if payload is None:
+        if not (directory / RESULTS_FILE).is_file():
             raise ValueError(
                 f"{directory} holds no {RESULTS_FILE}: it is not a grid-search folder."
             )
+        entries, refused = _read_index(directory)
+        if refused:
+            warnings.warn(
+                f"{directory / RESULTS_FILE}: ignored {_refusals(refused)}.",
+                GridIndexWarning,
+                stacklevel=2,
+            )
         self.models_dir = directory
-        self.parameter_grid = list(payload.get("parameter_grid", []))
-        self._records = {record["name"]: record for record in payload["models"]}
+        self._records = _unique_names(entries.values())
+        self.parameter_grid = _distinct(record["params"] for record in self._records.values())
         self.models = {name: None for name in self._records}
         for name in self._records:
             self._model(name)
@@ -614,10 +708,10 @@ def _data_fingerprint(train: tuple[Any, ...], valid: tuple[Any, ...] | None) -> 
     return digest.hexdigest()[:16]
 
 
-def _file_name(model_name: str, dataset_name: str, fingerprint: str) -> str:
-    """A filesystem-safe, unambiguous file name: readable stem plus the configuration hash."""
+def _file_name(model_name: str, dataset_name: str, fingerprint: str, data_fingerprint: str) -> str:
+    """A filesystem-safe, unambiguous file name: readable stem, configuration and data hashes."""
     stem = _UNSAFE.sub("-", f"{model_name or 'model'}__{dataset_name}").strip(".-")
-    return f"{stem[:_MAX_STEM]}__{fingerprint}.pt"
+    return f"{stem[:_MAX_STEM]}__{fingerprint}__{data_fingerprint}.pt"
 
 
 def _prepare_datasets(
@@ -653,20 +747,172 @@ def _as_arrays(value: Any) -> tuple[Any, ...]:
     return tuple(np.asarray(array) for array in arrays)
 
 
-def _read_payload(directory: Path) -> dict[str, Any] | None:
+# ----------------------------------------------------------------------------------------------
+# the index file
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_index(directory: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The index entries of ``directory`` by file name (none without an index), and why entries
+    were refused.
+
+    Raises
+    ------
+    GridIndexError
+        If the index is not JSON of a known format.
+    """
     path = directory / RESULTS_FILE
     if not path.is_file():
-        return None
-    with path.open(encoding="utf-8") as file:
-        return json.load(file)
+        return {}, []
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise GridIndexError(path, f"not valid JSON: {error}") from error
+    if not isinstance(payload, dict) or not isinstance(payload.get("models"), list):
+        raise GridIndexError(path, 'not an object with a "models" list')
+    if payload.get("format") not in READABLE_FORMATS:
+        raise GridIndexError(path, f"unknown format {payload.get('format')!r}")
+    root = directory.resolve()
+    entries, refused = {}, []
+    for position, entry in enumerate(payload["models"]):
+        problem = _entry_problem(entry, root)
+        if problem is None:
+            entries[entry["file"]] = entry
+        else:
+            refused.append(f"entry {position}: {problem}")
+    return entries, refused
 
 
-def _read_index(directory: Path) -> dict[str, dict[str, Any]]:
-    """Records of a previous sweep in ``directory`` by name (empty if there is none)."""
-    payload = _read_payload(directory)
-    if payload is None:
+def _entry_problem(entry: Any, root: Path) -> str | None:
+    """Why an index entry is refused (``None`` when it is usable)."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    bad = [
+        key
+        for key, kind in _ENTRY_FIELDS.items()
+        if key not in entry or not isinstance(entry[key], kind)
+    ]
+    if bad:
+        return f"missing or invalid {', '.join(bad)}"
+    try:
+        inside = (root / entry["file"]).resolve().parent == root
+    except (OSError, ValueError):
+        inside = False
+    return None if inside else f"its file {entry['file']!r} is not in the folder"
+
+
+def _refusals(refused: list[str]) -> str:
+    return f"{len(refused)} index entr{'y' if len(refused) == 1 else 'ies'} ({'; '.join(refused)})"
+
+
+def _entries_for_update(directory: Path) -> dict[str, dict[str, Any]]:
+    """The entries a sweep merges into (call with the folder's lock held).
+
+    An index with refused entries, or one that cannot be read, is moved aside first (with a
+    :class:`GridIndexWarning` saying where), so that nothing it held is lost.
+    """
+    path = directory / RESULTS_FILE
+    try:
+        entries, refused = _read_index(directory)
+    except GridIndexError as error:
+        aside = _set_aside(path)
+        warnings.warn(
+            f"{path} was not a readable grid-search index ({error.reason}); it was moved to "
+            f"{aside.name} and a new index is started (the model files stay).",
+            GridIndexWarning,
+            stacklevel=3,
+        )
         return {}
-    return {record["name"]: record for record in payload.get("models", [])}
+    if refused:
+        aside = _set_aside(path)
+        warnings.warn(
+            f"{path}: dropped {_refusals(refused)}; the index as it was is kept as {aside.name}.",
+            GridIndexWarning,
+            stacklevel=3,
+        )
+    return entries
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.broken-<UTC time>`` in its folder; return the new path."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = path.with_name(f"{path.name}.broken-{stamp}")
+    path.rename(aside)
+    return aside
+
+
+def _write_merged_index(
+    directory: Path, entries: dict[str, dict[str, Any]], records: Iterable[dict[str, Any]]
+) -> None:
+    """Write the index: ``entries`` whose file still exists, updated with ``records`` (by file)."""
+    merged = {file: entry for file, entry in entries.items() if (directory / file).is_file()}
+    merged.update({record["file"]: record for record in records})
+    payload = {"format": RESULTS_FORMAT, "models": list(merged.values())}
+    _write_json_atomically(directory / RESULTS_FILE, payload)
+
+
+@contextlib.contextmanager
+def _index_lock(directory: Path) -> Iterator[None]:
+    """Hold the lock of ``directory``'s index for a read-merge-write."""
+    if fcntl is None:
+        with _held_lock_file(directory / HELD_LOCK_FILE):
+            yield
+        return
+    descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+@contextlib.contextmanager
+def _held_lock_file(path: Path) -> Iterator[None]:
+    """A lock without ``fcntl``: the file ``path``, created exclusively, removed on release.
+
+    Raises ``TimeoutError`` naming the file when it stays taken for :data:`LOCK_TIMEOUT` seconds
+    (a sweep killed while holding it leaves it behind).
+    """
+    timeout = LOCK_TIMEOUT
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    errno.ETIMEDOUT,
+                    f"another sweep has held {path} for over {timeout:g} s; delete the file if "
+                    "no sweep is running into this folder",
+                    str(path),
+                ) from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _unique_names(entries: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Entries by name; a name shared by several entries gets ``@`` and a hash of the file."""
+    entries = list(entries)
+    counts = Counter(entry["name"] for entry in entries)
+    unique = {}
+    for entry in entries:
+        name = entry["name"]
+        if counts[name] > 1:
+            name = f"{name}@{hashlib.sha256(entry['file'].encode()).hexdigest()[:8]}"
+        unique[name] = {**entry, "name": name}
+    return unique
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    distinct: list[Any] = []
+    for value in values:
+        if value not in distinct:
+            distinct.append(value)
+    return distinct
 
 
 def _write_json_atomically(path: Path, payload: Any) -> None:

@@ -18,12 +18,14 @@ thresholds in :data:`THRESHOLDS` (defined there, importable from here too).
 :func:`iter_recipe` yields :class:`RecipeProgress` records (stoppable between yields) and returns
 the results dict; :func:`run_recipe` runs it to the end. The results dict is JSON-able and is what
 :func:`napari_cebra.workflows.report.write_report` renders. Nothing is written to disk except the
-grid-search models, which live in a temporary folder removed at the end (also on Ctrl-C) unless
-``models_dir`` is given.
+grid-search models, which live in a temporary folder (``napari-cebra-grid-*``) removed at the end,
+also when the run is stopped (the generator closed, Ctrl-C, or SIGTERM turned into an exception
+as ``python -m napari_cebra`` does), unless ``models_dir`` is given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import shutil
 import tempfile
@@ -61,6 +63,7 @@ from napari_cebra.workflows.verdicts import (
 )
 
 SMALL_GRID_BELOW = 1000
+GRID_FOLDER_PREFIX = "napari-cebra-grid-"
 
 DECODING_NEIGHBOURS = 36
 PREVIEW_POINTS = 2000
@@ -242,8 +245,8 @@ def _grid_stage(
     """Grid search around ``params``, ranked by validation goodness of fit."""
     from napari_cebra.workflows.grid_search import GridSearch
 
-    folder = models_dir or tempfile.mkdtemp(prefix="napari-cebra-grid-")
     search = GridSearch(gof_batches=gof_batches, yield_every=max(1, params["max_iterations"] // 20))
+    folder = models_dir or tempfile.mkdtemp(prefix=GRID_FOLDER_PREFIX)
     sweep = search.iter_fit_models(
         {"recording": data}, {**params, **grid}, folder, valid_fraction=valid_fraction
     )
@@ -494,18 +497,19 @@ def run_recipe(
         Sections ``input``, ``settings``, ``time_model``, ``consistency``, ``grid_search``,
         ``behaviour_model``, ``controls``, ``decoding``, ``checks``, ``verdict``, ``timings``.
     """
-    return run_to_end(
-        iter_recipe(
-            neural,
-            labels,
-            iterations=iterations,
-            n_runs=n_runs,
-            grid=grid,
-            valid_fraction=valid_fraction,
-            seed=seed,
-            models_dir=models_dir,
-            gof_batches=gof_batches,
-            model_params=model_params,
-        ),
-        progress,
+    steps = iter_recipe(
+        neural,
+        labels,
+        iterations=iterations,
+        n_runs=n_runs,
+        grid=grid,
+        valid_fraction=valid_fraction,
+        seed=seed,
+        models_dir=models_dir,
+        gof_batches=gof_batches,
+        model_params=model_params,
     )
+    # closed at once when run_to_end raises (Ctrl-C, SIGTERM, a failing progress callable), so
+    # that the temporary grid-search folder is removed now, not when the generator is collected
+    with contextlib.closing(steps):
+        return run_to_end(steps, progress)
