@@ -3,27 +3,34 @@
 DeepLabCut stores a table with one row per video frame and a column header of three levels,
 ``scorer`` / ``bodyparts`` / ``coords`` (four with ``individuals`` for multi-animal projects), where
 ``coords`` is ``x``, ``y`` and ``likelihood``. The ``.h5`` file is the same table written by
-``pandas.to_hdf``. pandas needs PyTables to read it back; when PyTables is missing the HDF5 layout
-pandas writes (``fixed`` or ``table`` format) is decoded here with h5py, reading pickled attributes
-with :func:`napari_cebra.io.datasets.restricted_load`.
+``pandas.to_hdf`` (``table`` format, or ``fixed``). It is decoded here with h5py, never through
+pandas and PyTables: PyTables unpickles attributes while reading, and a pickle can run code. The
+``table`` format keeps its column labels only in such pickled attributes; they are decoded by
+:func:`napari_cebra.io.datasets.read_literal_pickle`, which accepts text, numbers, lists and tuples
+and refuses anything that would import or call. Datasets are read through
+:func:`napari_cebra.io.matrices.read_h5_dataset` (no external links, external storage or
+unwritten data).
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
-import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_cebra.io.datasets import restricted_load
+from napari_cebra.io.datasets import read_literal_pickle
+from napari_cebra.io.matrices import h5_node, open_h5, read_h5_dataset
 
 HEADER_NAMES = ("scorer", "individuals", "bodyparts", "coords")
 COORDS = ("x", "y", "likelihood")
+MAX_LABEL_CHARACTERS = 10_000_000
+"""Most characters all column labels of an ``.h5`` may hold together (each column's scorer,
+individual, body part and coordinate counted); real files hold well under a million."""
 
 
 @dataclass(frozen=True)
@@ -81,33 +88,32 @@ class Keypoints:
 
 def is_deeplabcut_file(path: str | os.PathLike) -> bool:
     """Cheap check: a ``.csv`` whose first cell is ``scorer``, or an ``.h5`` written by pandas."""
-    path = Path(path)
+    path = Path(path).expanduser()
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
             with open(path, encoding="utf-8", errors="replace") as handle:
                 return handle.readline().split(",", 1)[0].strip().lower() == "scorer"
         if suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as handle:
-                return any("pandas_type" in node.attrs for node in handle.values())
-    except OSError:
+            with open_h5(path) as handle:
+                return bool(_pandas_groups(handle, path))
+    except (OSError, ValueError):
         return False
     return False
 
 
 def read_deeplabcut(path: str | os.PathLike) -> Keypoints:
-    """Read DeepLabCut keypoints from a ``.csv`` or ``.h5`` file.
+    """Read DeepLabCut keypoints from a ``.csv`` or ``.h5`` file (``~`` is expanded).
 
     Raises
     ------
     ValueError
         The file is not a DeepLabCut table (the message says what is missing), or an ``.h5`` whose
-        layout cannot be decoded without PyTables (the message says to install ``tables`` or use
-        the ``.csv``).
+        layout is not one pandas writes for DeepLabCut (the message suggests the ``.csv``), whose
+        column labels are pickles of anything but text and numbers, or whose data lies outside
+        the file (:func:`napari_cebra.io.matrices.read_h5_dataset`).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix == ".csv":
         columns, values = _read_csv_table(path)
@@ -162,107 +168,163 @@ def _read_csv_table(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
 # --- h5 -----------------------------------------------------------------------------------------
 
 
-def _read_h5_table(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
-    if importlib.util.find_spec("tables") is not None:
-        import pandas as pd
-
-        frame = pd.read_hdf(path)
-        columns = [c if isinstance(c, tuple) else (str(c),) for c in frame.columns]
-        return columns, frame.to_numpy(dtype=np.float64)
+def _pandas_groups(handle: Any, path: Path) -> dict[str, Any]:
+    """Top-level groups written by pandas (they carry a ``pandas_type``), by name."""
     import h5py
 
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ValueError(f"{path.name!r} is not a readable HDF5 file: {error}") from error
-    with handle:
-        groups = {name: node for name, node in handle.items() if "pandas_type" in node.attrs}
+    nodes = {name: h5_node(handle, name, path) for name in handle}
+    return {
+        name: node
+        for name, node in nodes.items()
+        if isinstance(node, h5py.Group) and "pandas_type" in node.attrs
+    }
+
+
+def _read_h5_table(path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    with open_h5(path) as handle:
+        groups = _pandas_groups(handle, path)
         if not groups:
             raise ValueError(f"{path.name!r} holds no pandas table (no DeepLabCut output).")
         group = groups.get("df_with_missing", next(iter(groups.values())))
-        kind = _attribute(group.attrs["pandas_type"])
+        kind = _text(group.attrs["pandas_type"])
         try:
             if kind == "frame":
-                return _read_fixed_frame(group)
+                return _read_fixed_frame(group, path)
             if kind == "frame_table":
-                return _read_table_frame(group)
-        except (KeyError, TypeError, ValueError) as error:
-            raise _needs_pytables(path, f"unexpected {kind!r} layout ({error})") from error
-        raise _needs_pytables(path, f"pandas storage {kind!r} is not supported")
+                return _read_table_frame(group, path)
+        except (KeyError, TypeError, IndexError) as error:
+            raise _unsupported(path, f"unexpected {kind!r} layout ({error!r})") from error
+        raise _unsupported(path, f"pandas storage {kind!r} is not supported")
 
 
-def _needs_pytables(path: Path, reason: str) -> ValueError:
+def _unsupported(path: Path, reason: str) -> ValueError:
     return ValueError(
-        f"Cannot read {path.name!r} without PyTables: {reason}. Install it (pip install tables) "
-        "or open the .csv DeepLabCut writes next to the .h5 (save_as_csv=True)."
+        f"Cannot read {path.name!r}: {reason}. Open the .csv DeepLabCut writes next to the .h5 "
+        "(save_as_csv=True) instead."
     )
 
 
-def _attribute(value: Any) -> Any:
-    """Decode an attribute PyTables wrote: text as str, pickled objects restricted-unpickled."""
+def _text(value: Any) -> Any:
+    """An attribute PyTables wrote as plain data: bytes decoded, numpy scalars unwrapped."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bytes, np.bytes_)):
-        raw = bytes(value)
-        if raw.endswith(b".") and raw[:1] in (b"(", b"\x80", b"]", b"I", b"V", b"c", b"}"):
-            try:
-                return restricted_load(io.BytesIO(raw))
-            except ValueError as error:
-                if "refused to load" in str(error):
-                    raise
-        return raw.decode("utf-8", errors="replace")
+        return bytes(value).decode("utf-8", errors="replace")
     return value
+
+
+def _dataset(group: Any, name: str, path: Path) -> Any:
+    """The dataset ``name`` of a pandas group (links inside the file only)."""
+    import h5py
+
+    dataset = h5_node(group, name, path)
+    if not isinstance(dataset, h5py.Dataset):
+        raise _unsupported(path, f"{group.name!r} has no dataset {name!r}")
+    return dataset
+
+
+def _read(group: Any, name: str, path: Path) -> np.ndarray:
+    return read_h5_dataset(_dataset(group, name, path), path)
 
 
 def _decode_strings(values: np.ndarray) -> list[Any]:
     return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values.tolist()]
 
 
-def _read_index(group: Any, key: str) -> list[Any]:
+def _read_index(group: Any, key: str, path: Path) -> list[Any]:
     """Labels of an index pandas wrote in fixed format (regular or multi-level)."""
-    variety = _attribute(group.attrs[f"{key}_variety"])
+    variety = _text(group.attrs[f"{key}_variety"])
     if variety == "regular":
-        return _decode_strings(group[key][()])
+        return _decode_strings(_read(group, key, path))
     if variety != "multi":
-        raise ValueError(f"index variety {variety!r}")
-    levels = int(_attribute(group.attrs[f"{key}_nlevels"]))
+        raise _unsupported(path, f"index {key!r} of variety {variety!r}")
     per_level = []
-    for i in range(levels):
-        names = _decode_strings(group[f"{key}_level{i}"][()])
-        codes = group[f"{key}_label{i}"][()]
+    for i in range(int(group.attrs[f"{key}_nlevels"])):
+        names = _decode_strings(_read(group, f"{key}_level{i}", path))
+        codes = _read(group, f"{key}_label{i}", path)
+        if codes.size and (codes.min() < 0 or codes.max() >= len(names)):
+            raise _unsupported(path, f"{key}_label{i} refers to labels that do not exist")
         per_level.append([names[c] for c in codes])
+    if len({len(level) for level in per_level}) > 1:
+        raise _unsupported(path, f"the levels of {key!r} differ in length")
     return list(zip(*per_level, strict=True))
 
 
-def _read_fixed_frame(group: Any) -> tuple[list[tuple[str, ...]], np.ndarray]:
+def _read_fixed_frame(group: Any, path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
     columns, blocks = [], []
-    for i in range(int(_attribute(group.attrs["nblocks"]))):
-        dataset = group[f"block{i}_values"]
-        values = dataset[()]
+    for i in range(int(group.attrs["nblocks"])):
+        dataset = _dataset(group, f"block{i}_values", path)
+        values = read_h5_dataset(dataset, path)
         # pandas stores each block transposed, i.e. as rows × columns, and flags it
-        if not bool(_attribute(dataset.attrs.get("transposed", False))):
+        if not bool(_text(dataset.attrs.get("transposed", False))):
             values = values.T
-        blocks.append(values)
-        columns.extend(_as_tuple(c) for c in _read_index(group, f"block{i}_items"))
-    return columns, np.concatenate(blocks, axis=1).astype(np.float64)
+        labels = [_as_tuple(c) for c in _read_index(group, f"block{i}_items", path)]
+        blocks.append(_coordinate_block(values, labels, f"block{i}_values", path))
+        columns.extend(labels)
+    return columns, _side_by_side(blocks, path)
 
 
-def _read_table_frame(group: Any) -> tuple[list[tuple[str, ...]], np.ndarray]:
-    table = group["table"]
-    rows = table[()]
+_VALUES_BLOCK = re.compile(r"values_block_(\d+)")
+
+
+def _read_table_frame(group: Any, path: Path) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    table = _dataset(group, "table", path)
+    rows = read_h5_dataset(table, path)
+    fields = rows.dtype.names or ()
     block_names = sorted(
-        (name for name in rows.dtype.names if name.startswith("values_block_")),
-        key=lambda name: int(name.rsplit("_", 1)[1]),
+        (name for name in fields if _VALUES_BLOCK.fullmatch(name)),
+        key=lambda name: int(_VALUES_BLOCK.fullmatch(name).group(1)),
     )
-    columns, blocks = [], []
+    columns, blocks, characters = [], [], 0
     for name in block_names:
-        labels = _attribute(table.attrs[f"{name}_kind"])
+        labels = _pickled_labels(table.attrs, f"{name}_kind", path)
+        characters += sum(len(part) for label in labels for part in label)
+        if characters > MAX_LABEL_CHARACTERS:
+            raise ValueError(
+                f"{path.name!r}: the column labels hold more than {MAX_LABEL_CHARACTERS} "
+                "characters; refused."
+            )
         values = rows[name].reshape(len(rows), -1)
-        if len(labels) != values.shape[1]:
-            raise ValueError(f"{name} has {values.shape[1]} columns but {len(labels)} labels")
-        columns.extend(_as_tuple(c) for c in labels)
-        blocks.append(values)
-    return columns, np.concatenate(blocks, axis=1).astype(np.float64)
+        blocks.append(_coordinate_block(values, labels, name, path))
+        columns.extend(labels)
+    return columns, _side_by_side(blocks, path)
+
+
+def _pickled_labels(attributes: Any, name: str, path: Path) -> list[tuple[str, ...]]:
+    """Column labels PyTables pickled into an attribute, decoded without unpickling."""
+    raw = attributes[name]
+    raw = raw[()] if isinstance(raw, np.ndarray) and raw.ndim == 0 else raw
+    if not isinstance(raw, (bytes, np.bytes_)):
+        raise _unsupported(path, f"attribute {name!r} is not a pickled label list")
+    labels = read_literal_pickle(bytes(raw), f"{path.name!r}: {name}")
+    if not isinstance(labels, list) or not all(map(_is_label, labels)):
+        raise _unsupported(path, f"attribute {name!r} holds something other than column labels")
+    return [_as_tuple(label) for label in labels]
+
+
+def _is_label(label: Any) -> bool:
+    parts = label if isinstance(label, (tuple, list)) else (label,)
+    return all(isinstance(part, (str, int, float)) for part in parts)
+
+
+def _coordinate_block(
+    values: np.ndarray, labels: list[tuple[str, ...]], name: str, path: Path
+) -> np.ndarray:
+    if values.ndim != 2 or values.shape[1] != len(labels):
+        raise ValueError(
+            f"{path.name!r}: {name} has shape {values.shape} but {len(labels)} column labels."
+        )
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise ValueError(f"{path.name!r}: {name} holds {values.dtype} values, not coordinates.")
+    return values.astype(np.float64)
+
+
+def _side_by_side(blocks: list[np.ndarray], path: Path) -> np.ndarray:
+    if not blocks:
+        raise _unsupported(path, "the table holds no value columns")
+    if len({block.shape[0] for block in blocks}) > 1:
+        raise ValueError(f"{path.name!r}: the value blocks differ in their number of rows.")
+    return np.concatenate(blocks, axis=1)
 
 
 def _as_tuple(label: Any) -> tuple[str, ...]:

@@ -4,7 +4,9 @@ A ``plane0`` folder holds ``F.npy`` and ``Fneu.npy`` (ROIs × frames), ``iscell.
 accepted flag, classifier probability), ``stat.npy`` (one dict per ROI with pixel coordinates
 ``ypix``/``xpix`` and weights ``lam``) and ``ops.npy`` or ``ops.json`` (image size ``Ly``/``Lx``,
 mean image, frame rate ``fs``). ``stat.npy`` and ``ops.npy`` are pickles: they are read with
-:func:`napari_cebra.io.datasets.load_object_npy`, which refuses anything but arrays and containers.
+:func:`napari_cebra.io.datasets.load_object_npy`, which refuses anything but arrays and containers
+and bounds the memory a pickle can ask for. The ROI label image is at most
+:data:`MAX_IMAGE_PIXELS` pixels.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_cebra.io.datasets import load_object_npy
+from napari_cebra.io.datasets import load_npy, load_object_npy
 
 REQUIRED_FILES = ("F.npy", "Fneu.npy", "stat.npy")
+MAX_IMAGE_PIXELS = 1 << 28
+"""Largest ROI label image built (``Ly * Lx``; 1 GiB of int32), whatever ``ops`` or ``stat`` say."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class Suite2pRecording:
 
 def find_plane_folder(folder: str | os.PathLike) -> Path | None:
     """The folder itself if it holds suite2p outputs, else its ``plane0`` (or ``suite2p/plane0``)."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     for candidate in (folder, folder / "plane0", folder / "suite2p" / "plane0"):
         if all((candidate / name).is_file() for name in REQUIRED_FILES):
             return candidate
@@ -70,7 +74,8 @@ def read_suite2p(
     Parameters
     ----------
     folder : path-like
-        The ``plane0`` folder (or a folder holding ``plane0`` or ``suite2p/plane0``).
+        The ``plane0`` folder (or a folder holding ``plane0`` or ``suite2p/plane0``); ``~`` is
+        expanded.
     neuropil_coefficient : float
         Weight of the neuropil trace subtracted from each ROI trace (suite2p's default 0.7).
     only_cells : bool
@@ -83,7 +88,9 @@ def read_suite2p(
     Raises
     ------
     ValueError
-        Missing files, inconsistent shapes, or pixel coordinates outside the image.
+        Missing files, inconsistent shapes, non-numeric or complex traces, pickles that are refused
+        or ask for too much memory, an image larger than :data:`MAX_IMAGE_PIXELS`, or pixel
+        coordinates outside the image.
     """
     plane = find_plane_folder(folder)
     if plane is None:
@@ -152,9 +159,12 @@ def labels_from_stat(stat: list[dict[str, Any]], shape: tuple[int, int]) -> np.n
 
 def _load_numeric(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        array = load_npy(path)
     except ValueError as error:
-        raise ValueError(f"{path} is not a numeric .npy array: {error}") from error
+        raise ValueError(f"{error} (in {path.parent})") from error
+    if np.iscomplexobj(array) or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"{path} holds {array.dtype} values, not real numbers.")
+    return array
 
 
 def _read_iscell(plane: Path, n_rois: int) -> np.ndarray:
@@ -201,9 +211,19 @@ def _read_ops(plane: Path) -> dict[str, Any]:
 
 def _image_shape(ops: dict[str, Any], stat: list[dict[str, Any]], plane: Path) -> tuple[int, int]:
     if "Ly" in ops and "Lx" in ops:
-        return int(ops["Ly"]), int(ops["Lx"])
-    if not stat:
+        try:
+            height, width, source = int(ops["Ly"]), int(ops["Lx"]), "ops"
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"ops Ly/Lx in {plane} are not integers: {error}") from error
+    elif not stat:
         raise ValueError(f"cannot tell the image size of {plane}: no ops file and no ROIs.")
-    height = max(int(np.max(roi["ypix"])) for roi in stat) + 1
-    width = max(int(np.max(roi["xpix"])) for roi in stat) + 1
+    else:
+        height = max(int(np.max(roi["ypix"])) for roi in stat) + 1
+        width = max(int(np.max(roi["xpix"])) for roi in stat) + 1
+        source = "the largest ROI pixel coordinates"
+    if height < 1 or width < 1 or height * width > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{source} give an image of {height}×{width} pixels in {plane}; expected a positive "
+            f"size of at most {MAX_IMAGE_PIXELS} pixels."
+        )
     return height, width
