@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 
 from napari_cebra.io import datasets
-from napari_cebra.io.datasets import read_literal_pickle, restricted_load
 from napari_cebra.io.deeplabcut import is_deeplabcut_file, read_deeplabcut
 from napari_cebra.io.matrices import load_matrix
 from napari_cebra.io.napari_contributions import get_table_reader, read_matrix_layers
+from napari_cebra.io.safe_pickle import read_literal_pickle, restricted_load
 from napari_cebra.io.suite2p import read_suite2p
 
 _reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct  # numpy 2 | 1

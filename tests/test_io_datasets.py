@@ -15,8 +15,8 @@ from napari_cebra.io.datasets import (
     ACHILLES_URL,
     download_achilles,
     load_achilles,
-    restricted_load,
 )
+from napari_cebra.io.safe_pickle import restricted_load
 
 joblib = pytest.importorskip("joblib")
 

@@ -6,7 +6,7 @@ DeepLabCut stores a table with one row per video frame and a column header of th
 ``pandas.to_hdf`` (``table`` format, or ``fixed``). It is decoded here with h5py, never through
 pandas and PyTables: PyTables unpickles attributes while reading, and a pickle can run code. The
 ``table`` format keeps its column labels only in such pickled attributes; they are decoded by
-:func:`napari_cebra.io.datasets.read_literal_pickle`, which accepts text, numbers, lists and tuples
+:func:`napari_cebra.io.safe_pickle.read_literal_pickle`, which accepts text, numbers, lists and tuples
 and refuses anything that would import or call. Datasets are read through
 :func:`napari_cebra.io.matrices.read_h5_dataset` (no external links, external storage or
 unwritten data).
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_cebra.io.datasets import read_literal_pickle
 from napari_cebra.io.matrices import h5_node, open_h5, read_h5_dataset
+from napari_cebra.io.safe_pickle import read_literal_pickle
 
 HEADER_NAMES = ("scorer", "individuals", "bodyparts", "coords")
 COORDS = ("x", "y", "likelihood")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_cebra.io.datasets import load_npy, read_npy_array, read_npy_header
+from napari_cebra.io.npy import load_npy, read_npy_array, read_npy_header
 
 MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".h5", ".hdf5")
 H5_UNWRITTEN_ALLOWANCE_BYTES = 16 << 20

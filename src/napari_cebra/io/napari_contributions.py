@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_cebra.io.datasets import read_npy_header
 from napari_cebra.io.deeplabcut import is_deeplabcut_file, read_deeplabcut
 from napari_cebra.io.matrices import MATRIX_SUFFIXES, load_matrix
+from napari_cebra.io.npy import read_npy_header
 from napari_cebra.io.suite2p import find_plane_folder, read_suite2p
 from napari_cebra.io.synthetic import calcium_imaging_session, place_cell_recording
 

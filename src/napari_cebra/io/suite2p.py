@@ -4,7 +4,7 @@ A ``plane0`` folder holds ``F.npy`` and ``Fneu.npy`` (ROIs × frames), ``iscell.
 accepted flag, classifier probability), ``stat.npy`` (one dict per ROI with pixel coordinates
 ``ypix``/``xpix`` and weights ``lam``) and ``ops.npy`` or ``ops.json`` (image size ``Ly``/``Lx``,
 mean image, frame rate ``fs``). ``stat.npy`` and ``ops.npy`` are pickles: they are read with
-:func:`napari_cebra.io.datasets.load_object_npy`, which refuses anything but arrays and containers
+:func:`napari_cebra.io.npy.load_object_npy`, which refuses anything but arrays and containers
 and bounds the memory a pickle can ask for. The ROI label image is at most
 :data:`MAX_IMAGE_PIXELS` pixels.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_cebra.io.datasets import load_npy, load_object_npy
+from napari_cebra.io.npy import load_npy, load_object_npy
 
 REQUIRED_FILES = ("F.npy", "Fneu.npy", "stat.npy")
 MAX_IMAGE_PIXELS = 1 << 28
