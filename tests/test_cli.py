@@ -187,12 +187,12 @@ def test_headless_demo_writes_report(monkeypatch, tmp_path):
 
 
 def test_download_failure_exits_non_zero(monkeypatch, tmp_path, capsys):
-    def unreachable(dest, progress=None):
-        raise ConnectionError("cannot reach the server")
+    def unreachable(rat, dest, progress=None):
+        raise ConnectionError(f"cannot reach the server for {rat}")
 
-    monkeypatch.setattr("napari_cebra.io.datasets.download_achilles", unreachable)
+    monkeypatch.setattr("napari_cebra.io.datasets.download_rat_hippocampus", unreachable)
     assert main(["download", "achilles", "--dest", str(tmp_path)]) == 1
-    assert "download failed: cannot reach the server" in capsys.readouterr().err
+    assert "download failed: cannot reach the server for achilles" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from napari_cebra.io.datasets import (
-    ACHILLES_MD5,
-    ACHILLES_URL,
-    download_achilles,
-    load_achilles,
+    RAT_HIPPOCAMPUS_MD5,
+    RAT_HIPPOCAMPUS_URL,
+    download_rat_hippocampus,
+    load_rat_hippocampus,
 )
 from napari_cebra.io.safe_pickle import restricted_load
 
@@ -47,25 +47,38 @@ def published(tmp_path, recording):
 
 
 def test_published_source_is_the_reference_one():
-    assert ACHILLES_URL.endswith("/data/rat_hippocampus/achilles.jl.gz")
-    assert ACHILLES_MD5 == ("5d7b243e07b24c387e5412cd5ff46f0b", "c52f9b55cbc23c66d57f3842214058b8")
+    url = RAT_HIPPOCAMPUS_URL.format(rat="achilles")
+    assert url == "https://cebra.fra1.digitaloceanspaces.com/data/rat_hippocampus/achilles.jl.gz"
+    assert RAT_HIPPOCAMPUS_MD5["achilles"] == (
+        "5d7b243e07b24c387e5412cd5ff46f0b",
+        "c52f9b55cbc23c66d57f3842214058b8",
+    )
+    assert sorted(RAT_HIPPOCAMPUS_MD5) == ["achilles", "buddy", "cicero", "gatsby"]
+    assert RAT_HIPPOCAMPUS_MD5["gatsby"][1] == "2b889da48178b3155011c12555342813"
+    with pytest.raises(ValueError, match="unknown rat 'rex'.*achilles, buddy, cicero, gatsby"):
+        download_rat_hippocampus("rex", ".")
 
 
 def test_download_verifies_unpacks_and_loads(tmp_path, published, recording):
     url, md5 = published
     progress = []
-    path = download_achilles(
-        tmp_path / "data", url=url, md5=md5, progress=lambda d, t: progress.append(d)
+    path = download_rat_hippocampus(
+        "achilles", tmp_path / "data", url=url, md5=md5, progress=lambda d, t: progress.append(d)
     )
     assert path == tmp_path / "data" / "achilles.jl"
     assert sorted(os.listdir(tmp_path / "data")) == ["achilles.jl"]  # no temporary files left
     assert progress and progress[-1] > 0
-    neural, position = load_achilles(path)
+    neural, position = load_rat_hippocampus(path)
     assert neural.dtype == np.float32 and neural.shape == (50, 7)
     assert position.dtype == np.float32 and position.shape == (50, 3)
     np.testing.assert_array_equal(neural, recording["spikes"])
     # a second call reuses the verified file without touching the URL
-    assert download_achilles(tmp_path / "data", url="file:///does/not/exist", md5=md5) == path
+    assert (
+        download_rat_hippocampus(
+            "achilles", tmp_path / "data", url="file:///does/not/exist", md5=md5
+        )
+        == path
+    )
 
 
 @pytest.mark.parametrize("which", [0, 1])
@@ -76,13 +89,13 @@ def test_checksum_mismatch_leaves_nothing_behind(tmp_path, published, which):
     with pytest.raises(
         ValueError, match=f"MD5 checksum mismatch .* expected {'0' * 32}, got {md5[which]}"
     ):
-        download_achilles(tmp_path / "data", url=url, md5=tuple(wrong))
+        download_rat_hippocampus("achilles", tmp_path / "data", url=url, md5=tuple(wrong))
     assert os.listdir(tmp_path / "data") == []
 
 
 def test_unreachable_url_is_a_connection_error(tmp_path):
-    with pytest.raises(ConnectionError, match="could not download .*load_achilles"):
-        download_achilles(tmp_path, url=(tmp_path / "missing.jl.gz").as_uri())
+    with pytest.raises(ConnectionError, match="could not download .*missing.jl.gz: .*No such file"):
+        download_rat_hippocampus("buddy", tmp_path, url=(tmp_path / "missing.jl.gz").as_uri())
     assert os.listdir(tmp_path) == []
 
 
@@ -100,7 +113,7 @@ def test_joblib_files_load_without_joblib_including_compressed(tmp_path, recordi
 def test_plain_pickles_of_arrays_load(tmp_path, recording, protocol):
     with open(tmp_path / "r.pkl", "wb") as handle:
         pickle.dump(recording, handle, protocol=protocol)
-    neural, position = load_achilles(tmp_path / "r.pkl")
+    neural, position = load_rat_hippocampus(tmp_path / "r.pkl")
     np.testing.assert_array_equal(position, recording["position"].astype(np.float32))
 
 
@@ -122,7 +135,7 @@ def test_malicious_pickles_are_refused_and_never_run(tmp_path, dump):
     else:
         path.write_bytes(pickle.dumps(content))
     with pytest.raises(ValueError, match=r"cannot load .* safely: refused to load \w+\.open"):
-        load_achilles(path)
+        load_rat_hippocampus(path)
     assert not marker.exists()
 
 
@@ -131,7 +144,7 @@ def test_wrong_content_is_explained(tmp_path):
     with pytest.raises(
         ValueError, match=r"expected a dict with 'spikes' and 'position', got \['spikes'\]"
     ):
-        load_achilles(tmp_path / "x.jl")
+        load_rat_hippocampus(tmp_path / "x.jl")
     joblib.dump({"spikes": np.ones((5, 2)), "position": np.ones((4, 3))}, tmp_path / "y.jl")
     with pytest.raises(ValueError, match=r"same T, got shapes \(5, 2\) and \(4, 3\)"):
-        load_achilles(tmp_path / "y.jl")
+        load_rat_hippocampus(tmp_path / "y.jl")

@@ -34,6 +34,7 @@ _SUBMODULES = {
     "integrations": "napari_cebra.integrations",
     "grid_search": "napari_cebra.grid_search",
     "metrics": "napari_cebra.metrics",
+    "datasets": "napari_cebra.datasets",
 }
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]

@@ -4,7 +4,7 @@
   and writes ``DIR/report.html`` and ``DIR/results.json``.
 * ``demo`` opens napari with the sample data and the Train CEBRA widget; without a display it runs
   a short report on the synthetic place-cell recording into ``./napari-cebra-demo/``.
-* ``download achilles --dest DIR`` fetches the public rat-hippocampus recording.
+* ``download {achilles,buddy,cicero,gatsby} --dest DIR`` fetches a public rat-hippocampus recording.
 
 Progress goes to stderr. Bad input exits with status 2 and a one-line reason before anything is
 written or trained; that includes an output folder that cannot be written to (checked by creating
@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -34,8 +33,6 @@ import numpy as np
 
 PROG = "napari-cebra"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
-FALLBACK_PREFIX = "napari-cebra-report-"
-PROBE_NAME = ".napari-cebra-write-probe"
 DEMO_DIR = "napari-cebra-demo"
 DEMO_ITERATIONS = 500
 DEMO_RUNS = 3
@@ -79,38 +76,13 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 def check_output_folder(out: str) -> None:
-    """Make sure files can be written into the folder ``out`` before any work starts.
+    """Exit with status 2 before any work when the report cannot be written into ``out``."""
+    from napari_cebra.workflows.report import check_writable_folder
 
-    A probe file is written and removed with the package's writer; a missing ``out`` is created
-    for the probe (its parent must exist) and removed again.
-
-    Raises
-    ------
-    InputError
-        ``out`` is a file, its parent folder is missing, or the probe could not be written.
-    """
-    folder = Path(out).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {out!r} is a file, not a folder.")
-    if not folder.exists() and not folder.parent.is_dir():
-        raise InputError(f"--out {out!r}: the parent folder {folder.parent} does not exist.")
-    from napari_cebra.core.files import replace_file_atomically
-
-    created = not folder.exists()
     try:
-        if created:
-            folder.mkdir()
-        probe = folder / f"{PROBE_NAME}-{os.getpid()}"
-        replace_file_atomically(probe, lambda handle: None).unlink()
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise InputError(
-            f"--out {out!r}: cannot write files into this folder ({reason})."
-        ) from error
-    finally:
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        check_writable_folder(out)
+    except ValueError as error:
+        raise InputError(str(error)) from error
 
 
 def _load_neural(path: str, key: str | None, transpose: bool) -> np.ndarray:
@@ -238,36 +210,20 @@ def run_report(
 
 
 def write_report_or_keep(results: dict[str, Any], out: str) -> tuple[Path, Path]:
-    """Write the report into ``out``; if that fails, keep it in a new folder and say where.
-
-    Returns
-    -------
-    (Path, Path)
-        The report and results files in ``out``.
+    """Write the report into ``out``, or keep it elsewhere and fail with a line that says where.
 
     Raises
     ------
     CommandFailed
         Writing into ``out`` failed; the message names the folder the files were written to
-        instead (a new ``napari-cebra-report-*`` folder in the temporary folder, else in the home
-        folder), or says that no folder could take them.
+        instead, or says that no folder could take them.
     """
-    from napari_cebra.workflows.report import write_report
+    from napari_cebra.workflows import report
 
     try:
-        return write_report(results, out)
+        return report.write_report_or_keep(results, out)
     except OSError as error:
-        failure = f"could not write the report into {out} ({error.strerror or error})"
-    problems = []
-    for parent in (Path(tempfile.gettempdir()), Path.home()):
-        try:
-            folder = Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX, dir=parent))
-            write_report(results, folder)
-        except OSError as error:
-            problems.append(str(error))
-            continue
-        raise CommandFailed(f"{failure}; the report and results were written to {folder} instead.")
-    raise CommandFailed(f"{failure}, nor elsewhere ({'; '.join(problems)}); the results are lost.")
+        raise CommandFailed(str(error)) from error
 
 
 def _command_report(args: argparse.Namespace) -> int:
@@ -328,14 +284,14 @@ def _command_demo(args: argparse.Namespace) -> int:
 
 
 def _command_download(args: argparse.Namespace) -> int:
-    from napari_cebra.io.datasets import download_achilles
+    from napari_cebra.io.datasets import download_rat_hippocampus
 
     def show(done: int, total: int | None) -> None:
         size = f"/{total / 1e6:.1f}" if total else ""
         print(f"\r{done / 1e6:.1f}{size} MB", end="", file=sys.stderr, flush=True)
 
     try:
-        path = download_achilles(args.dest, progress=show)
+        path = download_rat_hippocampus(args.dataset, args.dest, progress=show)
     except (ConnectionError, ValueError, OSError) as error:
         print(file=sys.stderr)
         raise CommandFailed(f"download failed: {error}") from error
@@ -411,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_command_demo)
 
     download = commands.add_parser("download", help="download a public dataset")
-    download.add_argument("dataset", choices=["achilles"])
+    download.add_argument("dataset", choices=["achilles", "buddy", "cicero", "gatsby"])
     download.add_argument("--dest", required=True, help="folder for the dataset")
     download.set_defaults(handler=_command_download)
     return parser

@@ -1,4 +1,5 @@
-"""The public rat-hippocampus recording ("achilles"): download with checksums, read safely.
+"""The public rat-hippocampus recordings (rats achilles, buddy, cicero, gatsby): download with
+checksums, read safely.
 
 The CEBRA authors publish the recording as a gzipped joblib file (a pickle with the array bytes
 written after each array's header); it is read by
@@ -22,9 +23,16 @@ import numpy as np
 
 from napari_cebra.io.safe_pickle import restricted_load
 
-ACHILLES_URL = "https://cebra.fra1.digitaloceanspaces.com/data/rat_hippocampus/achilles.jl.gz"
-ACHILLES_MD5 = ("5d7b243e07b24c387e5412cd5ff46f0b", "c52f9b55cbc23c66d57f3842214058b8")
-"""MD5 of the gzipped download and of the unpacked ``achilles.jl`` (cebra 0.6.1)."""
+RAT_HIPPOCAMPUS_URL = "https://cebra.fra1.digitaloceanspaces.com/data/rat_hippocampus/{rat}.jl.gz"
+"""Where the CEBRA authors publish each rat's recording (``{rat}`` is the rat's name)."""
+RAT_HIPPOCAMPUS_MD5 = {
+    "achilles": ("5d7b243e07b24c387e5412cd5ff46f0b", "c52f9b55cbc23c66d57f3842214058b8"),
+    "buddy": ("339290585be2188f48a176f05aaf5df6", "36341322907708c466871bf04bc133c2"),
+    "cicero": ("f262a87d2e59f164cb404cd410015f3a", "a83b02dbdc884fdd7e53df362499d42f"),
+    "gatsby": ("564e431c19e55db2286a9d64c86a94c4", "2b889da48178b3155011c12555342813"),
+}
+"""MD5 of the gzipped download and of the unpacked ``{rat}.jl`` per rat (cebra 0.6.1)."""
+RATS = tuple(RAT_HIPPOCAMPUS_MD5)
 
 _CHUNK_BYTES = 1 << 20
 
@@ -52,8 +60,7 @@ def _download_to(
                     progress(done, total)
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         raise ConnectionError(
-            f"could not download {url}: {getattr(error, 'reason', error)}. Download the file by "
-            "hand and open it with load_achilles(path)."
+            f"could not download {url}: {getattr(error, 'reason', error)}."
         ) from error
 
 
@@ -67,33 +74,37 @@ def _gunzip_to(source: Path, target: Path) -> None:
 
 
 def _temporary_path(directory: Path, suffix: str) -> Path:
-    handle, name = tempfile.mkstemp(dir=directory, prefix=".achilles-", suffix=suffix)
+    handle, name = tempfile.mkstemp(dir=directory, prefix=".rat-hippocampus-", suffix=suffix)
     os.close(handle)
     return Path(name)
 
 
-def download_achilles(
+def download_rat_hippocampus(
+    rat: str,
     dest_dir: str | os.PathLike,
-    url: str = ACHILLES_URL,
-    md5: tuple[str, str] = ACHILLES_MD5,
     *,
+    url: str | None = None,
+    md5: tuple[str, str] | None = None,
     timeout: float = 60.0,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
-    """Download and unpack the public rat-hippocampus recording of rat "achilles".
+    """Download and unpack the public rat-hippocampus recording of one rat.
 
     The gzipped file is checked against ``md5[0]``, unpacked and checked against ``md5[1]``; only
-    then is it moved (atomically) to ``dest_dir/achilles.jl``. On any failure nothing is left
-    behind. An existing ``achilles.jl`` with the right checksum is reused without downloading.
+    then is it moved (atomically) to ``dest_dir/{rat}.jl``. On any failure nothing is left
+    behind. An existing ``{rat}.jl`` with the right checksum is reused without downloading.
 
     Parameters
     ----------
+    rat : {"achilles", "buddy", "cicero", "gatsby"}
+        The rat.
     dest_dir : path-like
-        Folder for ``achilles.jl`` (created if needed).
-    url : str
-        Source of ``achilles.jl.gz`` (the authors' published URL by default).
-    md5 : tuple of str
-        MD5 hex digests of the gzipped and of the unpacked file.
+        Folder for ``{rat}.jl`` (created if needed).
+    url : str, optional
+        Source of ``{rat}.jl.gz`` (default: the authors' published URL,
+        :data:`RAT_HIPPOCAMPUS_URL`).
+    md5 : tuple of str, optional
+        MD5 hex digests of the gzipped and of the unpacked file (default: the published ones).
     timeout : float
         Network timeout in seconds.
     progress : callable, optional
@@ -102,27 +113,32 @@ def download_achilles(
     Returns
     -------
     Path
-        The unpacked ``achilles.jl``; open it with :func:`load_achilles`.
+        The unpacked ``{rat}.jl``; open it with :func:`load_rat_hippocampus`.
 
     Raises
     ------
     ConnectionError
         The URL cannot be reached.
     ValueError
-        A checksum does not match (the message gives both digests) or the file is not gzip.
+        An unknown rat, a checksum that does not match (the message gives both digests) or a file
+        that is not gzip.
     """
+    if rat not in RAT_HIPPOCAMPUS_MD5:
+        raise ValueError(f"unknown rat {rat!r}: the public recordings are of {', '.join(RATS)}.")
+    url = url or RAT_HIPPOCAMPUS_URL.format(rat=rat)
+    md5 = md5 or RAT_HIPPOCAMPUS_MD5[rat]
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    final = dest_dir / "achilles.jl"
+    final = dest_dir / f"{rat}.jl"
     packed_md5, unpacked_md5 = (value.lower() for value in md5)
     if final.is_file() and _md5_of(final) == unpacked_md5:
         return final
     packed, unpacked = _temporary_path(dest_dir, ".jl.gz"), _temporary_path(dest_dir, ".jl")
     try:
         _download_to(url, packed, timeout, progress)
-        _check_md5(packed, packed_md5, f"the download from {url}")
+        check_md5(packed, packed_md5, f"the download from {url}")
         _gunzip_to(packed, unpacked)
-        _check_md5(unpacked, unpacked_md5, f"the unpacked file from {url}")
+        check_md5(unpacked, unpacked_md5, f"the unpacked file from {url}")
         os.replace(unpacked, final)
     finally:
         packed.unlink(missing_ok=True)
@@ -130,14 +146,15 @@ def download_achilles(
     return final
 
 
-def _check_md5(path: Path, expected: str, what: str) -> None:
+def check_md5(path: Path, expected: str, what: str) -> None:
+    """Raise a ValueError naming ``what`` and both digests when ``path``'s MD5 is not ``expected``."""
     actual = _md5_of(path)
     if actual != expected:
         raise ValueError(f"MD5 checksum mismatch for {what}: expected {expected}, got {actual}.")
 
 
-def load_achilles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Open ``achilles.jl`` (or another rat of the same dataset) without executing code.
+def load_rat_hippocampus(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Open a rat's unpacked recording (e.g. ``achilles.jl``) without executing code.
 
     Parameters
     ----------
