@@ -115,7 +115,7 @@ def test_unusable_output_folder_exits_2_before_any_work(
     assert main(["report", str(neural_file), "--out", str(out)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"napari-cebra: error: --out {str(out)!r}")
+    assert lines[0].startswith(f"napari-cebra: error: report folder {str(out)!r}")
     assert reason in lines[0]
     assert sorted(tmp_path.rglob("*")) == before
     assert (tmp_path / "a_file").read_text() == "keep me"

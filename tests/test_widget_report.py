@@ -72,3 +72,53 @@ def test_report_widget_stop_and_close_mid_run(
     close_mid_run(viewer, widget, worker, WAIT_MS)
     assert widget.outcome is None
     assert not (tmp_path / "report" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("make_folder", "reason"),
+    [
+        (lambda tmp: (tmp / "a_file").write_text("keep") and tmp / "a_file", "is a file"),
+        (lambda tmp: tmp / "missing" / "report", "does not exist"),
+    ],
+    ids=["a file", "missing parent"],
+)
+def test_an_unusable_folder_is_refused_before_any_work(
+    report_widget, tmp_path, make_folder, reason
+):
+    _, widget = report_widget
+    widget.folder.value = make_folder(tmp_path)
+    widget.run_button.click()
+    assert widget.runner.worker is None and widget.run_button.isEnabled()
+    assert widget.status.value.startswith("Not started: report folder") and reason in (
+        widget.status.value
+    )
+
+
+def test_a_failed_final_write_keeps_the_report_elsewhere(
+    qtbot, report_widget, tmp_path, monkeypatch
+):
+    import errno
+    import tempfile
+
+    from napari_cebra.workflows import report
+
+    real_write = report.write_report
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+    def full_disk(results, out_dir):
+        if "report" == str(out_dir).rsplit("/", 1)[-1]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(results, out_dir)
+
+    monkeypatch.setattr(report, "write_report", full_disk)
+    _, widget = report_widget
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
+    outcome = widget.outcome
+    assert outcome is not None, widget.status.value
+    assert outcome.report_path.parent.parent == temp
+    assert "No space left" in outcome.note and str(outcome.report_path.parent) in outcome.note
+    assert json.loads(outcome.results_path.read_text())["settings"]["iterations"] == 4
+    assert "elsewhere" in widget.status.value

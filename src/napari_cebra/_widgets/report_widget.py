@@ -26,6 +26,7 @@ from napari_cebra._widgets.forms import (
 from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.verdict_format import verdict_badge, verdict_line
 from napari_cebra._widgets.workers import TraceProgress
+from napari_cebra.workflows.report import check_writable_folder
 
 if TYPE_CHECKING:
     import napari
@@ -42,11 +43,13 @@ class WritingReport:
 
 @dataclass
 class ReportOutcome:
-    """What a recipe run returns: the results dict and the two files written."""
+    """What a recipe run returns: the results dict, the two files written and, when they could
+    not be written into the chosen folder, a note that says where they are instead."""
 
     results: dict[str, Any]
     report_path: Path
     results_path: Path
+    note: str = ""
 
 
 def report_steps(
@@ -60,7 +63,7 @@ def report_steps(
 ) -> Generator[Any, None, ReportOutcome]:
     """Worker: run the recipe on the selection and write the report to ``out_dir``."""
     from napari_cebra.workflows.recipe import iter_recipe
-    from napari_cebra.workflows.report import write_report
+    from napari_cebra.workflows.report import ReportKeptElsewhere, write_report_or_keep
 
     matrix = yield from neural_frames(selection)
     labels = selection.labels[0] if selection.labels else None
@@ -74,7 +77,10 @@ def report_steps(
         gof_batches=gof_batches,
     )
     yield WritingReport(str(out_dir))
-    report_path, results_path = write_report(results, out_dir)
+    try:
+        report_path, results_path = write_report_or_keep(results, out_dir)
+    except ReportKeptElsewhere as kept:
+        return ReportOutcome(results, kept.report_path, kept.results_path, note=str(kept))
     return ReportOutcome(results, report_path, results_path)
 
 
@@ -154,9 +160,7 @@ class ReportWidget(DockWidget):
         """Read the layers and start the recipe in a worker; problems become notifications."""
         try:
             selection = self.data.read()
-            folder = Path(self.folder.value).expanduser()
-            if folder.exists() and not folder.is_dir():
-                raise ValueError(f"Report folder {str(folder)!r} is a file, not a folder.")
+            folder = check_writable_folder(self.folder.value)
         except ValueError as error:
             self.panel.not_started("Best-practice report", error)
             return
@@ -191,7 +195,13 @@ class ReportWidget(DockWidget):
         """Show the verdicts and where the report is; open it if asked."""
         self.outcome = outcome
         seconds = outcome.results.get("timings", {}).get("total", 0.0)
-        self.panel.say(f"Report written in {seconds:.0f} s: {outcome.report_path}")
+        if outcome.note:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"Best-practice report: {outcome.note}")
+            self.panel.say(f"Report written in {seconds:.0f} s, elsewhere: {outcome.report_path}")
+        else:
+            self.panel.say(f"Report written in {seconds:.0f} s: {outcome.report_path}")
         self.summary.setText(checks_html(outcome.results))
         if self.open_when_done.value:
             webbrowser.open(outcome.report_path.resolve().as_uri())

@@ -9,20 +9,24 @@ truncated report behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_cebra.core.files import write_texts_atomically
+from napari_cebra.core.files import replace_file_atomically, write_texts_atomically
 
 REPORT_NAME = "report.html"
+FALLBACK_PREFIX = "napari-cebra-report-"
+PROBE_NAME = ".napari-cebra-write-probe"
 RESULTS_NAME = "results.json"
 _VERDICT_COLOURS = {"pass": "#1b7f3b", "warn": "#b36b00", "fail": "#b3261e", "skipped": "#666"}
 _STYLE = """
@@ -80,6 +84,95 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tupl
     results_path, report_path = folder / RESULTS_NAME, folder / REPORT_NAME
     write_texts_atomically({results_path: results_text, report_path: report_text})
     return report_path, results_path
+
+
+class ReportKeptElsewhere(OSError):
+    """The report could not be written where asked; it was written to ``folder`` instead."""
+
+    def __init__(self, message: str, folder: Path) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.report_path = folder / REPORT_NAME
+        self.results_path = folder / RESULTS_NAME
+
+
+def check_writable_folder(out_dir: str | os.PathLike) -> Path:
+    """Make sure the report can be written into ``out_dir`` before any work starts.
+
+    A probe file is written and removed with the package's writer; a missing ``out_dir`` is
+    created for the probe (its parent must exist) and removed again.
+
+    Returns
+    -------
+    Path
+        ``out_dir`` with ``~`` expanded.
+
+    Raises
+    ------
+    ValueError
+        ``out_dir`` is a file, its parent folder is missing, or the probe could not be written
+        (one line that names the folder and the reason).
+    """
+    folder = Path(out_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"report folder {str(out_dir)!r} is a file, not a folder.")
+    if not folder.exists() and not folder.parent.is_dir():
+        raise ValueError(
+            f"report folder {str(out_dir)!r}: the parent folder {folder.parent} does not exist."
+        )
+    created = not folder.exists()
+    try:
+        if created:
+            folder.mkdir()
+        probe = folder / f"{PROBE_NAME}-{os.getpid()}"
+        replace_file_atomically(probe, lambda handle: None).unlink()
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ValueError(
+            f"report folder {str(out_dir)!r}: cannot write files into this folder ({reason})."
+        ) from error
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return folder
+
+
+def write_report_or_keep(
+    results: Mapping[str, Any], out_dir: str | os.PathLike
+) -> tuple[Path, Path]:
+    """:func:`write_report` into ``out_dir``; if that fails, keep the report somewhere else.
+
+    Returns
+    -------
+    (Path, Path)
+        The report and results files in ``out_dir``.
+
+    Raises
+    ------
+    ReportKeptElsewhere
+        Writing into ``out_dir`` failed (e.g. a full disk); the files were written to a new
+        ``napari-cebra-report-*`` folder in the temporary folder, else in the home folder; the
+        message and ``.folder`` say which.
+    OSError
+        No folder could take them; the message gives each error and says the results are lost.
+    """
+    try:
+        return write_report(results, out_dir)
+    except OSError as error:
+        failure = f"could not write the report into {out_dir} ({error.strerror or error})"
+    problems = []
+    for parent in (Path(tempfile.gettempdir()), Path.home()):
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX, dir=parent))
+            write_report(results, folder)
+        except OSError as error:
+            problems.append(str(error))
+            continue
+        raise ReportKeptElsewhere(
+            f"{failure}; the report and results were written to {folder} instead.", folder
+        )
+    raise OSError(f"{failure}, nor elsewhere ({'; '.join(problems)}); the results are lost.")
 
 
 # ---------------------------------------------------------------------------------------------
