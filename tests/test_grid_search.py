@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -103,8 +104,12 @@ def test_sweep_table_best_model_and_load(datasets, grid_params, tmp_path, count_
 
     model, name = grid.get_best_model(dataset_name="my_data")
     best = df[df.dataset_name == "my_data"].sort_values("loss").iloc[0]
-    assert name == best["name"] and name.endswith("_my_data")
+    assert name == best["name"] and re.fullmatch(r".*_my_data@[0-9a-f]{16}", name)
     assert model.state_dict_["loss"][-1].item() == pytest.approx(best["loss"])
+    # as cebra's notebooks do: the best model's file is "{name}.pt" in the folder
+    reloaded = CEBRA.load(tmp_path / f"{name}.pt")
+    X = datasets["my_data"][0]
+    np.testing.assert_array_equal(reloaded.transform(X), model.transform(X))
     _, by_gof = grid.get_best_model(scoring="gof")
     assert by_gof == df.sort_values("gof", ascending=False).iloc[0]["name"]
     with pytest.raises(ValueError, match="gof_valid needs validation data"):
@@ -117,7 +122,11 @@ def test_sweep_table_best_model_and_load(datasets, grid_params, tmp_path, count_
     models, parameter_grid = GridSearch().load(tmp_path)
     assert len(models) == 8 and len(parameter_grid) == 4
     X = datasets["other"]
-    key = "model_architecture_offset5-model_output_dimension_3_other"
+    (key,) = [
+        k
+        for k in models
+        if k.startswith("model_architecture_offset5-model_output_dimension_3_other@")
+    ]
     np.testing.assert_allclose(models[key].transform(X), grid._model(key).transform(X))
     pd.testing.assert_frame_equal(GridSearch().get_df_results(tmp_path), df)
     assert grid.plot_loss_comparison() is not None
@@ -214,5 +223,6 @@ def test_validation_scores(recording, fixed, tmp_path):
 
 def test_file_names_stay_short_and_distinct():
     long = grid_module._file_name("x" * 300, "data", "0123456789abcdef", "fedcba9876543210")
-    assert len(long) < 160 and long.endswith("__0123456789abcdef__fedcba9876543210.pt")
-    assert grid_module._file_name("", "d", "f", "h") == "model__d__f__h.pt"
+    assert len(long) < 160 and long.endswith("@01234567fedcba98.pt")
+    assert grid_module._file_name("", "d", "0" * 16, "1" * 16) == "model_d@0000000011111111.pt"
+    assert grid_module._file_name("a/b c", "d", "0" * 16, "1" * 16) == "a-b-c_d@0000000011111111.pt"

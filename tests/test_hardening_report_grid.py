@@ -342,10 +342,13 @@ def test_another_grid_keeps_the_earlier_entries(recording, fixed, tmp_path, coun
     GridSearch(gof_batches=1).fit_models(data, by_dimension, tmp_path)
     second = GridSearch(gof_batches=1).fit_models(data, by_rate, tmp_path)
     assert len(count_fits) == 3  # (dimension 3, rate 1e-3) is in both grids: trained once
-    assert set(second.get_df_results()["name"]) == {
-        "learning_rate_0.001_neural",
+    table = second.get_df_results()
+    # a model is named by its file: the shared one keeps the name the first sweep gave it
+    assert {name.split("@")[0] for name in table["name"]} == {
+        "output_dimension_3_neural",
         "learning_rate_0.01_neural",
     }
+    assert sorted(table["learning_rate"]) == [1e-3, 1e-2]
     files = set(_model_files(tmp_path))
     assert len(files) == 3 and {entry["file"] for entry in _index(tmp_path)} == files
     table = GridSearch().get_df_results(tmp_path)

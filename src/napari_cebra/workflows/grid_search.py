@@ -22,8 +22,10 @@ Beyond the reference:
   and rewrites it without them. An index that is not valid JSON of a known format raises
   :class:`GridIndexError` when read, and a sweep moves it aside and starts a new one (the model
   files stay); both say where the old file went;
-* :meth:`GridSearch.load` on a folder with several sweeps names a model shared by several entries
-  (e.g. one dataset name with different data) ``"{name}@{hash}"`` (8 hex digits of its file name);
+* a model's name is its file's stem, ``"{varied parameters}_{dataset}@{hash}"`` (16 hex digits:
+  8 of the configuration's hash, 8 of the data's), so names are unique in a folder however many
+  sweeps share it, and ``CEBRA.load(Path(models_dir) / f"{name}.pt")`` (as cebra's notebooks do
+  with :meth:`GridSearch.get_best_model`'s name) opens the model;
 * the table has the goodness of fit in bits on the training data (``gof``) and, when validation data
   are given (a dict or ``valid_fraction``), on the validation data (``gof_valid``); dataset names
   are kept intact;
@@ -44,7 +46,6 @@ import os
 import re
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,26 +383,31 @@ class GridSearch:
             if (directory / entry["file"]).is_file()
         }
         tasks, present, names = [], [], []
+        readables: set[str] = set()
         for dataset_name, arrays in data.train.items():
             data_fingerprint = _data_fingerprint(arrays, data.valid.get(dataset_name))
             for (model_name, model), point in zip(models.items(), self.parameter_grid, strict=True):
-                name = f"{model_name}_{dataset_name}"
-                if name in names:
+                readable = f"{model_name}_{dataset_name}"
+                if readable in readables:
                     raise ValueError(
-                        f"Two models of the sweep are both named {name!r}; rename dataset "
+                        f"Two models of the sweep are both named {readable!r}; rename dataset "
                         f"{dataset_name!r}."
                     )
-                names.append(name)
+                readables.add(readable)
                 model_params = model.get_params()
                 fingerprint = _fingerprint(model_params, dataset_name)
                 entry = found.get((fingerprint, data_fingerprint))
                 if entry is not None:
+                    name = Path(entry["file"]).stem
+                    names.append(name)
                     renamed = {"name": name, "model_name": model_name, "params": dict(point)}
                     present.append({**entry, **renamed})
                     continue
                 path = directory / _file_name(
                     model_name, dataset_name, fingerprint, data_fingerprint
                 )
+                name = path.stem
+                names.append(name)
                 tasks.append(
                     _GridTask(
                         name=name,
@@ -448,8 +454,8 @@ class GridSearch:
         """Read a sweep from ``dir`` (its ``grid_results.json`` and model files).
 
         Entries the index refuses (malformed, or a ``file`` outside ``dir``) are skipped with a
-        :class:`GridIndexWarning`. A name shared by several entries (sweeps of one dataset name on
-        different data, or with other fixed parameters) becomes ``"{name}@{hash}"``.
+        :class:`GridIndexWarning`. Models are named by their file's stem (sweeps of one dataset
+        name on different data, or with other fixed parameters, differ in the hash).
 
         Returns
         -------
@@ -478,7 +484,10 @@ class GridSearch:
                 stacklevel=2,
             )
         self.models_dir = directory
-        self._records = _unique_names(entries.values())
+        self._records = {
+            Path(entry["file"]).stem: {**entry, "name": Path(entry["file"]).stem}
+            for entry in entries.values()
+        }
         self.parameter_grid = _distinct(record["params"] for record in self._records.values())
         self.models = {name: None for name in self._records}
         for name in self._records:
@@ -709,9 +718,10 @@ def _data_fingerprint(train: tuple[Any, ...], valid: tuple[Any, ...] | None) -> 
 
 
 def _file_name(model_name: str, dataset_name: str, fingerprint: str, data_fingerprint: str) -> str:
-    """A filesystem-safe, unambiguous file name: readable stem, configuration and data hashes."""
-    stem = _UNSAFE.sub("-", f"{model_name or 'model'}__{dataset_name}").strip(".-")
-    return f"{stem[:_MAX_STEM]}__{fingerprint}__{data_fingerprint}.pt"
+    """A filesystem-safe, unambiguous file name: the readable name (varied parameters and
+    dataset), then ``@`` and 8 hex digits each of the configuration's and the data's hashes."""
+    stem = _UNSAFE.sub("-", f"{model_name or 'model'}_{dataset_name}").strip(".-")
+    return f"{stem[:_MAX_STEM]}@{fingerprint[:8]}{data_fingerprint[:8]}.pt"
 
 
 def _prepare_datasets(
@@ -892,19 +902,6 @@ def _held_lock_file(path: Path) -> Iterator[None]:
         yield
     finally:
         path.unlink(missing_ok=True)
-
-
-def _unique_names(entries: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Entries by name; a name shared by several entries gets ``@`` and a hash of the file."""
-    entries = list(entries)
-    counts = Counter(entry["name"] for entry in entries)
-    unique = {}
-    for entry in entries:
-        name = entry["name"]
-        if counts[name] > 1:
-            name = f"{name}@{hashlib.sha256(entry['file'].encode()).hexdigest()[:8]}"
-        unique[name] = {**entry, "name": name}
-    return unique
 
 
 def _distinct(values: Iterable[Any]) -> list[Any]:
