@@ -129,3 +129,75 @@ def test_interactive_embedding_without_plotly_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
     with pytest.raises(ImportError, match=r"napari-cebra\[plotly\]"):
         cebra.plot_embedding_interactive(np.zeros((5, 3)))
+
+
+def _inputs():
+    """The same recording as cebra users pass it: numpy of several dtypes, tensors, pandas,
+    lists."""
+    import torch
+
+    rng = np.random.default_rng(2)
+    X = rng.poisson(2.0, size=(240, 6)).astype(np.float64)
+    y = np.linspace(0.0, 1.6, 240)
+    return {
+        "float64": (X, y),
+        "float32": (X.astype(np.float32), y.astype(np.float32)),
+        "int16": (X.astype(np.int16), y),
+        "uint8": (X.astype(np.uint8), y),
+        "tensor": (torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y)),
+        "pandas": (pd.DataFrame(X), pd.Series(y)),
+        "list": (X.tolist(), y.tolist()),
+    }
+
+
+def _copy(value):
+    if hasattr(value, "clone"):
+        return value.clone()
+    if hasattr(value, "copy"):
+        return value.copy()
+    return [list(row) if isinstance(row, list) else row for row in value]
+
+
+def _same(before, after) -> bool:
+    if hasattr(after, "equals"):
+        return after.equals(before)
+    if hasattr(after, "clone"):
+        import torch
+
+        return bool(torch.equal(before, after))
+    return np.array_equal(np.asarray(before), np.asarray(after))
+
+
+@pytest.mark.parametrize(
+    "kind", ["float64", "float32", "int16", "uint8", "tensor", "pandas", "list"]
+)
+def test_inputs_are_taken_as_cebra_takes_them_and_left_unchanged(kind):
+    X, y = _inputs()[kind]
+    X_before, y_before = _copy(X), _copy(y)
+    reference_X, reference_y = _inputs()["float64"]
+
+    model = cebra.CEBRA(
+        max_iterations=3, batch_size=32, seed=0, conditional="time_delta", time_offsets=2
+    ).fit(X, y)
+    reference = cebra.CEBRA(
+        max_iterations=3, batch_size=32, seed=0, conditional="time_delta", time_offsets=2
+    ).fit(reference_X, reference_y)
+    embedding = model.transform(X)
+    assert embedding.shape == (240, model.output_dimension)
+    if kind in ("float64", "float32", "tensor", "pandas", "list"):  # same values as float64
+        np.testing.assert_allclose(embedding, reference.transform(reference_X), atol=1e-5)
+    assert np.isfinite(cebra.sklearn.metrics.goodness_of_fit_score(model, X, y))
+    assert cebra.sklearn.metrics.infonce_loss(model, X, y, num_batches=2) > 0
+    import torch
+
+    as_given = {"tensor": torch.from_numpy, "pandas": pd.DataFrame, "list": np.ndarray.tolist}
+    embedded = as_given.get(kind, np.asarray)(embedding)  # the embedding in the input's kind
+    assert np.isfinite(cebra.KNNDecoder(n_neighbors=5).fit(embedded, y).score(embedded, y))
+    assert np.isfinite(cebra.L1LinearRegressor().fit(embedded, y).score(embedded, y))
+    scores, pairs, ids = cebra.sklearn.metrics.consistency_score(
+        embeddings=[embedded, embedded], between="runs"
+    )
+    assert len(scores) == 2
+    assert cebra.plot_embedding(embedded, embedding_labels=y) is not None
+
+    assert _same(X_before, X) and _same(y_before, y)
