@@ -120,7 +120,9 @@ def test_sweep_table_best_model_and_load(datasets, grid_params, tmp_path, count_
         grid.get_best_model(dataset_name="data")
 
     models, parameter_grid = GridSearch().load(tmp_path)
-    assert len(models) == 8 and len(parameter_grid) == 4
+    assert len(models) == len(parameter_grid) == 8  # one parameter set per model, as cebra's
+    for name, point in zip(models, parameter_grid, strict=True):
+        assert f"output_dimension_{point['output_dimension']}_" in name
     X = datasets["other"]
     (key,) = [
         k

@@ -201,3 +201,24 @@ def test_inputs_are_taken_as_cebra_takes_them_and_left_unchanged(kind):
     assert cebra.plot_embedding(embedded, embedding_labels=y) is not None
 
     assert _same(X_before, X) and _same(y_before, y)
+
+
+def test_cebra_colormap_and_colour_scale_like_cebras():
+    import matplotlib
+
+    cebra.plot_loss  # noqa: B018 - importing the plots registers the colormap
+    colormap = matplotlib.colormaps["cebra"]
+    np.testing.assert_allclose(colormap(0.0)[:3], matplotlib.colors.to_rgb("#4854e9"), atol=0.01)
+    scale = cebra.integrations.plotly._convert_cmap2colorscale(matplotlib.colormaps["viridis"])
+    assert len(scale) == 11 and scale[0] == [0.0, "rgb(68, 1, 84)"] and scale[-1][0] == 1.0
+
+
+def test_dtype_helpers():
+    import torch
+
+    assert cebra.helper._is_floating(torch.tensor([4.5])) and cebra.helper._is_floating(
+        np.array([4.5])
+    )
+    assert cebra.helper._is_integer(torch.tensor([4])) and cebra.helper._is_integer(np.array([4]))
+    assert not cebra.helper._is_integer(np.array([4.5])) and not cebra.helper._is_floating([4.5])
+    assert not cebra.helper._is_floating_or_integer(torch.tensor([1j]))

@@ -35,6 +35,7 @@ _SUBMODULES = {
     "grid_search": "napari_cebra.grid_search",
     "metrics": "napari_cebra.metrics",
     "datasets": "napari_cebra.datasets",
+    "helper": "napari_cebra.helper",
 }
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]

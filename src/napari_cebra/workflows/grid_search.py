@@ -462,7 +462,7 @@ class GridSearch:
         models : dict
             Fitted ``CEBRA`` by name.
         parameter_grid : list of dict
-            The distinct varied parameters of the models, in index order.
+            The varied parameters of each model, in the order of ``models`` (as cebra's).
 
         Raises
         ------
@@ -488,7 +488,7 @@ class GridSearch:
             Path(entry["file"]).stem: {**entry, "name": Path(entry["file"]).stem}
             for entry in entries.values()
         }
-        self.parameter_grid = _distinct(record["params"] for record in self._records.values())
+        self.parameter_grid = [dict(record["params"]) for record in self._records.values()]
         self.models = {name: None for name in self._records}
         for name in self._records:
             self._model(name)
@@ -902,14 +902,6 @@ def _held_lock_file(path: Path) -> Iterator[None]:
         yield
     finally:
         path.unlink(missing_ok=True)
-
-
-def _distinct(values: Iterable[Any]) -> list[Any]:
-    distinct: list[Any] = []
-    for value in values:
-        if value not in distinct:
-            distinct.append(value)
-    return distinct
 
 
 def _write_json_atomically(path: Path, payload: Any) -> None:

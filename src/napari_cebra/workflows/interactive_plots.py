@@ -28,11 +28,18 @@ def _plotly_graph_objects() -> Any:
     return plotly.graph_objects
 
 
-def colorscale(cmap: str | matplotlib.colors.Colormap, n_entries: int = 11) -> list[list[Any]]:
-    """A plotly colour scale sampled from a matplotlib colormap."""
+def colorscale(
+    cmap: str | matplotlib.colors.Colormap, n_entries: int = 11, digits: int = 2
+) -> list[list[Any]]:
+    """A plotly colour scale, ``[[stop, "rgb(r, g, b)"], ...]``, sampled from a matplotlib
+    colormap (a name or a Colormap) at ``n_entries`` evenly spaced stops."""
     colormap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
     stops = np.linspace(0.0, 1.0, n_entries)
-    return [[round(float(stop), 2), matplotlib.colors.to_hex(colormap(stop))] for stop in stops]
+    colours = (colormap(stops)[:, :3] * 255).astype(np.uint8)
+    return [
+        [round(float(stop), digits), f"rgb{tuple(colour.tolist())}"]
+        for stop, colour in zip(stops, colours, strict=True)
+    ]
 
 
 def plot_embedding_interactive(

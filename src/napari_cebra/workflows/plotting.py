@@ -29,11 +29,19 @@ def cebra_colormap() -> matplotlib.colors.Colormap:
     return matplotlib.colors.LinearSegmentedColormap.from_list("cebra", CEBRA_COLORS)
 
 
+def register_cebra_colormap() -> None:
+    """Make ``"cebra"`` a matplotlib colormap name (as importing cebra's plotting does), so that
+    ``cmap="cebra"`` works in any matplotlib call; an existing registration is kept."""
+    if "cebra" not in matplotlib.colormaps:
+        matplotlib.colormaps.register(cebra_colormap(), name="cebra")
+
+
+register_cebra_colormap()
+
+
 def _colormap(cmap: str | matplotlib.colors.Colormap) -> matplotlib.colors.Colormap:
     if isinstance(cmap, matplotlib.colors.Colormap):
         return cmap
-    if cmap == "cebra":
-        return cebra_colormap()
     return matplotlib.colormaps[cmap]
 
 
