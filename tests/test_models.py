@@ -353,6 +353,46 @@ def test_embed_sequence_rejects_bad_shapes():
         encoder.embed_sequence(torch.randn(2, 20, 5))
 
 
+def test_initialisation_from_a_private_generator_equals_global_seeding():
+    """Every registered architecture: the weights of ``init(..., generator=g)`` are those drawn
+    from the global generator in the same state, and the global generator is not touched."""
+    for name in SUPPORTED + list(SUBSAMPLING):
+        torch.manual_seed(3)
+        expected = models.init(name, 7, 6, 3).state_dict()
+        torch.manual_seed(11)
+        before = torch.rand(4)
+        torch.manual_seed(11)
+        ours = models.init(name, 7, 6, 3, generator=torch.Generator().manual_seed(3)).state_dict()
+        assert torch.equal(torch.rand(4), before), name
+        assert list(ours) == list(expected), name
+        assert all(torch.equal(ours[key], expected[key]) for key in expected), name
+
+
+def test_init_empty_has_shapes_but_no_storage():
+    encoder = models.init_empty("offset10-model", 10**9, 32, 3)
+    assert encoder.net[0].weight.shape == (32, 10**9, 2)
+    assert all(parameter.is_meta for parameter in encoder.parameters())
+    assert encoder.get_offset() == Offset(5, 5)
+
+
+@pytest.mark.parametrize("shape", [(64, 32, 9), (32, 9)])
+def test_seeded_dropout_draws_torch_masks_from_its_own_generator(shape):
+    data = torch.randn(*shape)
+    torch.manual_seed(5)
+    reference = torch.nn.Dropout1d(0.1).train()
+    expected = [reference(data), reference(data)]
+    dropout = models.SeededDropout1d(0.1).train()
+    models.seed_dropout(torch.nn.Sequential(dropout), torch.Generator().manual_seed(5))
+    torch.manual_seed(0)
+    before = torch.rand(3)
+    torch.manual_seed(0)
+    masked = [dropout(data), dropout(data)]
+    assert torch.equal(torch.rand(3), before)  # the global generator was not used
+    assert all(torch.equal(a, b) for a, b in zip(masked, expected, strict=True))
+    assert not torch.equal(masked[0], masked[1])
+    assert torch.equal(dropout.eval()(data), data)
+
+
 def test_default_initialisation_is_seedable():
     torch.manual_seed(3)
     first = models.init("offset10-model", 5, 4, 3).state_dict()

@@ -15,7 +15,6 @@ from napari_cebra.core.training import (
     STAT_KEYS,
     ContrastiveObjective,
     FullBatchObjective,
-    PrivateGlobalRNG,
     Solver,
     TrainingProgress,
     format_stats,
@@ -136,23 +135,6 @@ def test_full_batch_positives_beyond_the_output_are_replaced_by_references():
     total, pos, neg = objective.loss(encoder, InfoNCE())
     assert torch.isfinite(total)
     assert total.item() == pytest.approx(pos.item() + neg.item(), abs=1e-5)
-
-
-def test_private_rng_makes_dropout_reproducible_and_leaves_global_state():
-    torch.manual_seed(7)
-    expected_global = torch.rand(2)
-    torch.manual_seed(7)
-    draws = []
-    for _ in range(2):
-        private = PrivateGlobalRNG(seed=3, device="cpu")
-        with private.active():
-            first = torch.rand(2)
-        with private.active():
-            second = torch.rand(2)
-        draws.append(torch.cat([first, second]))
-    torch.testing.assert_close(draws[0], draws[1])
-    assert not torch.equal(draws[0][:2], draws[0][2:])
-    torch.testing.assert_close(torch.rand(2), expected_global)
 
 
 def test_iter_fit_yields_by_time_when_steps_are_slow():

@@ -122,9 +122,11 @@ def test_gof_reading_late_rise_at_the_limit_is_not_mentioned():
 # ------------------------------------------------------------------------------- consistency
 
 
-def test_mean_consistency_ignores_the_diagonal_and_missing_pairs():
-    matrix = np.array([[NAN, 0.8, 0.9], [0.7, NAN, NAN], [1.0, 0.6, NAN]])
+def test_mean_consistency_ignores_the_diagonal_but_not_undefined_pairs():
+    matrix = np.array([[1.0, 0.8, 0.9], [0.7, NAN, 0.8], [1.0, 0.6, NAN]])
     assert mean_consistency(matrix) == pytest.approx(0.8)
+    matrix[1, 2] = NAN  # a pair with a collapsed embedding: the mean is undefined
+    assert math.isnan(mean_consistency(matrix))
     assert math.isnan(mean_consistency(np.full((2, 2), NAN)))
 
 
@@ -135,7 +137,7 @@ def test_mean_consistency_ignores_the_diagonal_and_missing_pairs():
         (0.8999, "warn", "90.0 %: not yet in the 90s"),
         (0.70, "warn", "70.0 %: not yet in the 90s"),
         (0.6999, "fail", "70.0 %: the runs find different embeddings"),
-        (NAN, "fail", "nan %"),
+        (NAN, "fail", "undefined: at least one embedding is collapsed"),
     ],
 )
 def test_consistency_reading_thresholds(mean_train, verdict, words):
@@ -221,7 +223,6 @@ def test_gof_checks_at_their_thresholds():
         ("train", 0.89, "warn"),
         ("valid", 0.7, "warn"),
         ("valid", 0.69, "fail"),
-        ("train", NAN, "fail"),
     ],
 )
 def test_consistency_check_thresholds(part, mean, verdict):
@@ -229,6 +230,13 @@ def test_consistency_check_thresholds(part, mean, verdict):
     assert result["verdict"] == verdict and result["name"] == f"consistency_{part}"
     assert f"R² {100 * mean:.1f} % (pass ≥ 90 %, warn ≥ 70 %)" in result["reason"]
     assert ("training" if part == "train" else "validation") in result["title"]
+
+
+@pytest.mark.parametrize("part", ["train", "valid"])
+def test_consistency_check_of_a_collapsed_run_fails_and_says_so(part):
+    result = consistency_check(part, NAN)
+    assert result["verdict"] == "fail" and result["name"] == f"consistency_{part}"
+    assert "collapsed" in result["reason"] and "nan" not in result["reason"]
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,30 @@ The score for an ordered pair ``(i, j)`` is the in-sample R² of an ordinary lea
 dimensions of ``j``. ``between="runs"`` compares models trained on the same recording row by row;
 ``between="datasets"`` first aligns embeddings of different recordings on a shared behaviour label
 (:func:`align_embeddings`) and then compares the aligned bin means.
+
+A *collapsed* embedding (:func:`is_collapsed`: every sample maps to the same point, up to float
+rounding) has no structure to compare: R² would be meaningless (a constant target is "predicted
+perfectly", R² = 1, by sklearn's convention). Unlike ``cebra`` 0.6.1, which reports those numbers,
+every score of a pair involving a collapsed embedding is NaN, with a
+:class:`CollapsedEmbeddingWarning`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LinearRegression
+
+COLLAPSE_RELATIVE_SPREAD = 1e-4
+"""An embedding is collapsed when the RMS distance of its rows from their mean is at most this
+fraction of their RMS norm: the samples differ only at the level of float32 rounding (~1e-7)."""
+
+
+class CollapsedEmbeddingWarning(UserWarning):
+    """Consistency scores involving a collapsed embedding were set to NaN."""
 
 
 def _to_numpy(array: Any) -> np.ndarray:
@@ -49,6 +64,48 @@ def _as_label_vector(array: Any, name: str) -> np.ndarray:
     return label.astype(np.float64)
 
 
+def is_collapsed(embedding: Any) -> bool:
+    """Whether an embedding is collapsed: all its samples (nearly) the same point.
+
+    Collapsed means that the spread of the rows (RMS distance from their mean) is at most
+    :data:`COLLAPSE_RELATIVE_SPREAD` times their magnitude (RMS row norm), e.g. an all-zero
+    embedding, or the embedding of a recording without activity, whose rows differ only by float
+    rounding. Rows with NaN or infinite values are ignored; fewer than two finite rows count as
+    collapsed.
+
+    Parameters
+    ----------
+    embedding : array-like of shape (samples, dimensions)
+
+    Returns
+    -------
+    bool
+    """
+    array = _as_embedding(embedding, "embedding").astype(np.float64)
+    rows = array[np.isfinite(array).all(axis=1)]
+    if len(rows) < 2:
+        return True
+    spread = np.sqrt(np.mean(np.sum((rows - rows.mean(axis=0)) ** 2, axis=1)))
+    scale = np.sqrt(np.mean(np.sum(rows**2, axis=1)))
+    return bool(spread <= COLLAPSE_RELATIVE_SPREAD * scale)
+
+
+def _collapsed_flags(embeddings: Sequence[np.ndarray]) -> list[bool]:
+    """:func:`is_collapsed` of every embedding, with one warning naming the collapsed ones."""
+    flags = [is_collapsed(embedding) for embedding in embeddings]
+    collapsed = [index for index, flag in enumerate(flags) if flag]
+    if collapsed:
+        warnings.warn(
+            f"embeddings {collapsed} are collapsed (their samples differ by at most "
+            f"{COLLAPSE_RELATIVE_SPREAD:g} of their magnitude: every sample maps to the same "
+            "point), so their consistency is undefined: the scores of pairs involving them are "
+            "NaN.",
+            CollapsedEmbeddingWarning,
+            stacklevel=4,
+        )
+    return flags
+
+
 def linear_consistency(source: np.ndarray, target: np.ndarray) -> float:
     """In-sample R² of a linear regression (with intercept) from ``source`` to ``target``."""
     regression = LinearRegression().fit(source, target)
@@ -56,14 +113,16 @@ def linear_consistency(source: np.ndarray, target: np.ndarray) -> float:
 
 
 def _pairwise_scores(
-    embeddings: Sequence[np.ndarray], ids: Sequence[Any]
+    embeddings: Sequence[np.ndarray], ids: Sequence[Any], collapsed: Sequence[bool]
 ) -> tuple[list[float], list[tuple[Any, Any]]]:
-    """Scores and id pairs for all ordered pairs ``(i, j)``, ``i != j``, in row-major order."""
+    """Scores and id pairs for all ordered pairs ``(i, j)``, ``i != j``, in row-major order;
+    NaN for pairs with a collapsed embedding."""
     scores, pairs = [], []
     for i, source in enumerate(embeddings):
         for j, target in enumerate(embeddings):
             if i != j:
-                scores.append(linear_consistency(source, target))
+                undefined = collapsed[i] or collapsed[j]
+                scores.append(np.nan if undefined else linear_consistency(source, target))
                 pairs.append((ids[i], ids[j]))
     return scores, pairs
 
@@ -91,7 +150,7 @@ def _consistency_between_runs(
             "(with labels) for embeddings of different recordings."
         )
     ids = np.arange(len(embeddings))
-    scores, pairs = _pairwise_scores(embeddings, list(ids))
+    scores, pairs = _pairwise_scores(embeddings, list(ids), _collapsed_flags(embeddings))
     return np.asarray(scores, dtype=np.float64), np.asarray(pairs, dtype=np.int64), ids
 
 
@@ -122,8 +181,9 @@ def _consistency_between_datasets(
             "Invalid number of dataset_ids: comparing datasets needs at least 2 distinct ids, "
             f"got {sorted(set(ids), key=str)}."
         )
+    collapsed = _collapsed_flags(embeddings)
     aligned = align_embeddings(embeddings, labels, normalize=True, n_bins=num_discretization_bins)
-    scores, pairs = _pairwise_scores(aligned, ids)
+    scores, pairs = _pairwise_scores(aligned, ids, collapsed)
     kept = [(score, pair) for score, pair in zip(scores, pairs, strict=True) if pair[0] != pair[1]]
     mean_scores, unique_pairs = _average_by_pair(
         [score for score, _ in kept], [pair for _, pair in kept]
@@ -160,7 +220,8 @@ def consistency_score(
     Returns
     -------
     scores : np.ndarray
-        One R² per compared ordered pair (squeezed).
+        One R² per compared ordered pair (squeezed); NaN for pairs involving a collapsed
+        embedding (:func:`is_collapsed`, with a :class:`CollapsedEmbeddingWarning`).
     pairs : np.ndarray
         ``(n_scores, 2)`` ids of the source and target embedding of each score (squeezed).
     ids : np.ndarray

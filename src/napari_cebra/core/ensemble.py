@@ -203,8 +203,8 @@ def iter_fit_ensemble(
         How many members train at the same time when they are not batched and their encoder has
         a channels-last program: each in its own thread with ``torch.get_num_threads() //
         min(workers, K)`` torch threads (at least one). ``None`` (default): one member per torch thread,
-        at most K. ``1``: strictly one after the other. Other configurations always train one
-        after the other (their model initialisation or dropout uses the global random state).
+        at most K. ``1``: strictly one after the other. Other configurations train one after
+        the other.
 
     Yields
     ------
@@ -312,9 +312,9 @@ def _train_side_by_side(
     torch threads; records are yielded in the calling thread.
 
     All members are started in the calling thread first, one after the other (``members[0]``
-    already is, by :func:`iter_fit_ensemble`): model initialisation seeds the global random
-    state, which the threads must not share. Training itself uses only the members' own
-    generators (encoders with a channels-last program have no dropout).
+    already is, by :func:`iter_fit_ensemble`). Initialisation and training draw only from the
+    members' own generators, never from torch's process-wide one, so the threads do not disturb
+    each other's random streams.
 
     The threads share the members' runs (see :class:`_RunPool`): a free thread advances, until its
     next record, the waiting run with the most steps left. Every thread runs with the same number

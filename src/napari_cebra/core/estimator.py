@@ -93,7 +93,10 @@ class CEBRA(TransformerMixin, BaseEstimator):
     max_adapt_iterations : int
         Gradient steps of ``fit(..., adapt=True)``.
     batch_size : int or None
-        Batch size B; ``None`` trains on the full recording at every step.
+        Batch size B, at most the number of samples of the recording (of each session);
+        ``None`` trains on the full recording at every step. (cebra 0.6.1 also accepts larger
+        batches, sampled with replacement; ``fit`` refuses them, as their memory grows without
+        bound while they carry no more information than the recording.)
     learning_rate : float
         Adam learning rate.
     optimizer : str
@@ -115,7 +118,9 @@ class CEBRA(TransformerMixin, BaseEstimator):
         ``NotImplementedError`` when set).
     seed : int, optional
         Makes training reproducible: model initialisation, every sampler and dropout draw from
-        streams derived from it (bit-identical embeddings on the CPU). ``None`` draws a fresh seed
+        private generators seeded from it (bit-identical embeddings on the CPU for the same
+        number of torch threads), never from torch's process-wide generator, so fits running in
+        several threads at once give the results they give alone. ``None`` draws a fresh seed
         at every fit; the seed used is stored in ``seed_``.
     precision : {"float32", "bfloat16"}
         Arithmetic of the training step's matrix products (master weights, gradients, loss and
@@ -422,6 +427,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         architecture = _architecture_info(self.model_architecture, self.num_hidden_units)
         recording = self._validate_recording(X, y, architecture)
+        self._check_batch_size(recording)
         seed = int(self.seed) if self.seed is not None else secrets.randbelow(2**63)
         seeds = _derive_seeds(seed)
         model = self._build_model(recording, seeds.init)
@@ -437,6 +443,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         validation.check_hyperparameters(self.get_params())
         architecture = _architecture_info(self.model_architecture, self.num_hidden_units)
         recording = self._validate_recording(X, y, architecture)
+        self._check_batch_size(recording)
         seeds = _derive_seeds(self.seed_)
         model = self._build_model(recording, seeds.adapt)
         _copy_all_but_first_layer(self.model_, model)
@@ -448,22 +455,17 @@ class CEBRA(TransformerMixin, BaseEstimator):
         """Build criterion, optimizer, sampler and solver, then set every fitted attribute."""
         import torch
 
-        from napari_cebra.core.training import PrivateGlobalRNG, Solver
+        from napari_cebra.core.models import seed_dropout
+        from napari_cebra.core.training import Solver
 
         model = model.to(device)
+        seed_dropout(model, torch.Generator(device=device).manual_seed(seeds.dropout))
         criterion, optimizer = self._criterion_and_optimizer(model, device)
         offset = _first_encoder(model).get_offset()
         generator = torch.Generator(device=device).manual_seed(seeds.sampler)
         solver_name, objective = self._build_objective(recording, model, offset, generator)
-        dropout_rng = PrivateGlobalRNG(seeds.dropout, device) if _has_dropout(model) else None
         solver = Solver(
-            solver_name,
-            model,
-            criterion,
-            optimizer,
-            objective.stat_keys,
-            recording.n_features,
-            dropout_rng,
+            solver_name, model, criterion, optimizer, objective.stat_keys, recording.n_features
         )
         self._set_fitted(
             model, solver, device, solver_name, _label_types(recording), recording.n_features, seed
@@ -595,6 +597,25 @@ class CEBRA(TransformerMixin, BaseEstimator):
             )
         return _Recording(data, labels, multi_session=True)
 
+    def _check_batch_size(self, recording: _Recording) -> None:
+        """A mini-batch may not hold more samples than its recording (each session) has.
+
+        cebra 0.6.1 accepts larger batches and samples them with replacement, so one number can
+        ask for any amount of memory (``batch_size=10**9`` on 40 samples needs tens of GB); a
+        batch larger than the recording holds no more information than the recording.
+        """
+        if self.batch_size is None:
+            return
+        for session, array in enumerate(recording.data):
+            if self.batch_size > array.shape[0]:
+                name = f"X[{session}]" if recording.multi_session else "X"
+                raise ValueError(
+                    f"batch_size={self.batch_size} is larger than the {array.shape[0]} samples "
+                    f"of {name}: a batch cannot hold more samples than the recording has. Use "
+                    f"batch_size <= {array.shape[0]}, or batch_size=None to train on the whole "
+                    "recording at every step."
+                )
+
     def _check_time_offset(self, num_samples: int, label_kind: str, name: str) -> None:
         """Time-based sampling needs more samples than ``time_offsets`` (spec §1.4)."""
         time_offset = validation.resolve_time_offset(self.time_offsets)
@@ -606,10 +627,13 @@ class CEBRA(TransformerMixin, BaseEstimator):
             )
 
     def _build_model(self, recording: _Recording, init_seed: int) -> torch.nn.Module:
-        """Encoder(s) initialised on the CPU from ``init_seed`` (the global RNG is untouched)."""
+        """Encoder(s) initialised on the CPU from a private generator seeded with ``init_seed``
+        (torch's global generator is neither used nor advanced)."""
         import torch
 
         from napari_cebra.core.models import init
+
+        generator = torch.Generator().manual_seed(init_seed)
 
         def build(num_neurons: int) -> torch.nn.Module:
             return init(
@@ -617,13 +641,12 @@ class CEBRA(TransformerMixin, BaseEstimator):
                 num_neurons=num_neurons,
                 num_units=self.num_hidden_units,
                 num_output=self.output_dimension,
+                generator=generator,
             )
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            if not recording.multi_session:
-                return build(recording.data[0].shape[1])
-            return torch.nn.ModuleList([build(array.shape[1]) for array in recording.data])
+        if not recording.multi_session:
+            return build(recording.data[0].shape[1])
+        return torch.nn.ModuleList([build(array.shape[1]) for array in recording.data])
 
     def _build_objective(
         self,
@@ -860,23 +883,39 @@ class CEBRA(TransformerMixin, BaseEstimator):
         """Rebuild encoder(s), criterion, optimizer and solver from a saved solver state.
 
         Used by ``core.serialization``; raises ``ValueError`` if the state does not fit the
-        parameters (e.g. weights of another architecture).
+        parameters (e.g. weights of another architecture, or input widths the weights do not
+        have). The shapes are compared on storage-free models first, so sizes claimed by a file
+        are never allocated unless its tensors have them.
         """
         import torch
 
-        from napari_cebra.core.models import init
+        from napari_cebra.core.models import init_empty
         from napari_cebra.core.training import HYBRID_STAT_KEYS, STAT_KEYS, Solver
 
         multi_session = isinstance(n_features, list)
         widths = list(n_features) if multi_session else [n_features]
-        with torch.random.fork_rng(devices=[]):
-            encoders = [
-                init(self.model_architecture, width, self.num_hidden_units, self.output_dimension)
-                for width in widths
-            ]
+        model_state = solver_state["model"]
+        if not isinstance(model_state, dict) or len(widths) > len(model_state):
+            raise ValueError(
+                f"n_features_in_ claims {len(widths)} encoder(s), but the file holds "
+                f"{len(model_state) if isinstance(model_state, dict) else 'no'} weight tensors."
+            )
+        encoders = [
+            init_empty(self.model_architecture, width, self.num_hidden_units, self.output_dimension)
+            for width in widths
+        ]
         model = torch.nn.ModuleList(encoders) if multi_session else encoders[0]
-        model = model.to(device)
+        described = (
+            f"{self.model_architecture!r} with n_features_in_={n_features}, num_hidden_units="
+            f"{self.num_hidden_units}, output_dimension={self.output_dimension}"
+        )
+        _check_tensor_shapes(model.state_dict(), model_state, f"the model weights of {described}")
+        model = model.to_empty(device=device)
         criterion, optimizer = self._criterion_and_optimizer(model, device)
+        _check_tensor_shapes(
+            criterion.state_dict(), solver_state["criterion"], "the criterion's parameters"
+        )
+        _check_optimizer_state(optimizer, solver_state["optimizer"])
         stat_keys = HYBRID_STAT_KEYS if solver_name == SOLVER_HYBRID else STAT_KEYS
         solver = Solver(solver_name, model, criterion, optimizer, stat_keys, n_features)
         solver.load_state_dict(solver_state)
@@ -884,7 +923,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
 
     def save(self, filename: Any, backend: str = "sklearn") -> None:
         """Write the fitted model to ``filename`` (our versioned format, see
-        ``core.serialization``)."""
+        ``core.serialization``); ``~`` is expanded and an existing file is replaced atomically."""
         from napari_cebra.core.serialization import save_estimator
 
         save_estimator(self, filename, backend=backend)
@@ -893,7 +932,10 @@ class CEBRA(TransformerMixin, BaseEstimator):
     def load(cls, filename: Any, backend: str = "auto", **kwargs: Any) -> CEBRA:
         """Read a model written by :meth:`save` or by ``cebra`` 0.6.x ``CEBRA.save``.
 
-        Files are read with ``torch.load(weights_only=True)``: no pickled code is executed.
+        ``~`` in ``filename`` is expanded. The archive's CRC-32 checksums are verified first, then
+        the file is read with ``torch.load(weights_only=True)`` (no pickled code is executed) and
+        its tensors are checked against the model's architecture (see ``core.serialization``);
+        a damaged or inconsistent file raises a ``ValueError`` naming it.
         """
         from napari_cebra.core.serialization import load_estimator
 
@@ -917,19 +959,16 @@ class _ArchitectureInfo:
 
 
 def _architecture_info(name: str, num_hidden_units: int) -> _ArchitectureInfo:
-    """Offset and kind of an architecture, read from a throw-away model (global RNG untouched).
+    """Offset and kind of an architecture, read from a model without storage (no random draws).
 
     Raises
     ------
     ValueError
         For an unknown architecture (listing valid names) or one the estimator cannot train.
     """
-    import torch
+    from napari_cebra.core.models import init_empty
 
-    from napari_cebra.core.models import init
-
-    with torch.random.fork_rng(devices=[]):
-        probe = init(name, num_neurons=1, num_units=num_hidden_units, num_output=1)
+    probe = init_empty(name, num_neurons=1, num_units=num_hidden_units, num_output=1)
     offset = probe.get_offset()
     if not probe.is_convolutional and len(offset) > 1:
         raise ValueError(
@@ -961,11 +1000,52 @@ def _first_encoder(model: Any) -> Any:
     return model[0] if isinstance(model, torch.nn.ModuleList) else model
 
 
-def _has_dropout(model: torch.nn.Module) -> bool:
-    from torch import nn
+def _check_tensor_shapes(expected: dict[str, Any], found: Any, what: str) -> None:
+    """Raise a ``ValueError`` unless ``found`` has exactly the keys and tensor shapes of
+    ``expected`` (a state dict, possibly of storage-free tensors)."""
+    import torch
 
-    kinds = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-    return any(isinstance(module, kinds) for module in model.modules())
+    if not isinstance(found, dict):
+        raise ValueError(f"{what} are not a dictionary of tensors ({type(found).__name__}).")
+    problems = [f"unexpected tensor {key!r}" for key in found if key not in expected]
+    problems += [f"missing tensor {key!r}" for key in expected if key not in found]
+    for key, tensor in expected.items():
+        value = found.get(key)
+        if key in found and not isinstance(value, torch.Tensor):
+            problems.append(f"{key!r} is a {type(value).__name__}, not a tensor")
+        elif key in found and value.shape != tensor.shape:
+            problems.append(
+                f"{key!r} has shape {tuple(value.shape)}, expected {tuple(tensor.shape)}"
+            )
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ValueError(f"{what} do not match the file: {'; '.join(problems[:5])}{more}.")
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: Any) -> None:
+    """The saved Adam state has, per parameter, scalars and tensors of the parameter's shape.
+
+    Structural problems (other group sizes) are left to ``Optimizer.load_state_dict``.
+    """
+    import torch
+
+    if not isinstance(state, dict) or not isinstance(state.get("state"), dict):
+        raise ValueError("the optimizer state is not a dictionary with a 'state' entry.")
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    groups = state.get("param_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError("the optimizer state has no valid 'param_groups'.")
+    ids = [index for group in groups for index in group.get("params", [])]
+    shapes = dict(zip(ids, (parameter.shape for parameter in parameters), strict=False))
+    for index, values in state["state"].items():
+        if index not in shapes or not isinstance(values, dict):
+            raise ValueError(f"the optimizer state has an entry for unknown parameter {index!r}.")
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != shapes[index]:
+                raise ValueError(
+                    f"the optimizer state {name!r} of parameter {index} has shape "
+                    f"{tuple(value.shape)}, expected {tuple(shapes[index])}."
+                )
 
 
 def _label_types(recording: _Recording) -> list:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,9 +30,12 @@ __all__ = [
     "Encoder",
     "LinearResidual",
     "Residual",
+    "SeededDropout1d",
     "StridedConvWithDownsampledInput",
     "UnitNorm",
     "init",
+    "init_empty",
+    "seed_dropout",
     "supported_model_architectures",
 ]
 
@@ -107,6 +111,52 @@ class DropTimeAxis(nn.Module):
         if x.dim() > 2:
             return x.squeeze(2)
         return x
+
+
+class SeededDropout1d(nn.Dropout1d):
+    """``nn.Dropout1d`` that draws its channel masks from its own generator once one is set.
+
+    torch's dropout draws from the process-wide generator, which every thread shares; a seeded
+    training run sets a private generator with :func:`seed_dropout`, so its masks depend only on
+    its seed (also while other threads draw random numbers or train). The masks equal those of
+    ``nn.Dropout1d`` drawing from a global generator in the same state. Without a generator the
+    module is ``nn.Dropout1d``.
+
+    Parameters
+    ----------
+    p : float
+        Probability of zeroing a channel.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(p)
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero whole channels with probability ``p`` and scale the rest by ``1 / (1 - p)``."""
+        if self.generator is None or not self.training or self.p == 0 or x.numel() == 0:
+            return super().forward(x)
+        if self.p == 1:
+            return x * torch.zeros((), dtype=x.dtype, device=x.device)
+        # one draw per (sample, channel), as torch's feature dropout: (N, C, 1) or (C, 1)
+        noise = torch.empty((*x.shape[:-1], 1), dtype=x.dtype, device=x.device)
+        noise.bernoulli_(1 - self.p, generator=self.generator).div_(1 - self.p)
+        return x * noise
+
+
+def seed_dropout(model: nn.Module, generator: torch.Generator) -> None:
+    """Make every :class:`SeededDropout1d` of ``model`` draw its masks from ``generator``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        An encoder or a container of encoders.
+    generator : torch.Generator
+        On the device the model trains on.
+    """
+    for module in model.modules():
+        if isinstance(module, SeededDropout1d):
+            module.generator = generator
 
 
 class StridedConvWithDownsampledInput(nn.Module):
@@ -263,7 +313,7 @@ def _conv_skips(hidden: int, count: int, dropout: float | None = None) -> list[n
     for _ in range(count):
         branch = [nn.Conv1d(hidden, hidden, 3), nn.GELU()]
         if dropout is not None:
-            branch.insert(0, nn.Dropout1d(p=dropout))
+            branch.insert(0, SeededDropout1d(p=dropout))
         blocks.append(Residual(*branch, crop=1))
     return blocks
 
@@ -282,7 +332,7 @@ def _dropout_conv_stack(n: int, h: int, d: int, dropout_in_skips: bool) -> list[
     """The offset36 dropout variants: ``Conv1d → Dropout1d(0.1) → GELU → 16 skips → Conv1d``."""
     return [
         nn.Conv1d(n, h, 2),
-        nn.Dropout1d(p=0.1),
+        SeededDropout1d(p=0.1),
         nn.GELU(),
         *_conv_skips(h, 16, dropout=0.1 if dropout_in_skips else None),
         nn.Conv1d(h, d, 3),
@@ -562,8 +612,15 @@ def supported_model_architectures(pattern: str = "*") -> list[str]:
     return fnmatch.filter(names, pattern)
 
 
-def init(name: str, num_neurons: int, num_units: int, num_output: int) -> Encoder:
-    """Build the encoder ``name`` with freshly initialised weights (PyTorch defaults).
+def init(
+    name: str,
+    num_neurons: int,
+    num_units: int,
+    num_output: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> Encoder:
+    """Build the encoder ``name`` with freshly initialised weights (PyTorch's default scheme).
 
     Parameters
     ----------
@@ -576,6 +633,42 @@ def init(name: str, num_neurons: int, num_units: int, num_output: int) -> Encode
         ignored by ``offset1-model-mse`` and its tanh/clip variants).
     num_output : int
         Embedding dimension ``d`` (>= 1).
+    generator : torch.Generator, optional
+        A CPU generator to draw the initial weights from; torch's process-wide generator is then
+        neither used nor advanced, so threads do not disturb each other. The weights equal those
+        drawn from the global generator in the same state (``torch.manual_seed(s)`` then
+        ``init(...)`` gives what ``init(..., generator=torch.Generator().manual_seed(s))``
+        gives). ``None``: the global generator, like ``cebra.models.init``.
+
+    Returns
+    -------
+    Encoder
+        On the CPU.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or out-of-range sizes.
+    """
+    if generator is None:
+        return _assemble(name, num_neurons, num_units, num_output)
+    if generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU generator, got one on {generator.device}.")
+    encoder = init_empty(name, num_neurons, num_units, num_output).to_empty(device="cpu")
+    _initialise(encoder, generator)
+    return encoder
+
+
+def init_empty(name: str, num_neurons: int, num_units: int, num_output: int) -> Encoder:
+    """The encoder ``name`` with its parameters on the ``meta`` device: no memory, no draws.
+
+    For reading its structure (offset, parameter shapes) before anything is allocated; give it
+    storage with ``encoder.to_empty(device=...)`` and then load or initialise its weights.
+
+    Parameters
+    ----------
+    name, num_neurons, num_units, num_output
+        As for :func:`init`.
 
     Returns
     -------
@@ -586,6 +679,12 @@ def init(name: str, num_neurons: int, num_units: int, num_output: int) -> Encode
     ValueError
         For an unknown name or out-of-range sizes.
     """
+    with torch.device("meta"):  # thread-local: other threads keep allocating normally
+        return _assemble(name, num_neurons, num_units, num_output)
+
+
+def _assemble(name: str, num_neurons: int, num_units: int, num_output: int) -> Encoder:
+    """Build the layers of ``name`` on the current default device."""
     architecture = _lookup(name)
     n = _as_size("num_neurons", num_neurons, 1)
     d = _as_size("num_output", num_output, 1)
@@ -604,6 +703,25 @@ def init(name: str, num_neurons: int, num_units: int, num_output: int) -> Encode
         clip_min, clip_max = architecture.clip
         return ClippedEncoder(layers, clip_min=clip_min, clip_max=clip_max, **common)
     return Encoder(layers, **common)
+
+
+def _initialise(encoder: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of every ``Linear``/``Conv1d``, drawn from ``generator``.
+
+    The layers are visited in the order they were built (``modules()`` order), each drawing its
+    weight then its bias, as their constructors do: Kaiming-uniform weights with ``a = √5``
+    (``U(−1/√fan_in, 1/√fan_in)``) and biases ``U(−1/√fan_in, 1/√fan_in)``.
+    """
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d)):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                if module.bias is not None:
+                    fan_in = module.weight.shape[1] * math.prod(module.weight.shape[2:])
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif any(True for _ in module.parameters(recurse=False)):
+                raise TypeError(f"No seeded initialisation for {type(module).__name__} layers.")
 
 
 def _lookup(name: str) -> _Architecture:

@@ -153,6 +153,19 @@ def _as_discrete(name: str, array: object, device: torch.device) -> torch.Tensor
     return labels.contiguous()
 
 
+def _class_indices(labels: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+    """Discrete labels as dense class indices: the rank of each label among ``values``.
+
+    ``values`` (sorted, default: the distinct labels) are numbered 0 … K − 1 in increasing
+    order, so memory follows the number of classes, not the largest label (a label 10¹² would
+    otherwise size per-class tables). Labels that already are 0 … K − 1 are unchanged, and as
+    the order of the classes is kept every draw is the same as with the original values.
+    """
+    if values is None:
+        values = torch.unique(labels, sorted=True)
+    return torch.searchsorted(values, labels)
+
+
 # --------------------------------------------------------------------------------------------
 # shared building blocks
 # --------------------------------------------------------------------------------------------
@@ -495,14 +508,14 @@ class DiscreteSampler(_SingleSessionSampler):
     Parameters
     ----------
     discrete : integer array of shape (N,)
-        Non-negative class labels.
+        Non-negative class labels (any values; ``labels`` holds them as dense class indices).
     generator : torch.Generator
         Source of all randomness; its device is the device of the returned indices.
     """
 
     def __init__(self, discrete: object, generator: torch.Generator) -> None:
         self.generator = _check_generator(generator)
-        self.labels = _as_discrete("discrete", discrete, generator.device)
+        self.labels = _class_indices(_as_discrete("discrete", discrete, generator.device))
         self.num_samples = int(self.labels.shape[0])
         self._groups = _LabelGroups(self.labels)
 
@@ -529,7 +542,7 @@ class MixedSampler(_SingleSessionSampler):
     continuous : array of shape (N,) or (N, k)
         Continuous labels (converted to float32 on the generator's device).
     discrete : integer array of shape (N,)
-        Non-negative class labels.
+        Non-negative class labels (any values; ``discrete`` holds them as dense class indices).
     time_offset : int
         Δt >= 1, smaller than N.
     generator : torch.Generator
@@ -545,7 +558,7 @@ class MixedSampler(_SingleSessionSampler):
     ) -> None:
         self.generator = _check_generator(generator)
         self.labels = _as_continuous("continuous", continuous, generator.device)
-        self.discrete = _as_discrete("discrete", discrete, generator.device)
+        self.discrete = _class_indices(_as_discrete("discrete", discrete, generator.device))
         if self.labels.shape[0] != self.discrete.shape[0]:
             raise ValueError(
                 f"continuous of shape {tuple(self.labels.shape)} and discrete of shape "
@@ -668,7 +681,8 @@ class MultiSessionSampler:
     continuous : list of arrays of shape (N_s,) or (N_s, k), optional
         Continuous labels per session (same k in every session).
     discrete : list of integer arrays of shape (N_s,), optional
-        Non-negative class labels per session; every session must contain every label value.
+        Non-negative class labels per session; every session must contain every label value
+        (``labels`` holds them as dense class indices, numbered jointly over the sessions).
     time_offset : int
         Δt >= 1, smaller than every N_s (used by continuous labels).
     generator : torch.Generator
@@ -724,19 +738,19 @@ class MultiSessionSampler:
 
     def _init_discrete(self, discrete: Sequence[object]) -> None:
         device = self.generator.device
-        self.labels = [
-            _as_discrete(f"discrete[{s}]", array, device) for s, array in enumerate(discrete)
-        ]
+        raw = [_as_discrete(f"discrete[{s}]", array, device) for s, array in enumerate(discrete)]
+        values = torch.unique(torch.cat(raw), sorted=True)  # one numbering for all sessions
+        self.labels = [_class_indices(labels, values) for labels in raw]
         self.num_samples = tuple(int(labels.shape[0]) for labels in self.labels)
-        num_values = max(int(labels.max()) for labels in self.labels) + 1
-        self._groups = [_LabelGroups(labels, num_values) for labels in self.labels]
+        self._groups = [_LabelGroups(labels, int(values.shape[0])) for labels in self.labels]
         present = [set(groups.present.tolist()) for groups in self._groups]
-        every_value = set().union(*present)
-        for s, values in enumerate(present):
-            if values != every_value:
+        every_class = set().union(*present)
+        for s, classes in enumerate(present):
+            if classes != every_class:
+                missing = values[sorted(every_class - classes)].tolist()
                 raise ValueError(
-                    f"discrete[{s}] lacks the label values {sorted(every_value - values)} that "
-                    "other sessions contain; every session must contain every label value"
+                    f"discrete[{s}] lacks the label values {missing} that other sessions "
+                    "contain; every session must contain every label value"
                 )
 
     def sample_prior(self, n: int) -> torch.Tensor:

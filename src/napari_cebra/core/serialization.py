@@ -15,12 +15,21 @@ It is written atomically (temporary file in the same folder, then ``os.replace``
 non-tensor classes they contain (the ``cebra.data.datatypes.Offset`` record, numpy dtypes, torch's
 version string) are mapped to harmless stand-ins, so neither the ``cebra`` package nor any pickled
 code is needed.
+
+Before anything is unpickled, the file must be a zip archive (``torch.save``'s format) whose
+members are all stored uncompressed, as ``torch.save`` writes them, and match their CRC-32
+checksums; so a damaged byte anywhere is refused instead of loading as wrong weights, and no
+member can expand beyond the file's size. After unpickling, tensors may appear only where a model
+file keeps them (encoder weights, criterion parameters, optimizer state, loss history), and the
+encoder's weights must have exactly the shapes its architecture and input width give; these are
+compared on storage-free models, so no size claimed by a file is allocated before that.
 """
 
 from __future__ import annotations
 
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +45,14 @@ FORMAT_VERSION = 1
 _CEBRA_KEYS = ("args", "state", "state_dict")
 _SOLVER_NAMES = ("single-session", "single-session-full", "single-session-hybrid", "multi-session")
 _HYBRID_PREFIX = "module."
+# Where a model file keeps tensors: state_dict.model.<key>, state_dict.criterion.<key>,
+# state_dict.optimizer.state.<index>.<name> and state_dict.loss.
+_TENSOR_PLACES = {
+    ("state_dict", "model"): 1,
+    ("state_dict", "criterion"): 1,
+    ("state_dict", "optimizer", "state"): 2,
+    ("state_dict", "loss"): 0,
+}
 
 
 class _CebraOffsetRecord:
@@ -205,7 +222,7 @@ def load_estimator(
     Parameters
     ----------
     filename : str or os.PathLike
-        The model file.
+        The model file (``~`` is expanded).
     backend : {"auto", "sklearn"}
         Accepted for compatibility with the reference; both read the same formats.
     weights_only : bool, optional
@@ -222,8 +239,10 @@ def load_estimator(
     Raises
     ------
     ValueError
-        If the file is corrupt, truncated, not a model file, written by a newer format version,
-        or contains pickled objects other than plain data (nothing is executed).
+        If the file is corrupt (a checksum does not match), truncated, not a model file, written
+        by a newer or an invalid format version, holds tensors a model file does not have or
+        weights that do not fit its architecture, or contains pickled objects other than plain
+        data (nothing is executed).
     FileNotFoundError
         If the file does not exist.
     """
@@ -236,7 +255,7 @@ def load_estimator(
         )
     if kwargs:
         raise TypeError(f"Unexpected arguments for CEBRA.load: {', '.join(sorted(kwargs))}.")
-    path = Path(filename)
+    path = Path(filename).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}.")
     payload = read_payload(path)
@@ -246,8 +265,10 @@ def load_estimator(
             "the dictionary CEBRA.save writes."
         )
     if payload.get("format") == FORMAT:
+        _check_tensor_places(payload, path)
         return _from_ours(payload, path)
     if all(key in payload for key in _CEBRA_KEYS):
+        _check_tensor_places(payload, path)
         return _from_cebra(payload, path)
     raise ValueError(
         f"{str(path)!r} is not a CEBRA model file: missing keys in data dictionary (found "
@@ -257,9 +278,11 @@ def load_estimator(
 
 
 def read_payload(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with the cebra stand-ins allowed; errors → ValueError."""
+    """``torch.load(weights_only=True)`` of a verified archive (:func:`verify_archive`) with the
+    cebra stand-ins allowed; errors → ValueError."""
     import torch
 
+    verify_archive(path)
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -275,6 +298,68 @@ def read_payload(path: Path) -> Any:
             f"Cannot read {str(path)!r}: the file is corrupt, truncated or not a torch model "
             f"file ({type(error).__name__}: {error})."
         ) from error
+
+
+def verify_archive(path: Path) -> None:
+    """Check that ``path`` is an intact ``torch.save`` zip archive before it is unpickled.
+
+    Every member must be stored uncompressed (``torch.save`` never compresses, so no member can
+    be larger than the file) and match the CRC-32 checksum the archive records for it. Members
+    are read in chunks: memory does not grow with the file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the damaged member, for a file that is not a complete zip archive,
+        a compressed member or a checksum mismatch.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+            if compressed:
+                raise ValueError(
+                    f"Refusing to load {str(path)!r}: its member {compressed[0]!r} is compressed, "
+                    "which torch.save never does; the file was not written by CEBRA.save."
+                )
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(
+            f"Cannot read {str(path)!r}: the file is corrupt, truncated or not a torch model "
+            f"file (not a complete zip archive: {type(error).__name__}: {error})."
+        ) from None
+    if damaged is not None:
+        raise ValueError(
+            f"{str(path)!r} is damaged: the content of its member {damaged!r} does not match "
+            "its CRC-32 checksum (the file was changed or corrupted after it was written)."
+        )
+
+
+def _check_tensor_places(payload: dict[str, Any], path: Path) -> None:
+    """Refuse tensors anywhere but where a model file keeps them (see ``_TENSOR_PLACES``)."""
+    import torch
+
+    def visit(value: Any, keys: tuple[str, ...]) -> None:
+        if isinstance(value, torch.Tensor):
+            if not any(
+                keys[: len(place)] == place and len(keys) == len(place) + depth
+                for place, depth in _TENSOR_PLACES.items()
+            ):
+                raise ValueError(
+                    f"{str(path)!r} holds an unknown tensor at {'.'.join(keys)!r} of shape "
+                    f"{tuple(value.shape)}: a model file keeps tensors only in its weights, "
+                    "criterion, optimizer state and loss history."
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, (*keys, str(key)))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(item, (*keys, str(index)))
+
+    visit(payload, ())
 
 
 def _safe_globals() -> list:
@@ -296,7 +381,11 @@ def _safe_globals() -> list:
 
 def _from_ours(payload: dict[str, Any], path: Path) -> CEBRA:
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"{str(path)!r} is damaged: its format_version {version!r} is not a positive integer."
+        )
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"{str(path)!r} has format_version {version!r}; this napari-cebra reads versions up "
             f"to {FORMAT_VERSION}. Update napari-cebra to load it."

@@ -8,7 +8,6 @@ the host once per yielded record, so a CUDA run does not synchronise at every st
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -237,49 +236,6 @@ class MultiSessionObjective:
         return criterion(torch.cat(references), positive, torch.cat(negatives))
 
 
-class PrivateGlobalRNG:
-    """A private state of torch's global RNG (used by dropout), swapped in while training runs.
-
-    Dropout draws from the global generator; to make seeded runs reproducible without disturbing
-    the caller's global RNG, training steps run with this private state, which is saved and the
-    caller's restored whenever control goes back to the caller.
-
-    Parameters
-    ----------
-    seed : int
-        Seed of the private state.
-    device : str
-        Training device; for CUDA the device's generator is swapped as well.
-    """
-
-    def __init__(self, seed: int, device: str) -> None:
-        self._cuda = device.startswith("cuda")
-        self._device = torch.device(device)
-        with torch.random.fork_rng(devices=[self._device] if self._cuda else []):
-            torch.manual_seed(seed)
-            self._state = self._get()
-
-    def _get(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        cuda_state = torch.cuda.get_rng_state(self._device) if self._cuda else None
-        return torch.get_rng_state(), cuda_state
-
-    def _set(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
-        torch.set_rng_state(state[0])
-        if self._cuda:
-            torch.cuda.set_rng_state(state[1], self._device)
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Run the body with the private state; keep its advance, restore the caller's state."""
-        saved = self._get()
-        self._set(self._state)
-        try:
-            yield
-        finally:
-            self._state = self._get()
-            self._set(saved)
-
-
 def adam(
     parameters: list[torch.nn.Parameter],
     learning_rate: float,
@@ -313,8 +269,10 @@ class Solver:
         Keys of the per-step log.
     n_features : int or list of int
         Input width(s), stored in the state dict like the reference.
-    dropout_rng : PrivateGlobalRNG, optional
-        Private global-RNG state for encoders with dropout.
+
+    Training draws no random numbers from torch's process-wide generator: the objective's
+    sampler has its own generator and dropout layers theirs (``models.seed_dropout``), so runs
+    in several threads do not disturb each other.
     """
 
     def __init__(
@@ -325,7 +283,6 @@ class Solver:
         optimizer: torch.optim.Optimizer,
         stat_keys: tuple[str, ...],
         n_features: int | list[int],
-        dropout_rng: PrivateGlobalRNG | None = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -333,7 +290,6 @@ class Solver:
         self.optimizer = optimizer
         self.stat_keys = stat_keys
         self.n_features = n_features
-        self.dropout_rng = dropout_rng
         self.history: list[float] = []
         self.log: dict[str, list[float]] = {key: [] for key in stat_keys}
         self._constant_temperature: torch.Tensor | None = None
@@ -394,8 +350,7 @@ class Solver:
         pending: list[torch.Tensor] = []
         self.model.train()
         for step in range(num_steps):
-            with self._private_rng():
-                pending.append(self._step(objective))
+            pending.append(self._step(objective))
             calls_back = bool(callback and callback_frequency and step % callback_frequency == 0)
             reports = (
                 (step + 1) % yield_every == 0
@@ -413,9 +368,6 @@ class Solver:
             if calls_back or reports:
                 # the caller may have switched the encoder to eval mode (e.g. by transforming)
                 self.model.train()
-
-    def _private_rng(self) -> contextlib.AbstractContextManager:
-        return self.dropout_rng.active() if self.dropout_rng else contextlib.nullcontext()
 
     def _step(self, objective: Objective) -> torch.Tensor:
         """One optimizer step; returns the step's statistics as a device tensor."""

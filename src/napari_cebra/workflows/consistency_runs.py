@@ -46,7 +46,11 @@ class ConsistencyRuns:
         ``(k, k)`` R² from run i (row) to run j (column); NaN on the diagonal (and everywhere for
         ``valid_matrix`` without validation data).
     mean_train, mean_valid : float
-        Means of the off-diagonal scores (``mean_valid`` is NaN without validation data).
+        Means of the off-diagonal scores (``mean_valid`` is NaN without validation data). A
+        collapsed run makes its scores, and so the mean, NaN.
+    collapsed : list of int
+        Seeds of the runs whose embedding of the training or validation frames is collapsed
+        (``core.consistency.is_collapsed``: every frame maps to the same point).
     """
 
     models: list[Any]
@@ -62,6 +66,7 @@ class ConsistencyRuns:
     valid_matrix: np.ndarray
     mean_train: float
     mean_valid: float
+    collapsed: list[int]
 
 
 def consistency_runs(
@@ -217,6 +222,7 @@ def _compare(
     X_train: np.ndarray,
     X_valid: np.ndarray,
 ) -> ConsistencyRuns:
+    from napari_cebra.core.consistency import is_collapsed
     from napari_cebra.metrics import consistency_score
 
     size = len(models)
@@ -243,6 +249,12 @@ def _compare(
         valid_matrix=_matrix(valid_scores, pairs, size),
         mean_train=float(np.mean(train_scores)),
         mean_valid=float(np.mean(valid_scores)) if has_valid else float("nan"),
+        collapsed=[
+            seed
+            for index, seed in enumerate(seeds)
+            if is_collapsed(train_embeddings[index])
+            or (has_valid and is_collapsed(valid_embeddings[index]))
+        ],
     )
 
 

@@ -173,10 +173,25 @@ def gof_reading(result: GofScores) -> list[tuple[Reading, str]]:
 
 
 def mean_consistency(matrix: np.ndarray) -> float:
-    """Mean of the compared (finite) entries of a consistency matrix (NaN if there are none)."""
+    """Mean of the off-diagonal entries of a square consistency matrix.
+
+    NaN if any of them is NaN: ``consistency_score`` gives NaN for pairs with a collapsed
+    embedding, and one collapsed run makes the whole comparison fail (see
+    :func:`consistency_reading`).
+    """
     values = np.asarray(matrix, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
+    off_diagonal = values[~np.eye(len(values), dtype=bool)]
+    return float(off_diagonal.mean()) if off_diagonal.size else float("nan")
+
+
+def _collapsed_text(what: str) -> str:
+    """What an undefined (NaN) consistency means."""
+    return (
+        f"at least one embedding is collapsed (all its frames map to the same point), so the "
+        f"{what} cannot be compared: there is no structure to interpret. Check that the "
+        "recording has activity (a constant or all-zero recording collapses) and that training "
+        "did not diverge."
+    )
 
 
 def consistency_reading(
@@ -201,10 +216,13 @@ def consistency_reading(
     (str, str)
         ``"pass"`` from ``THRESHOLDS["consistency_train_pass"]``, ``"warn"`` from
         ``THRESHOLDS["consistency_train_warn"]``, ``"fail"`` below; the text names both means and
-        calls a validation mean lower by more than ``1 − pass threshold`` overfitting.
+        calls a validation mean lower by more than ``1 − pass threshold`` overfitting. A NaN
+        training mean (a collapsed embedding) fails with a text saying "collapsed".
     """
     good, fair = THRESHOLDS["consistency_train_pass"], THRESHOLDS["consistency_train_warn"]
     what = "runs" if between == "runs" else "recordings"
+    if np.isnan(mean_train):
+        return "fail", f"Training consistency undefined: {_collapsed_text(what)}"
     score = f"Mean training consistency {100 * mean_train:.1f} %"
     verdict: Verdict
     if mean_train >= good:
@@ -370,12 +388,18 @@ def consistency_check(part: str, mean: float) -> dict[str, Any]:
     """Check of the mean between-run consistency on the ``"train"`` or ``"valid"`` frames.
 
     ``"pass"`` from ``THRESHOLDS[f"consistency_{part}_pass"]``, ``"warn"`` from
-    ``THRESHOLDS[f"consistency_{part}_warn"]``, ``"fail"`` below (and for NaN).
+    ``THRESHOLDS[f"consistency_{part}_warn"]``, ``"fail"`` below; NaN (a run's embedding is
+    collapsed, see ``core.consistency.is_collapsed``) fails with a reason saying "collapsed".
     """
     passing, warning = (
         THRESHOLDS[f"consistency_{part}_pass"],
         THRESHOLDS[f"consistency_{part}_warn"],
     )
+    name = "training" if part == "train" else "validation"
+    title = f"Consistency across runs ({name})"
+    if np.isnan(mean):
+        reason = f"Mean between-run R² undefined: {_collapsed_text('runs')}"
+        return check(f"consistency_{part}", title, "fail", reason, mean)
     verdict: Verdict
     if mean >= passing:
         verdict, advice = "pass", ""
@@ -383,10 +407,9 @@ def consistency_check(part: str, mean: float) -> dict[str, Any]:
         verdict, advice = "warn", " Runs disagree somewhat: train longer or grid-search parameters."
     else:
         verdict, advice = "fail", " Runs find different embeddings: do not interpret one of them."
-    name = "training" if part == "train" else "validation"
     return check(
         f"consistency_{part}",
-        f"Consistency across runs ({name})",
+        title,
         verdict,
         f"Mean between-run R² {100 * mean:.1f} % (pass ≥ {100 * passing:.0f} %, "
         f"warn ≥ {100 * warning:.0f} %).{advice}",
