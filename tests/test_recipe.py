@@ -175,3 +175,15 @@ def test_to_jsonable_converts_numpy_and_nan():
 
 def test_small_grid_has_four_points():
     assert math.prod(len(values) for values in SMALL_GRID.values()) == 4
+
+
+def test_a_short_recording_trains_with_a_batch_of_its_training_part():
+    """The presets' batch of 512 is larger than 300 training frames: the recipe lowers it (the
+    estimator itself refuses a batch larger than its data) and says so in the settings."""
+    from napari_cebra.io.synthetic import place_cell_recording
+
+    short = place_cell_recording(n_frames=375, n_neurons=10, seed=5)
+    results = run_recipe(short.neural, None, iterations=3, n_runs=2, gof_batches=2)
+    assert results["input"]["train_frames"] == [0, 300]
+    assert results["settings"]["time_params"]["batch_size"] == 300
+    assert results["time_model"]["gof_valid"] is not None

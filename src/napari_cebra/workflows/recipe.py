@@ -310,6 +310,10 @@ def iter_recipe(
     time_params = {**TIME_PARAMS, **overrides, "max_iterations": iterations}
     behaviour_params = {**BEHAVIOUR_PARAMS, **overrides, "max_iterations": iterations}
     train, valid = train_valid_split(len(data), valid_fraction)
+    n_train = train.stop - train.start
+    for params in (time_params, behaviour_params):  # a batch cannot exceed the training part
+        if params.get("batch_size") is not None and params["batch_size"] > n_train:
+            params["batch_size"] = n_train
 
     names = ["CEBRA-Time", "consistency runs", "grid search"]
     if behaviour is not None:
