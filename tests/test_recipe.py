@@ -187,3 +187,21 @@ def test_a_short_recording_trains_with_a_batch_of_its_training_part():
     assert results["input"]["train_frames"] == [0, 300]
     assert results["settings"]["time_params"]["batch_size"] == 300
     assert results["time_model"]["gof_valid"] is not None
+
+
+def test_an_all_zero_recording_is_reported_collapsed_not_consistent(tmp_path):
+    """Issue 14: an all-zero recording used to get "83 % consistency" in the report."""
+    import warnings
+
+    zeros = np.zeros((400, 8), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_recipe(zeros, None, iterations=3, n_runs=2, gof_batches=2)
+    assert results["consistency"]["collapsed"] == [0, 1]
+    checks = {check["title"]: check for check in results["checks"]}
+    consistency = [check for title, check in checks.items() if "onsisten" in title]
+    assert consistency and all(check["verdict"] == "fail" for check in consistency)
+    assert all("collapsed" in check["reason"] for check in consistency)
+    report_path, _ = write_report(results, tmp_path)
+    page = report_path.read_text()
+    assert "collapsed (seeds [0, 1]: every frame maps to one point)" in page

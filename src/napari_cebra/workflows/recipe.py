@@ -229,6 +229,7 @@ def _consistency_stage(
         "seeds": seeds,
         "train": {"matrix": runs.train_matrix, "mean": runs.mean_train},
         "valid": {"matrix": runs.valid_matrix, "mean": runs.mean_valid},
+        "collapsed": list(runs.collapsed),
         "final_losses": [float(model.state_dict_["loss"][-1]) for model in runs.models],
     }
 

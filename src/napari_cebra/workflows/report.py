@@ -348,10 +348,17 @@ def _consistency_section(results: Mapping[str, Any]) -> str:
     if section.get("status") == "skipped":
         return _section("Consistency across runs", _skipped(section))
     train, valid = section.get("train", {}), section.get("valid", {})
+    collapsed = section.get("collapsed") or []
+
+    def mean(part: Mapping[str, Any]) -> Any:
+        if part.get("mean") is None and collapsed:
+            return f"collapsed (seeds {collapsed}: every frame maps to one point)"
+        return _percent(part.get("mean"))
+
     rows = [
         ("runs (seeds)", f"{section.get('n_runs')} ({section.get('seeds')})"),
-        ("mean consistency, train (%)", _percent(train.get("mean"))),
-        ("mean consistency, validation (%)", _percent(valid.get("mean"))),
+        ("mean consistency, train (%)", mean(train)),
+        ("mean consistency, validation (%)", mean(valid)),
         ("time (s)", section.get("seconds")),
     ]
     return _section(
