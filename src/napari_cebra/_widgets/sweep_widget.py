@@ -187,6 +187,15 @@ def best_model_steps(
     return model, name, np.asarray(model.transform(matrix), dtype=np.float32)
 
 
+def _point_key(point: dict[str, Any]) -> tuple:
+    """A grid point's varied values as a hashable key (numpy scalars compare as Python's)."""
+    return tuple(sorted((name, _plain(value)) for name, value in point.items()))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
 def _item(value: Any) -> QTableWidgetItem:
     """A table cell that sorts numbers as numbers."""
     item = QTableWidgetItem()
@@ -210,6 +219,8 @@ class SweepWidget(DockWidget):
         self._request: SweepRequest | None = None
         self._recording: Any = None
         self._rows: dict[str, int] = {}
+        self._keys_by_point: dict[tuple, str] = {}
+        self._varied: list[str] = []
         self._columns: list[str] = []
 
         self.recording = DataPicker(
@@ -359,6 +370,7 @@ class SweepWidget(DockWidget):
         self, planned: list[tuple[str, dict[str, Any]]], request: SweepRequest
     ) -> None:
         varied = sorted(varied_parameters(request.params))
+        self._varied = varied
         self._columns = [*varied, *RESULT_COLUMNS, STATUS_HEADER]
         headers = [*(name.replace("_", "\n") for name in varied), *RESULT_COLUMNS.values()]
         headers.append(STATUS_HEADER)
@@ -368,8 +380,10 @@ class SweepWidget(DockWidget):
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(planned))
         self._rows = {}
+        self._keys_by_point = {}
         for row, (key, point) in enumerate(planned):
             self._rows[key] = row
+            self._keys_by_point[_point_key(point)] = key
             for column, name in enumerate(self._columns):
                 value = point.get(name) if name in varied else None
                 self.table.setItem(row, column, _item(value))
@@ -405,7 +419,7 @@ class SweepWidget(DockWidget):
             self.status.value = (
                 f"Training {progress.name}: loss {progress.loss:.4f}   {progress.elapsed:.0f} s"
             )
-            self._set_status(progress.name, f"training {progress.step}/{progress.total_steps}")
+            self._set_status(progress.key, f"training {progress.step}/{progress.total_steps}")
             return
         self.trainings += progress.status == "done"
         if record.table is not None:
@@ -439,8 +453,9 @@ class SweepWidget(DockWidget):
         self.table_data = results.reset_index(drop=True)
         self.table.setSortingEnabled(False)
         for record in self.table_data.to_dict("records"):
-            key = record["name"]
-            row = self._row_of(key)
+            point = {name: record[name] for name in self._varied}
+            key = self._keys_by_point.get(_point_key(point))
+            row = None if key is None else self._row_of(key)
             if row is None:
                 continue
             for column, name in enumerate(self._columns):

@@ -124,7 +124,12 @@ class GridProgress:
     Attributes
     ----------
     name : str
-        Key of the model the record is about (``"{model_name}_{dataset_name}"``).
+        Name of the model the record is about (its file's stem,
+        ``"{model_name}_{dataset_name}@{hash}"``).
+    key : str
+        Its grid point in this sweep, ``"{model_name}_{dataset_name}"`` (``model_name`` from
+        :meth:`GridSearch.generate_models`); a model found in the folder may carry the name
+        an earlier sweep gave it, but its key is this sweep's.
     dataset_name : str
         Its dataset.
     status : {"training", "done", "present"}
@@ -144,6 +149,7 @@ class GridProgress:
     """
 
     name: str
+    key: str
     dataset_name: str
     status: str
     step: int
@@ -348,6 +354,7 @@ class GridSearch:
                     step = event.record
                     yield GridProgress(
                         name=task.name,
+                        key=f"{task.model_name}_{task.dataset_name}",
                         dataset_name=task.dataset_name,
                         status="training",
                         step=step.step,
@@ -429,6 +436,7 @@ class GridSearch:
     ) -> GridProgress:
         return GridProgress(
             name=record["name"],
+            key=f"{record['model_name']}_{record['dataset_name']}",
             dataset_name=record["dataset_name"],
             status=status,
             step=record["iterations"],
