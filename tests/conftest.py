@@ -62,6 +62,23 @@ def small_sweep_params() -> dict:
     return dict(batch_size=32, num_hidden_units=8, device="cpu", time_offsets=3)
 
 
+@pytest.fixture
+def count_fits(monkeypatch) -> list:
+    """Count the models trained (``CEBRA.iter_fit`` calls); each entry is the model's
+    ``output_dimension``."""
+    from napari_cebra.core.estimator import CEBRA
+
+    calls = []
+    original = CEBRA.iter_fit
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.get_params()["output_dimension"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CEBRA, "iter_fit", counting)
+    return calls
+
+
 @pytest.fixture(autouse=True)
 def empty_session_models():
     """Every test starts with an empty session-model registry and leaves none behind.

@@ -26,20 +26,6 @@ def datasets(recording):
 
 
 @pytest.fixture()
-def count_fits(monkeypatch):
-    """Count the models the sweep trains (CEBRA.iter_fit calls)."""
-    calls = []
-    original = CEBRA.iter_fit
-
-    def counting(self, *args, **kwargs):
-        calls.append(self.get_params()["output_dimension"])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(CEBRA, "iter_fit", counting)
-    return calls
-
-
-@pytest.fixture()
 def fixed(small_sweep_params):
     """The parameters every sweep of this module keeps fixed."""
     return {**small_sweep_params, "max_iterations": 6, "seed": 11}

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_cebra import CEBRA, GridSearch
+from napari_cebra import GridSearch
 from napari_cebra.__main__ import (
     CommandFailed,
     check_output_folder,
@@ -60,17 +60,19 @@ def neural_file(tmp_path_factory, recording):
     return path
 
 
+TINY_RECIPE = dict(
+    iterations=3,
+    n_runs=2,
+    gof_batches=1,
+    grid={"output_dimension": [2, 3]},
+    model_params={"batch_size": 64, "device": "cpu"},
+)
+
+
 @pytest.fixture(scope="module")
 def recipe_results(recording):
     """Results of a real (tiny) recipe run."""
-    return run_recipe(
-        recording.neural,
-        iterations=3,
-        n_runs=2,
-        gof_batches=1,
-        grid={"output_dimension": [2, 3]},
-        model_params={"batch_size": 64, "device": "cpu"},
-    )
+    return run_recipe(recording.neural, **TINY_RECIPE)
 
 
 @pytest.fixture
@@ -268,15 +270,7 @@ def test_stopping_the_recipe_removes_its_grid_folder_at_once(recording, tmp_path
     # the exception stays referenced (as sys.last_traceback keeps it in a notebook): the folder
     # must go when the interrupt leaves run_recipe, not when the generator is collected
     with pytest.raises(KeyboardInterrupt) as raised:
-        run_recipe(
-            recording.neural,
-            iterations=3,
-            n_runs=2,
-            gof_batches=1,
-            grid={"output_dimension": [2, 3]},
-            model_params={"batch_size": 64, "device": "cpu"},
-            progress=stop_after_the_first_grid_model,
-        )
+        run_recipe(recording.neural, **TINY_RECIPE, progress=stop_after_the_first_grid_model)
     assert raised.value is not None
     assert not list(tmp_path.glob(f"{GRID_FOLDER_PREFIX}*"))
 
@@ -288,20 +282,6 @@ def test_stopping_the_recipe_removes_its_grid_folder_at_once(recording, tmp_path
 @pytest.fixture
 def fixed(small_sweep_params):
     return {**small_sweep_params, "max_iterations": 4, "seed": 7}
-
-
-@pytest.fixture
-def count_fits(monkeypatch):
-    """Count the models trained (CEBRA.iter_fit calls)."""
-    calls = []
-    original = CEBRA.iter_fit
-
-    def counting(self, *args, **kwargs):
-        calls.append(self.get_params()["output_dimension"])
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(CEBRA, "iter_fit", counting)
-    return calls
 
 
 def _index(folder: Path) -> list[dict]:
