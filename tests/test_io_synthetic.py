@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from napari_cebra.io.synthetic import (
+    FRAME_RATE,
     TRACK_LENGTH,
     calcium_imaging_session,
     calcium_kernel_response,
+    place_cell_recording,
 )
 from napari_cebra.io.traces import extract_traces
 
@@ -125,3 +127,32 @@ def test_lazy_session_movie_equals_the_rendered_one():
     assert type(lazy.movie).__module__.startswith("dask")
     np.testing.assert_array_equal(np.asarray(lazy.movie[17:53]), eager.movie[17:53])
     np.testing.assert_array_equal(lazy.traces, eager.traces)
+
+
+def test_true_place_fields_explain_the_spikes(session):
+    fields = session.fields
+    assert fields.n_neurons == session.n_cells
+    assert set(np.unique(fields.preference)) <= {0, 1, 2}
+    np.testing.assert_array_equal(fields.untuned_rate[~fields.untuned], 0.0)
+    expected = fields.rates(session.position, session.direction) / FRAME_RATE
+    # Poisson counts: each cell's total spike count within 4.5 σ of the count its field predicts
+    total = expected.sum(axis=0)
+    assert np.abs(session.spikes.sum(axis=0) - total).max() < 4.5 * np.sqrt(total).max()
+    # and the spikes follow the field frame by frame
+    tuned = np.flatnonzero(~fields.untuned)
+    corr = [np.corrcoef(session.spikes[:, k], expected[:, k])[0, 1] for k in tuned]
+    assert min(corr) > 0.15 and np.median(corr) > 0.35
+    # cells tuned to rightward runs barely fire in their field while running left
+    right_only = np.flatnonzero(~fields.untuned & (fields.preference == 0))
+    near = (
+        np.abs(session.position[:, None] - fields.centres[right_only]) < fields.widths[right_only]
+    )
+    leftward = (session.direction == 1)[:, None]
+    spikes = session.spikes[:, right_only]
+    assert spikes[near & ~leftward].sum() > 5 * spikes[near & leftward].sum()
+
+
+def test_place_cell_recording_keeps_its_fields():
+    recording = place_cell_recording(n_frames=500, n_neurons=12, seed=1)
+    assert recording.fields.n_neurons == 12
+    assert recording.fields.rates(recording.position, recording.direction).shape == (500, 12)

@@ -2,7 +2,8 @@
 
 The place-cell recording imitates the public rat-hippocampus "achilles" recording that the CEBRA
 authors use: an animal runs back and forth on a 1.6 m linear track, 120 hippocampal neurons with
-direction-selective place fields fire Poisson spikes, counted in 25 ms bins.
+direction-selective place fields fire Poisson spikes, counted in 25 ms bins. Both recordings keep
+their true place fields (:class:`PlaceFields`) as ground truth.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class PlaceCellRecording:
         ``(T,)`` float32 position on the track in metres, in ``[0, 1.6]``.
     direction : np.ndarray
         ``(T,)`` int64 running direction, 0 = rightward (increasing position), 1 = leftward.
+    fields : PlaceFields
+        The neurons' true place fields (ground truth; column ``k`` of ``neural`` is cell ``k``).
     bin_size : float
         Bin width in seconds.
     """
@@ -41,6 +44,7 @@ class PlaceCellRecording:
     neural: np.ndarray
     position: np.ndarray
     direction: np.ndarray
+    fields: PlaceFields
     bin_size: float = BIN_SIZE
 
     @property
@@ -88,6 +92,86 @@ def linear_track_trajectory(
     return position.astype(np.float32), direction
 
 
+PREFERENCE_RIGHT, PREFERENCE_LEFT, PREFERENCE_BOTH = 0, 1, 2
+"""Codes of :attr:`PlaceFields.preference`: the running direction(s) in which a cell fires."""
+
+
+@dataclass(frozen=True, eq=False)
+class PlaceFields:
+    """The true place fields of a synthetic population (the ground truth behind the rates).
+
+    A tuned cell ``k`` fires at ``baseline[k] + peaks[k] · exp(−½ ((x − centres[k]) /
+    widths[k])²)`` Hz at position ``x`` while running in a preferred direction, and at
+    ``baseline[k]`` otherwise; an untuned cell fires at the constant ``untuned_rate[k]``.
+
+    Attributes
+    ----------
+    centres : np.ndarray
+        ``(n,)`` float64 field centres in metres, in ``[0, 1.6)``.
+    widths : np.ndarray
+        ``(n,)`` float64 standard deviations of the Gaussian fields in metres.
+    peaks : np.ndarray
+        ``(n,)`` float64 in-field rate above baseline in Hz.
+    baseline : np.ndarray
+        ``(n,)`` float64 out-of-field rate in Hz.
+    preference : np.ndarray
+        ``(n,)`` int64 preferred running direction: 0 = rightward only, 1 = leftward only,
+        2 = both (:data:`PREFERENCE_RIGHT`, :data:`PREFERENCE_LEFT`, :data:`PREFERENCE_BOTH`).
+    untuned : np.ndarray
+        ``(n,)`` bool, True for cells without a place field (their centres, widths, peaks and
+        preference are drawn but unused).
+    untuned_rate : np.ndarray
+        ``(n,)`` float64 constant rate in Hz of the untuned cells, 0.0 for the tuned ones.
+    """
+
+    centres: np.ndarray
+    widths: np.ndarray
+    peaks: np.ndarray
+    baseline: np.ndarray
+    preference: np.ndarray
+    untuned: np.ndarray
+    untuned_rate: np.ndarray
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.centres.shape[0])
+
+    def fires_in(self, direction: int) -> np.ndarray:
+        """``(n,)`` bool: tuned cells whose field is active when running in ``direction`` (0/1)."""
+        return ~self.untuned & ((self.preference == direction) | (self.preference == 2))
+
+    def rates(self, position: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Firing rates (Hz) at each frame, shape ``(T, n)`` float64."""
+        tuning = np.exp(
+            -0.5 * ((position[:, None] - self.centres[None, :]) / self.widths[None, :]) ** 2
+        )
+        direction_gate = (self.preference[None, :] == 2) | (
+            self.preference[None, :] == direction[:, None]
+        )
+        rates = self.baseline[None, :] + self.peaks[None, :] * tuning * direction_gate
+        rates[:, self.untuned] = self.untuned_rate[self.untuned][None, :]
+        return rates
+
+
+def draw_place_fields(
+    n_neurons: int, rng: np.random.Generator, untuned_fraction: float = 0.15
+) -> PlaceFields:
+    """Random direction-selective place fields (40 % right, 40 % left, 20 % both directions).
+
+    The draws from ``rng`` come in a fixed order (centres, widths, peaks, baseline, preference,
+    untuned mask, untuned rates), so the synthetic recordings stay reproducible.
+    """
+    centres = rng.uniform(0.0, TRACK_LENGTH, n_neurons)
+    widths = rng.uniform(0.06, 0.16, n_neurons)
+    peaks = rng.uniform(8.0, 25.0, n_neurons)
+    baseline = rng.uniform(0.1, 0.8, n_neurons)
+    preference = rng.choice(3, size=n_neurons, p=[0.4, 0.4, 0.2]).astype(np.int64)
+    untuned = rng.random(n_neurons) < untuned_fraction
+    untuned_rate = np.zeros(n_neurons)
+    untuned_rate[untuned] = rng.uniform(0.5, 4.0, int(untuned.sum()))
+    return PlaceFields(centres, widths, peaks, baseline, preference, untuned, untuned_rate)
+
+
 def place_field_rates(
     position: np.ndarray,
     direction: np.ndarray,
@@ -95,19 +179,12 @@ def place_field_rates(
     rng: np.random.Generator,
     untuned_fraction: float = 0.15,
 ) -> np.ndarray:
-    """Firing rates (Hz) of direction-selective place cells, shape ``(T, n_neurons)``."""
-    centres = rng.uniform(0.0, TRACK_LENGTH, n_neurons)
-    widths = rng.uniform(0.06, 0.16, n_neurons)
-    peaks = rng.uniform(8.0, 25.0, n_neurons)
-    baseline = rng.uniform(0.1, 0.8, n_neurons)
-    # 0: fires only running right, 1: only left, 2: both directions
-    preference = rng.choice(3, size=n_neurons, p=[0.4, 0.4, 0.2])
-    untuned = rng.random(n_neurons) < untuned_fraction
-    tuning = np.exp(-0.5 * ((position[:, None] - centres[None, :]) / widths[None, :]) ** 2)
-    direction_gate = (preference[None, :] == 2) | (preference[None, :] == direction[:, None])
-    rates = baseline[None, :] + peaks[None, :] * tuning * direction_gate
-    rates[:, untuned] = rng.uniform(0.5, 4.0, int(untuned.sum()))[None, :]
-    return rates
+    """Firing rates (Hz) of direction-selective place cells, shape ``(T, n_neurons)``.
+
+    Shorthand for ``draw_place_fields(n_neurons, rng, untuned_fraction).rates(position,
+    direction)`` (:class:`PlaceFields` keeps the fields themselves).
+    """
+    return draw_place_fields(n_neurons, rng, untuned_fraction).rates(position, direction)
 
 
 def place_cell_recording(
@@ -134,9 +211,9 @@ def place_cell_recording(
         raise ValueError(f"n_neurons must be at least 1, got {n_neurons}.")
     rng = np.random.default_rng(seed)
     position, direction = linear_track_trajectory(n_frames, rng)
-    rates = place_field_rates(position, direction, n_neurons, rng)
-    spikes = rng.poisson(rates * BIN_SIZE).astype(np.float32)
-    return PlaceCellRecording(neural=spikes, position=position, direction=direction)
+    fields = draw_place_fields(n_neurons, rng)
+    spikes = rng.poisson(fields.rates(position, direction) * BIN_SIZE).astype(np.float32)
+    return PlaceCellRecording(neural=spikes, position=position, direction=direction, fields=fields)
 
 
 # --- calcium-imaging session -------------------------------------------------------------------
@@ -167,6 +244,9 @@ class CalciumImagingSession:
         ``(T,)`` float32 position of the animal on the 1.6 m track, in metres.
     direction : np.ndarray
         ``(T,)`` int64 running direction, 0 = rightward, 1 = leftward.
+    fields : PlaceFields
+        The cells' true place fields (ground truth; entry ``k - 1`` is label ``k``), e.g. to check
+        which cells a selection of frames should find.
     frame_rate : float
         Imaging rate in Hz.
     """
@@ -177,6 +257,7 @@ class CalciumImagingSession:
     spikes: np.ndarray
     position: np.ndarray
     direction: np.ndarray
+    fields: PlaceFields
     frame_rate: float = FRAME_RATE
 
     @property
@@ -340,10 +421,10 @@ def calcium_imaging_session(
     """Synthetic two-photon calcium-imaging session of hippocampal place cells on a linear track.
 
     The animal runs back and forth on a 1.6 m track (:func:`linear_track_trajectory` at the imaging
-    rate); each cell is a direction-selective place cell (:func:`place_field_rates`) firing Poisson
-    spikes, which become GCaMP-like ΔF/F transients (≈70 ms to peak, ≈0.7 s decay). The movie adds
-    soma footprints with a dark nucleus, a modulated neuropil background, photobleaching and slow
-    drift, shot noise and read noise.
+    rate); each cell is a direction-selective place cell (:func:`draw_place_fields`, kept as the
+    session's ``fields``) firing Poisson spikes, which become GCaMP-like ΔF/F transients (≈70 ms
+    to peak, ≈0.7 s decay). The movie adds soma footprints with a dark nucleus, a modulated
+    neuropil background, photobleaching and slow drift, shot noise and read noise.
 
     Parameters
     ----------
@@ -366,8 +447,8 @@ def calcium_imaging_session(
     shape = _check_session_arguments(n_frames, shape, n_cells)
     rng = np.random.default_rng(seed)
     position, direction = linear_track_trajectory(n_frames, rng, bin_size=1.0 / FRAME_RATE)
-    rates = place_field_rates(position, direction, n_cells, rng)
-    spikes = rng.poisson(rates / FRAME_RATE).astype(np.float32)
+    fields = draw_place_fields(n_cells, rng)
+    spikes = rng.poisson(fields.rates(position, direction) / FRAME_RATE).astype(np.float32)
     amplitude = rng.uniform(0.15, 0.35, n_cells)  # ΔF/F of one spike
     dff = calcium_kernel_response(spikes, FRAME_RATE) * amplitude
     dff = (dff / (1.0 + dff / 6.0)).astype(np.float32)  # indicator saturation
@@ -384,6 +465,7 @@ def calcium_imaging_session(
         spikes=spikes,
         position=position,
         direction=direction,
+        fields=fields,
     )
 
 
