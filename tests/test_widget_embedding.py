@@ -203,3 +203,22 @@ def test_the_highlight_stays_on_top_of_a_new_embedding_without_being_made_again(
     )
     assert view.viewer.layers[-1] is highlight  # drawn on top, the same layer
     np.testing.assert_allclose(highlight.data[-1], view.layer("second").data[10])
+
+
+def test_a_feature_added_later_colours_the_points_and_names_its_classes(viewer, qtbot):
+    view = embedding_view(viewer)
+    changes = []
+    view.embeddings_changed.connect(lambda: changes.append(len(view.entries)))
+    classes = pd.Categorical.from_codes(np.arange(N_FRAMES) % 3, categories=["a", "b", "c"])
+    view.set_feature("emb", "state", classes, colour=True)
+    layer = view.layer("emb")
+    assert view.color_by.value == "state" and "state" in view.color_by.choices
+    assert list(layer.features["state"][:4].astype(str)) == ["a", "b", "c", "a"]
+    assert set(view.legend.legend.categories) == {"a", "b", "c"}
+    assert np.allclose(layer.face_color[0], layer.face_color[3])
+    assert not np.allclose(layer.face_color[0], layer.face_color[1])
+    with pytest.raises(ValueError, match="has 5 values but embedding 'emb' has 60 frames"):
+        view.set_feature("emb", "short", np.zeros(5))
+    view.add_embedding(np.ones((N_FRAMES, 2)), name="flat", time_layer="movie")
+    view.remove_button.changed.emit(True)
+    assert changes == [2, 1]

@@ -116,9 +116,11 @@ def test_save_as_label_adds_classes_to_the_embedding_and_the_behaviour(widget):
     expected[:10], expected[50:] = 0, 1
 
     view = widget.view
-    np.testing.assert_array_equal(view.current.features[LABEL_COLUMN], expected)
-    np.testing.assert_array_equal(view.layer("emb").features[LABEL_COLUMN], expected)
+    names = np.array(["start", "end", "other"])[expected]  # the embedding shows class names
+    np.testing.assert_array_equal(view.current.features[LABEL_COLUMN].astype(str), names)
+    np.testing.assert_array_equal(view.layer("emb").features[LABEL_COLUMN].astype(str), names)
     assert LABEL_COLUMN in view.color_by.choices and view.color_by.value == LABEL_COLUMN
+    assert set(view.legend.legend.categories) == {"start", "end", "other"}
     assert "0 = start, 1 = end, 2 = other" in widget.saved_readout.text()
 
     picker = DataPicker(widget.viewer)

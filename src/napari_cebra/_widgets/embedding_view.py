@@ -20,7 +20,7 @@ import pandas as pd
 from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
 from napari.utils.colormaps import ensure_colormap
 from napari.utils.colormaps.standardize_color import transform_color
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.background import CloseWatcher
@@ -188,6 +188,9 @@ class EmbeddingView(QWidget):
         The main viewer (the one showing the movie).
     """
 
+    embeddings_changed = Signal()
+    """Emitted after an embedding was added or removed."""
+
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from napari.components.viewer_model import ViewerModel
@@ -327,6 +330,7 @@ class EmbeddingView(QWidget):
             self.choice.value = name
         self._show_entry(name)
         self.viewer.reset_view()
+        self.embeddings_changed.emit()
         return layer
 
     @property
@@ -425,6 +429,33 @@ class EmbeddingView(QWidget):
         self.highlight_frame(frame)
 
     # ----------------------------------------------------------------- internals
+    def set_feature(self, name: str, column: str, values: Any, *, colour: bool = False) -> None:
+        """Add or replace the features column ``column`` of embedding ``name`` (one value per
+        frame), for the colours, the hover readout and "colour by"; optionally colour by it.
+
+        A categorical column (text or ``pandas.Categorical``) shows its category names in the
+        legend.
+        """
+        entry = self.entries[name]
+        values = pd.Series(values).reset_index(drop=True)
+        if len(values) != len(entry.embedding):
+            raise ValueError(
+                f"column {column!r} has {len(values)} values but embedding {name!r} has "
+                f"{len(entry.embedding)} frames."
+            )
+        entry.features[column] = values.to_numpy() if values.dtype != "category" else values
+        layer = self.layer(name)
+        layer.features = entry.features.iloc[entry.shown].reset_index(drop=True)
+        if entry.coloured_by[0] == column:
+            entry.coloured_by = ("", "")  # its colours are stale
+        if name != self.choice.value:
+            return
+        with self.color_by.changed.blocked():
+            self.color_by.reset_choices()
+            if colour:
+                self.color_by.value = column
+        self._apply_colour()
+
     def _entry_names(self, _widget: Any = None) -> list[str]:
         return list(self.entries)
 
@@ -506,6 +537,7 @@ class EmbeddingView(QWidget):
         self.viewer.layers.remove(entry.name)
         self.choice.reset_choices()
         self._show_entry()
+        self.embeddings_changed.emit()
 
     def hint(self) -> str:
         """The readout's text when the cursor is over no point (says when points are thinned)."""

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QPushButton
 
 from napari_cebra._widgets.background import CloseWatcher, qt_alive
@@ -256,14 +255,13 @@ class ExportWidget(DockWidget):
         return list(self._names)
 
     def _watch(self, view: EmbeddingView | None) -> None:
-        """Follow ``view``'s choice and its layers (embeddings added or removed)."""
+        """Follow ``view``'s choice and its embeddings (added or removed)."""
         if view is self._watched():
             return
         self._unwatch()
         if view is not None:
             view.choice.changed.connect(self._follow_choice)
-            view.viewer.layers.events.inserted.connect(self._refresh_soon)
-            view.viewer.layers.events.removed.connect(self._refresh_soon)
+            view.embeddings_changed.connect(self.refresh)
         self._view_ref = None if view is None else weakref.ref(view)
 
     def _watched(self) -> EmbeddingView | None:
@@ -274,12 +272,7 @@ class ExportWidget(DockWidget):
         if view is None or not qt_alive(view):
             return
         view.choice.changed.disconnect(self._follow_choice)
-        view.viewer.layers.events.inserted.disconnect(self._refresh_soon)
-        view.viewer.layers.events.removed.disconnect(self._refresh_soon)
-
-    def _refresh_soon(self, _event: Any = None) -> None:
-        # the dock registers an entry only after its layer is inserted: read it afterwards
-        QTimer.singleShot(0, self.refresh)
+        view.embeddings_changed.disconnect(self.refresh)
 
     def _follow_choice(self, name: Any = None) -> None:
         if not qt_alive(self):

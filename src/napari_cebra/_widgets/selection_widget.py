@@ -410,17 +410,10 @@ class SelectionWidget(DockWidget):
         return classes
 
     def _label_embedding(self, entry: EmbeddingEntry, labels: np.ndarray, classes: list) -> None:
-        entry.features[LABEL_COLUMN] = labels
-        layer = self.view.layer(entry.name)
-        layer.features = entry.features.iloc[entry.shown].reset_index(drop=True)
-        layer.metadata = {**layer.metadata, "cebra_selection_classes": list(classes)}
-        entry.coloured_by = ("", "")  # the colours of this column changed
-        colour_by = self.view.color_by
-        colour_by.reset_choices()
-        if colour_by.value == LABEL_COLUMN:
-            colour_by.changed.emit(LABEL_COLUMN)
-        else:
-            colour_by.value = LABEL_COLUMN
+        """The label as a categorical column of the embedding (the legend shows class names),
+        coloured at once."""
+        names = pd.Categorical.from_codes(labels, categories=[str(c) for c in classes])
+        self.view.set_feature(entry.name, LABEL_COLUMN, names, colour=True)
         for widget in (self.column, self.equal_column):
             widget.reset_choices()
 
