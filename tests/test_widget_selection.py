@@ -5,17 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from napari.utils.colormaps import ensure_colormap
 
 from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import DataPicker
 from napari_cebra._widgets.selection_widget import (
     LABEL_COLUMN,
     LABEL_LAYER,
+    SCORE_COLORMAP,
+    SCORES_LAYER,
     SELECTED_LAYER,
     SHAPE_LAYER,
     SelectionWidget,
+    cells_title,
     count_stretches,
+    score_colours,
 )
+from napari_cebra.io.synthetic import calcium_imaging_session
+from napari_cebra.io.traces import extract_traces
 
 pytestmark = pytest.mark.gui
 
@@ -135,3 +142,173 @@ def test_save_as_label_adds_classes_to_the_embedding_and_the_behaviour(widget):
     assert widget.save_as_label() is None
     assert "overlap" in widget.saved_readout.text()
     assert list(widget.saved) == ["start", "end"]
+
+
+# --- which cells? --------------------------------------------------------------------------------
+
+RIGHT = 0
+EXTRACT_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def calcium():
+    """The calcium sample as in the ground-truth test of tests/test_selection.py (200 cells, so a
+    0.4 m stretch holds ~20 cells per direction), rendered once, with its ΔF/F-free traces."""
+    session = calcium_imaging_session(
+        n_frames=3000, shape=(192, 192), n_cells=200, seed=0, lazy=False
+    )
+    return session, extract_traces(session.movie, session.rois, dff=False)
+
+
+@pytest.fixture
+def cells_widget(make_napari_viewer, calcium):
+    """Movie + ROIs in the main viewer; an embedding (not trained: position and direction) of
+    every other frame, so that embedding rows and recording frames differ."""
+    session, _ = calcium
+    viewer = make_napari_viewer()
+    viewer.add_image(session.movie, name="calcium movie")
+    viewer.add_labels(session.rois, name="ROIs", opacity=0.4)
+    frames = np.arange(0, len(session.position), 2)
+    features = pd.DataFrame(
+        {
+            "frame": frames,
+            "position": session.position[frames],
+            "direction": session.direction[frames],
+        }
+    )
+    embedding = np.column_stack([session.position[frames], session.direction[frames]])
+    embedding_view(viewer).add_embedding(
+        embedding, name="emb", features=features, time_layer="calcium movie"
+    )
+    widget = SelectionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="selection")
+    return widget
+
+
+def _true_hits(fields, cells: np.ndarray, low: float, high: float, direction: int) -> int:
+    centres = fields.centres[cells]
+    return int((((centres >= low) & (centres <= high)) & fields.fires_in(direction)[cells]).sum())
+
+
+def _rank_and_wait(widget, qtbot) -> None:
+    ranking = widget.ranking
+    widget.rank_button.click()
+    qtbot.waitUntil(
+        lambda: widget.ranking is not ranking and not widget.runner.running,
+        timeout=EXTRACT_TIMEOUT_MS,
+    )
+
+
+def test_score_colours_and_titles():
+    colours, limit = score_colours(np.array([-1.0, 0.0, 2.0]))
+    assert limit == 2.0 and colours.shape == (3, 4)
+    assert colours[2, 0] > colours[2, 2] and colours[0, 2] > colours[0, 0]  # red high, blue low
+    assert cells_title([7]) == "cell 7" and cells_title([3, 7]) == "mean of cells 3, 7"
+
+
+def test_rank_cells_of_a_stretch_paints_the_rois_and_colours_the_embedding(
+    cells_widget, calcium, qtbot
+):
+    widget, (session, traces) = cells_widget, calcium
+    low, high = 0.2, 0.6
+    assert widget.picker.neural.value == "calcium movie" and widget.picker.rois.value == "ROIs"
+    assert widget.rises.value  # a movie with ROIs: rises by default
+    widget.column.value = "position"
+    widget.low.value, widget.high.value = low, high
+    widget.equal_column.value = "direction"
+    widget.equal_value.value = RIGHT
+    widget.select_range()
+
+    _rank_and_wait(widget, qtbot)  # traces extracted from the movie in a worker
+    ranking = widget.ranking
+    np.testing.assert_allclose(widget.traces, traces, rtol=1e-5, atol=1e-3)
+    top = ranking.top(10)
+    assert _true_hits(session.fields, top, low, high, RIGHT) >= 8
+    listed = widget.top_readout.text()
+    best = int(top[0])
+    assert f"cell {best + 1} (ROI {best + 1}): z = {ranking.scores[best]:.2f}" in listed
+    assert listed.count("cell ") == 10
+
+    layer = widget.viewer.layers[SCORES_LAYER]
+    np.testing.assert_array_equal(layer.data, session.rois)
+    colours = layer.colormap.map(np.arange(1, ranking.n_cells + 1))
+    limit = np.abs(ranking.scores).max()  # the colour is the score's place on the colormap
+    expected = ensure_colormap(SCORE_COLORMAP).map(0.5 + 0.5 * ranking.scores / limit)
+    np.testing.assert_allclose(colours, expected, atol=1e-5)
+    high_end = ensure_colormap(SCORE_COLORMAP).map(np.array([1.0]))[0]
+    np.testing.assert_allclose(colours[best], high_end, atol=1e-5)  # the best cell: high end
+    np.testing.assert_allclose(layer.colormap.map(np.array([0]))[0], 0.0)  # background
+    assert not widget.score_legend.isHidden()
+    assert widget.score_legend.legend.high == pytest.approx(np.abs(ranking.scores).max())
+
+    # a second ranking is instant (cached traces) and reuses the layer
+    widget.method.value = "difference"
+    assert widget.rank_cells() is not None
+    assert widget.viewer.layers[SCORES_LAYER] is layer
+    assert sum(lay.name == SCORES_LAYER for lay in widget.viewer.layers) == 1
+    assert "Δ = " in widget.top_readout.text()
+
+    # cells -> embedding: the "cell" box ...
+    view, entry = widget.view, widget.view.current
+    widget.cell.value = 5
+    widget.cell_button.changed.emit(True)
+    assert view.color_by.value == "cell 5"
+    np.testing.assert_allclose(entry.features["cell 5"], traces[entry.frames, 4])
+
+    # ... a click on an ROI of the scores layer, shift-click for the mean
+    def click(label: int, shift: bool = False) -> None:
+        y, x = np.argwhere(session.rois == label)[0]
+        event = type(
+            "Event",
+            (),
+            {
+                "position": (0.0, float(y), float(x)),
+                "view_direction": None,
+                "dims_displayed": [1, 2],
+                "modifiers": ("Shift",) if shift else (),
+            },
+        )()
+        for callback in layer.mouse_drag_callbacks:
+            callback(layer, event)
+
+    click(12)
+    assert view.color_by.value == "cell 12" and widget.cell.value == 12
+    np.testing.assert_allclose(entry.features["cell 12"], traces[entry.frames, 11])
+    click(3, shift=True)
+    click(30, shift=True)
+    assert view.color_by.value == "mean of cells 12, 3, 30"
+    np.testing.assert_allclose(
+        entry.features["mean of cells 12, 3, 30"],
+        traces[entry.frames][:, [11, 2, 29]].mean(axis=1),
+        rtol=1e-5,
+    )
+
+    def ours(target) -> int:
+        return sum(getattr(cb, "__self__", None) is widget for cb in target.mouse_drag_callbacks)
+
+    rois = widget.viewer.layers["ROIs"]
+    assert ours(layer) == 1 and ours(rois) == 1  # once, though ranked twice
+    widget.viewer.window.remove_dock_widget(widget.parent())  # the callbacks go with the dock
+    assert ours(layer) == 0 and ours(rois) == 0
+
+
+def test_rank_cells_of_a_matrix_lists_without_painting(make_napari_viewer, calcium):
+    session, traces = calcium
+    viewer = make_napari_viewer()
+    viewer.add_image(traces, name="neural")
+    embedding_view(viewer).add_embedding(
+        np.column_stack([session.position, session.direction]).astype(np.float32),
+        name="emb",
+        features=pd.DataFrame({"position": session.position}),
+    )
+    widget = SelectionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="selection")
+    assert widget.picker.neural.value == "neural" and not widget.rises.value
+    widget.set_selection(np.arange(100, 400))
+    ranking = widget.rank_cells()  # a matrix: no worker
+    assert ranking is not None and SCORES_LAYER not in viewer.layers
+    assert f"cell {int(ranking.order[0]) + 1}: z = " in widget.top_readout.text()
+    assert "ROI" not in widget.top_readout.text()
+    widget.cell.value = 2
+    assert widget.colour_by_cell() == "cell 2"
+    np.testing.assert_allclose(widget.view.current.features["cell 2"], traces[:, 1])

@@ -6,21 +6,36 @@ on a 2-D view of it. The selection is drawn over the embedding, summarised in wo
 the main viewer (the time slider steps through the selected frames only), and saved as a class
 of a discrete label: a ``selections`` column of the embedding's features (so the dock can colour
 by it) and of a behaviour layer of the main viewer (so the Train CEBRA widget can train on it).
+"Which cells?" ranks the cells of a neural layer by how much more active they are in the selected
+frames than in the rest, paints the ROIs of a movie by that score (a "cell scores" Labels layer
+with a colour bar) and lists the top cells; choosing a cell (or clicking ROIs, shift-click for
+several) colours the embedding by its activity (or by their mean).
 The science is in :mod:`napari_cebra.workflows.selection`.
 """
 
 from __future__ import annotations
 
 import html
+import threading
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, PushButton
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QPushButton
 
 from napari_cebra._widgets.background import CloseWatcher
+from napari_cebra._widgets.colour_legend import ColourLegend, Legend
 from napari_cebra._widgets.dock import DockWidget, scrolling_layout, text_label
 from napari_cebra._widgets.embedding_view import (
     HIGHLIGHT_LAYER,
@@ -29,9 +44,15 @@ from napari_cebra._widgets.embedding_view import (
     EmbeddingView,
     embedding_view,
 )
+from napari_cebra._widgets.forms import DataPicker, read_neural
+from napari_cebra._widgets.run_panel import RunPanel
 from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
+from napari_cebra._widgets.workers import NeuralInput, TraceProgress, neural_matrix_steps
 from napari_cebra.io.napari_contributions import KIND_KEY
+from napari_cebra.io.traces import roi_labels
 from napari_cebra.workflows.selection import (
+    CellSelectivity,
+    cell_selectivity,
     frames_in_polygon,
     frames_in_range,
     selection_labels,
@@ -48,12 +69,59 @@ REST_CLASS = "other"
 PLAY_INTERVAL_MS = 50  # ~20 frames/s
 MAX_EQUAL_VALUES = 20  # a column with more distinct values is not offered for "equal to"
 NO_SELECTION = "No frames selected."
+SCORES_LAYER = "cell scores"
+SCORE_COLORMAP = "RdBu_r"  # diverging: blue = less active in the selection, red = more
+SCORE_OPACITY = 0.7
+N_LISTED = 10
+METHODS = [("z-score", "zscore"), ("difference (ΔF/F)", "difference")]
+SCORE_SYMBOLS = {"zscore": "z", "difference": "Δ"}
 
 
 def count_stretches(frames: np.ndarray) -> int:
     """Number of runs of consecutive frames in ``frames`` (sorted, unique or not)."""
     frames = np.unique(np.asarray(frames, dtype=np.int64))
     return 0 if frames.size == 0 else int(1 + np.count_nonzero(np.diff(frames) > 1))
+
+
+def score_colours(scores: np.ndarray, colormap: str = SCORE_COLORMAP) -> tuple[np.ndarray, float]:
+    """RGBA colour of each score on a diverging colormap centred on 0.
+
+    Parameters
+    ----------
+    scores : np.ndarray
+        ``(N,)`` finite scores.
+    colormap : str
+        A napari colormap name.
+
+    Returns
+    -------
+    colours : np.ndarray
+        ``(N, 4)`` float32 RGBA; the colormap spans ``[-limit, limit]``.
+    limit : float
+        The largest absolute score (1 when every score is 0).
+    """
+    from napari.utils.colormaps import ensure_colormap
+
+    scores = np.asarray(scores, dtype=np.float64)
+    limit = float(np.abs(scores).max()) if scores.size else 0.0
+    limit = limit if limit > 0 else 1.0
+    positions = np.clip(0.5 + 0.5 * scores / limit, 0.0, 1.0)
+    return np.asarray(ensure_colormap(colormap).map(positions), dtype=np.float32), limit
+
+
+def cells_title(cells: list[int]) -> str:
+    """Name of the features column for the activity of ``cells`` (1-based cell numbers), e.g.
+    ``"cell 7"`` or ``"mean of cells 3, 7, 12"``."""
+    if len(cells) == 1:
+        return f"cell {cells[0]}"
+    return "mean of cells " + ", ".join(str(c) for c in cells)
+
+
+def _trace_measure(record: Any) -> tuple[int, int] | None:
+    """Progress of trace extraction in thousandths (for the run panel's bar)."""
+    if isinstance(record, TraceProgress):
+        return int(round(1000 * record.fraction)), 1000
+    return None
 
 
 class SelectionWidget(DockWidget):
@@ -113,6 +181,37 @@ class SelectionWidget(DockWidget):
         self.readout = text_label(NO_SELECTION)
         self.saved_readout = text_label("")
 
+        # which cells? (the neural part of the Train widget's picker: same layers, same reading)
+        self.picker = DataPicker(napari_viewer, discrete=False, valid_fraction=None)
+        for widget in (self.picker.behaviour, self.picker.variables, self.picker.common_prefix):
+            widget.visible = False
+        self.method = ComboBox(label="score", choices=METHODS, value="zscore")
+        self.rises = CheckBox(text="use rises (sharper in time)", value=False)
+        self.panel = RunPanel(
+            self,
+            "Rank cells",
+            controls=[self.picker, self.method, self.rises],
+            status="Select frames, then rank the cells of the neural data.",
+            bar_format="%p%",
+        )
+        self.rank_button = self.panel.run_button
+        self.score_legend = ColourLegend()
+        self.score_legend.setVisible(False)
+        self.top_readout = text_label("")
+        self.cell = SpinBox(label="cell", min=1, max=1, value=1)
+        self.cell_button = PushButton(text="Colour the embedding by this cell")
+        self.cell_box = Container(widgets=[self.cell, self.cell_button])
+        self.cell_readout = text_label(
+            "Or click an ROI of the movie (shift-click adds ROIs: their mean)."
+        )
+        self.ranking: CellSelectivity | None = None
+        self.traces: np.ndarray | None = None
+        self.roi_ids: np.ndarray | None = None
+        self.chosen_cells: list[int] = []
+        self._traces_cache: dict[tuple, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._clickable: list[Any] = []
+        self._rises_for: str | None = None
+
         layout = scrolling_layout(self)
         layout.addWidget(text_label("<b>Select frames</b> of the shown embedding"))
         layout.addWidget(self.range_box.native)
@@ -123,6 +222,14 @@ class SelectionWidget(DockWidget):
         layout.addWidget(text_label("<b>Save the selection</b> as a class of a label"))
         layout.addWidget(self.save_box.native)
         layout.addWidget(self.saved_readout)
+        layout.addWidget(text_label("<b>Which cells?</b> are more active in the selection"))
+        layout.addWidget(self.picker.native)
+        layout.addWidget(Container(widgets=[self.method, self.rises]).native)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.score_legend)
+        layout.addWidget(self.top_readout)
+        layout.addWidget(self.cell_box.native)
+        layout.addWidget(self.cell_readout)
         layout.addStretch(1)
 
         self.timer = QTimer(self)
@@ -138,10 +245,14 @@ class SelectionWidget(DockWidget):
         self.clear_button.changed.connect(self.clear)
         self.save_button.changed.connect(self.save_as_label)
         self.play_button.toggled.connect(self.play)
+        self.picker.selection_changed.connect(self._preset_rises)
+        self.rank_button.clicked.connect(self.rank_cells)
+        self.cell_button.changed.connect(self.colour_by_cell)
         view.choice.changed.connect(self._on_entry_changed)
         napari_viewer.dims.events.current_step.connect(self._update_readout)
         self._close_watcher = CloseWatcher(self, self._on_closed)
         self._on_entry_changed()
+        self._preset_rises()
 
     # ----------------------------------------------------------------- choices
     @property
@@ -444,7 +555,238 @@ class SelectionWidget(DockWidget):
             layers.selection.active = active
         return layer
 
+    # ----------------------------------------------------------------- which cells?
+    def _preset_rises(self) -> None:
+        """Rises on for a movie with ROIs (calcium imaging), off for a matrix; only when the
+        neural layer changes (the user's choice stays otherwise)."""
+        name = self.picker.neural.value
+        if name == self._rises_for:
+            return
+        self._rises_for = name
+        layer = self.picker.layer(name)
+        self.rises.value = layer is not None and layer.ndim == 3
+
+    def _neural_key(self) -> tuple[tuple, NeuralInput, Any]:
+        """Read the chosen neural layers (as the Train widget does); returns the cache key, the
+        worker's input and the ROI layer (``None`` for a matrix)."""
+        layer = self.picker.layer(self.picker.neural.value)
+        rois = self.picker.layer(self.picker.rois.value)
+        source, neural = read_neural(layer, rois, self.picker.dff.value)
+        if source.kind != "movie":
+            rois = None
+        key = (
+            source.name,
+            None if rois is None else rois.name,
+            bool(self.picker.dff.value) if rois is not None else None,
+            id(layer.data),
+            None if rois is None else id(rois.data),
+        )
+        return key, neural, rois
+
+    def rank_cells(self, _checked: Any = None) -> CellSelectivity | None:
+        """Rank the cells of the chosen neural data by their activity in the selected frames.
+
+        A movie's ROI traces are extracted in a worker (once per layer: a second ranking is
+        instant); the ranking then paints the ROIs, lists the top cells and returns the ranking
+        (``None`` when it waits for the worker or cannot start).
+        """
+        if self.runner.running:
+            return None
+        if len(self.rows) == 0:
+            self.panel.not_started("Rank cells", "select frames first.")
+            return None
+        try:
+            key, neural, rois = self._neural_key()
+        except ValueError as error:
+            self.panel.not_started("Rank cells", error)
+            return None
+        if key in self._traces_cache:
+            return self._rank(*self._traces_cache[key], rois)
+        stop = threading.Event()
+        if neural.matrix is not None:  # nothing to extract: no worker
+            steps = self._extract(neural, stop)
+            try:
+                next(steps)
+            except StopIteration as done:
+                self._traces_cache = {key: done.value}
+                return self._rank(*done.value, None)
+        self.panel.start(
+            self._extract(neural, stop),
+            description="Extracting ROI traces",
+            starting="Extracting ROI traces…",
+            on_result=lambda result: self._on_traces(key, result, rois),
+            measure=_trace_measure,
+            stop=stop,
+        )
+        return None
+
+    @staticmethod
+    def _extract(
+        neural: NeuralInput, stop: threading.Event
+    ) -> Generator[TraceProgress, None, tuple[np.ndarray, np.ndarray | None] | None]:
+        """Worker: the ``(T, N)`` traces and the ROI label of each column (``None``: a matrix)."""
+        traces = yield from neural_matrix_steps(neural, stop)
+        if traces is None:
+            return None
+        return traces, None if neural.rois is None else roi_labels(neural.rois)
+
+    def _on_traces(
+        self, key: tuple, result: tuple[np.ndarray, np.ndarray | None] | None, rois: Any
+    ) -> None:
+        if result is None:
+            self.panel.say("Stopped.")
+            return
+        self._traces_cache = {key: result}  # one recording at a time: keep memory bounded
+        if rois is not None and rois not in self.viewer.layers:
+            rois = None
+        self._rank(*result, rois)
+
+    def _rank(
+        self, traces: np.ndarray, ids: np.ndarray | None, rois: Any
+    ) -> CellSelectivity | None:
+        """Score the cells on the current selection and show the result."""
+        frames = self.selected_frames()
+        if len(frames) and frames[-1] >= len(traces):
+            self.panel.say(
+                f"The selection reaches frame {int(frames[-1])} but the neural data has "
+                f"{len(traces)} frames."
+            )
+            return None
+        activity = "rise" if self.rises.value else "trace"
+        try:
+            result = cell_selectivity(traces, frames, method=self.method.value, activity=activity)
+        except ValueError as error:
+            self.panel.say(f"Not ranked: {error}")
+            return None
+        self.ranking, self.traces, self.roi_ids = result, traces, ids
+        self.cell.max = result.n_cells
+        self.cell.value = int(result.order[0]) + 1
+        self._show_ranking(result)
+        if rois is not None and ids is not None:
+            self._paint_scores(result, ids, rois)
+        else:
+            self.score_legend.setVisible(False)
+        self.panel.say(
+            f"Ranked {result.n_cells} cells on {result.n_selected:,} selected frames "
+            f"against {result.n_other:,} others ({'rises' if activity == 'rise' else 'traces'})."
+        )
+        return result
+
+    def cell_label(self, column: int) -> str:
+        """E.g. ``"cell 12 (ROI 12)"`` for trace column 11 (``"cell 12"`` for a matrix)."""
+        if self.roi_ids is None:
+            return f"cell {column + 1}"
+        return f"cell {column + 1} (ROI {int(self.roi_ids[column])})"
+
+    def _show_ranking(self, result: CellSelectivity) -> None:
+        symbol = SCORE_SYMBOLS.get(result.method, "score")
+        lines = [
+            f"{self.cell_label(int(c))}: {symbol} = {result.scores[c]:.2f}"
+            for c in result.top(N_LISTED)
+        ]
+        self.top_readout.setText(
+            f"<b>Top {len(lines)} cells</b><br>" + "<br>".join(html.escape(x) for x in lines)
+        )
+
+    def _paint_scores(self, result: CellSelectivity, ids: np.ndarray, rois: Any) -> Any:
+        """Paint the ROIs by score in the "cell scores" Labels layer (created or reused)."""
+        from napari.utils.colormaps import DirectLabelColormap
+
+        colours, limit = score_colours(result.scores)
+        transparent = np.zeros(4, dtype=np.float32)
+        colour_dict: dict[int | None, np.ndarray] = {None: transparent, 0: transparent}
+        colour_dict.update({int(label): colours[j] for j, label in enumerate(ids)})
+        colormap = DirectLabelColormap(color_dict=colour_dict)
+        layers = self.viewer.layers
+        active = layers.selection.active
+        if SCORES_LAYER in layers:
+            layer = layers[SCORES_LAYER]
+            if layer.data.shape != rois.data.shape or not np.array_equal(layer.data, rois.data):
+                layer.data = np.array(rois.data, copy=True)
+            layer.colormap = colormap
+        else:
+            layer = self.viewer.add_labels(
+                np.array(rois.data, copy=True),
+                name=SCORES_LAYER,
+                colormap=colormap,
+                opacity=SCORE_OPACITY,
+                scale=rois.scale,
+                translate=rois.translate,
+            )
+        layer.visible = True
+        if active is not None and active in layers:
+            layers.selection.active = active
+        for clickable in (layer, rois):
+            if clickable not in self._clickable:
+                clickable.mouse_drag_callbacks.append(self._on_roi_click)
+                self._clickable.append(clickable)
+        self.score_legend.show_legend(
+            "score", Legend(colormap=SCORE_COLORMAP, low=-limit, high=limit)
+        )
+        self.score_legend.setVisible(True)
+        return layer
+
+    # ----------------------------------------------------------------- cells -> embedding
+    def colour_by_cell(self, _value: Any = None) -> str | None:
+        """Colour the embedding by the activity of the cell of the "cell" box."""
+        return self.colour_by_cells([int(self.cell.value)])
+
+    def colour_by_cells(self, cells: list[int]) -> str | None:
+        """Colour the shown embedding by the activity of ``cells`` (1-based; several: their
+        mean) at its frames; returns the features column (``None`` when impossible)."""
+        entry, traces = self.entry, self.traces
+        if entry is None or traces is None:
+            self.cell_readout.setText("Rank the cells first (Rank cells).")
+            return None
+        cells = [c for c in dict.fromkeys(int(c) for c in cells) if 1 <= c <= traces.shape[1]]
+        if not cells:
+            return None
+        if entry.frames.max() >= len(traces):
+            self.cell_readout.setText(
+                f"The embedding reaches frame {int(entry.frames.max())} but the neural data has "
+                f"{len(traces)} frames."
+            )
+            return None
+        columns = [c - 1 for c in cells]
+        values = traces[entry.frames][:, columns].mean(axis=1)
+        column = cells_title(cells)
+        self.view.set_feature(entry.name, column, values, colour=True)
+        self.chosen_cells = cells
+        self.cell_readout.setText(html.escape(f"Embedding coloured by {column}."))
+        return column
+
+    def pick_roi(self, label: int, *, add: bool = False) -> str | None:
+        """Colour the embedding by the cell of ROI ``label`` (``add``: together with the cells
+        picked before, by their mean); returns the features column."""
+        if self.roi_ids is None:
+            return None
+        column = int(np.searchsorted(self.roi_ids, label))
+        if column >= len(self.roi_ids) or self.roi_ids[column] != label:
+            return None
+        cell = column + 1
+        cells = [*self.chosen_cells, cell] if add else [cell]
+        self.cell.value = cell
+        return self.colour_by_cells(cells)
+
+    def _on_roi_click(self, layer: Any, event: Any) -> None:
+        """Mouse press on an ROI (pan/zoom mode): colour the embedding by its cell."""
+        if getattr(layer, "mode", "pan_zoom") != "pan_zoom":
+            return
+        value = layer.get_value(
+            event.position,
+            view_direction=event.view_direction,
+            dims_displayed=event.dims_displayed,
+            world=True,
+        )
+        if value is None or int(value) <= 0:
+            return
+        self.pick_roi(int(value), add="Shift" in tuple(event.modifiers))
+
     # ----------------------------------------------------------------- closing
     def _on_closed(self) -> None:
         self.timer.stop()
+        for layer in self._clickable:
+            if self._on_roi_click in layer.mouse_drag_callbacks:
+                layer.mouse_drag_callbacks.remove(self._on_roi_click)
+        self._clickable = []
         self.viewer.dims.events.current_step.disconnect(self._update_readout)
