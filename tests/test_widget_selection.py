@@ -80,6 +80,17 @@ def test_range_selection_selects_the_frames_and_draws_them(widget):
     assert widget.readout.text() == "No frames selected."
 
 
+def test_a_large_selection_is_drawn_with_a_stride_but_counted_whole(widget, monkeypatch):
+    from napari_cebra._widgets import selection_widget
+
+    monkeypatch.setattr(selection_widget, "MAX_SELECTION_MARKERS", 8)
+    widget.set_selection(np.arange(5, 45))  # 40 rows: every 5th is drawn
+    layer = widget.view.viewer.layers[SELECTED_LAYER]
+    np.testing.assert_allclose(layer.data, widget.view.layer("emb").data[5:45:5])
+    assert "40 of 60 frames selected" in widget.readout.text()
+    np.testing.assert_array_equal(widget.selected_frames(), np.arange(5, 45))
+
+
 def test_shape_selects_the_points_inside(widget):
     shapes = widget.draw_shape()
     view = widget.view.viewer
