@@ -33,8 +33,8 @@ def viewer(make_napari_viewer):
     return viewer
 
 
-def _click(view, position, view_direction, dims_displayed, moves=()):
-    """Drive the embedding canvas' drag callback like a press, optional moves, release."""
+def _click(pane, position, view_direction, dims_displayed, moves=()):
+    """Drive a pane's drag callback like a press, optional moves, release."""
     event = SimpleNamespace(
         type="mouse_press",
         pos=np.array([100.0, 100.0]),
@@ -42,7 +42,7 @@ def _click(view, position, view_direction, dims_displayed, moves=()):
         view_direction=view_direction,
         dims_displayed=dims_displayed,
     )
-    steps = view._on_mouse_drag(view.viewer, event)
+    steps = pane._on_mouse_drag(pane.viewer, event)
     next(steps)
     for offset in moves:
         event.type, event.pos = "mouse_move", event.pos + offset
@@ -112,10 +112,10 @@ def test_selecting_or_clicking_a_point_moves_the_movie(viewer):
         time_layer="movie",
     )
     assert view.viewer.dims.ndisplay == 2
-    _click(view, flat.data[12], None, [0, 1])
+    _click(view.pane, flat.data[12], None, [0, 1])
     assert viewer.dims.current_step[0] == 12
     # a drag (rotating/panning the camera) is not a click
-    _click(view, flat.data[40], None, [0, 1], moves=[np.array([30.0, 0.0])])
+    _click(view.pane, flat.data[40], None, [0, 1], moves=[np.array([30.0, 0.0])])
     assert viewer.dims.current_step[0] == 12
 
 
@@ -123,7 +123,7 @@ def test_clicking_in_3d_picks_a_point_on_the_ray(viewer):
     view = embedding_view(viewer)
     layer = view.layer("emb")
     target = layer.data[45]
-    _click(view, target, np.array([1.0, 0.0, 0.0]), [0, 1, 2])
+    _click(view.pane, target, np.array([1.0, 0.0, 0.0]), [0, 1, 2])
     frame = viewer.dims.current_step[0]
     hit = layer.data[frame]
     # the picked point lies on the clicked ray (within its marker size)
@@ -222,3 +222,35 @@ def test_a_feature_added_later_colours_the_points_and_names_its_classes(viewer, 
     view.add_embedding(np.ones((N_FRAMES, 2)), name="flat", time_layer="movie")
     view.remove_button.changed.emit(True)
     assert changes == [2, 1]
+
+
+def test_compare_with_a_second_embedding_shares_the_time_link(viewer, qtbot):
+    """A second pane shows the compared embedding with its own highlight of the same frame;
+    a click in it moves the time; "(none)" closes it (the fixture checks no canvas leaks)."""
+    from napari_cebra._widgets.embedding_view import HIGHLIGHT_LAYER, NO_COMPARE
+
+    view = embedding_view(viewer)
+    control = np.random.default_rng(3).normal(size=(N_FRAMES, 2)).astype(np.float32)
+    view.add_embedding(control, name="shuffled", time_layer="movie")
+    view.choice.value = "emb"
+    assert view.compare.choices == (NO_COMPARE, "shuffled") and view.compare.value == NO_COMPARE
+    assert view.viewers() == [view.viewer]
+    view.compare.value = "shuffled"
+    pane = view.compare_pane
+    assert view.viewers() == [view.viewer, pane.viewer]
+    assert "emb" not in pane.viewer.layers and pane.viewer.dims.ndisplay == 2
+    np.testing.assert_allclose(pane.layer("shuffled").data, control)
+    # coloured by its default column: it has no "position"
+    assert pane.layer().metadata["cebra_colour_by"] == "frame"
+
+    viewer.dims.set_current_step(0, 20)
+    for shown, data in ((view.viewer, view.layer("emb").data), (pane.viewer, control)):
+        np.testing.assert_allclose(shown.layers[HIGHLIGHT_LAYER].data[-1], data[20])
+    _click(pane, control[42], None, [0, 1])
+    assert viewer.dims.current_step[0] == 42
+    np.testing.assert_allclose(pane.viewer.layers[HIGHLIGHT_LAYER].data[-1], control[42])
+    assert view.highlighted_frames()[-1] == 42
+
+    view.compare.value = NO_COMPARE
+    assert view.compare_pane is None and view.viewers() == [view.viewer]
+    qtbot.wait(10)

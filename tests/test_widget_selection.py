@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from napari.utils.colormaps import ensure_colormap
 
-from napari_cebra._widgets.embedding_view import embedding_view
+from napari_cebra._widgets.embedding_view import NO_COMPARE, embedding_view
 from napari_cebra._widgets.forms import DataPicker
 from napari_cebra._widgets.selection_widget import (
     LABEL_COLUMN,
@@ -323,3 +323,23 @@ def test_rank_cells_of_a_matrix_lists_without_painting(make_napari_viewer, calci
     widget.cell.value = 2
     assert widget.colour_by_cell() == "cell 2"
     np.testing.assert_allclose(widget.view.current.features["cell 2"], traces[:, 1])
+
+
+def test_a_selection_is_drawn_in_the_compared_embedding_too(widget):
+    """Each pane draws the selected frames at its own embedding's coordinates; a compared
+    embedding of other frames marks only the frames it has."""
+    view = widget.view
+    other = np.random.default_rng(4).normal(size=(30, 2)).astype(np.float32)
+    features = pd.DataFrame({"frame": np.arange(0, N_FRAMES, 2)})  # every other frame
+    view.add_embedding(other, name="half", features=features, time_layer="movie")
+    view.choice.value = "emb"
+    view.compare.value = "half"
+    widget.set_selection(np.arange(10, 20))
+    first = view.viewer.layers[SELECTED_LAYER]
+    np.testing.assert_allclose(first.data, view.layer("emb").data[10:20])
+    second = view.compare_pane.viewer.layers[SELECTED_LAYER]
+    np.testing.assert_allclose(second.data, other[5:10])  # frames 10, 12, ..., 18
+    view.compare.value = NO_COMPARE
+    assert view.viewers() == [view.viewer]
+    view.compare.value = "half"  # a new pane shows the selection at once
+    np.testing.assert_allclose(view.compare_pane.viewer.layers[SELECTED_LAYER].data, other[5:10])

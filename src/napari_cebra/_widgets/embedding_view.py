@@ -35,6 +35,7 @@ from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
 
 EMBEDDING_DOCK = "CEBRA embedding"
 HIGHLIGHT_LAYER = "current frame"
+NO_COMPARE = "(none)"
 COLORMAPS = ("viridis", "turbo", "plasma", "twilight", "magma", "gray")
 CLICK_TOLERANCE_PX = 4
 HOVER_HINT = "Hover over a point to read its frame and features; click it to show that frame."
@@ -179,6 +180,168 @@ def embedding_view(viewer: Any) -> EmbeddingView:
     return view
 
 
+class EmbeddingPane:
+    """One canvas of the embedding dock: a ``ViewerModel`` and its ``QtViewer``, the Points
+    layers of its embeddings, the time-link highlight and clicks on points.
+
+    The dock's first pane holds every embedding (the one chosen is visible); the "compare with"
+    pane holds one more embedding. Both follow the main viewer's time slider the same way.
+
+    Parameters
+    ----------
+    view : EmbeddingView
+        The dock the pane belongs to (its entries, trail length and time link).
+    title : str
+        Title of the pane's viewer.
+    min_height : int
+        Minimum height of the canvas in pixels.
+    """
+
+    def __init__(self, view: EmbeddingView, title: str, min_height: int = 320) -> None:
+        from napari.components.viewer_model import ViewerModel
+        from napari.qt import QtViewer
+
+        self.view = view
+        self.viewer = ViewerModel(title=title)
+        self.qt_viewer = QtViewer(self.viewer)
+        self.qt_viewer.setMinimumSize(360, min_height)
+        self.shown: str | None = None
+        """Name of the embedding the pane shows (its time link and clicks)."""
+        self.highlighted = np.empty(0, dtype=np.int64)
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
+
+    @property
+    def entry(self) -> EmbeddingEntry | None:
+        """The embedding the pane shows."""
+        return self.view.entries.get(self.shown) if self.shown else None
+
+    def layer(self, name: str | None = None) -> Any:
+        """Points layer of embedding ``name`` in this pane (default: the one shown)."""
+        return self.viewer.layers[name or self.shown]
+
+    def add_points(
+        self, entry: EmbeddingEntry, axes: tuple[int, ...], column: str, colormap: str
+    ) -> tuple[Any, Legend]:
+        """Add ``entry``'s drawn rows as a Points layer (replacing one of the same name),
+        coloured by features ``column``; return the layer and its legend."""
+        if entry.name in self.viewer.layers:
+            self.viewer.layers.remove(entry.name)
+        colours, legend = feature_colours(entry.features[column], colormap)
+        layer = self.viewer.add_points(
+            entry.coordinates(axes, entry.shown),
+            name=entry.name,
+            features=entry.features.iloc[entry.shown].reset_index(drop=True),
+            size=entry.marker_size,
+            face_color=colours[entry.shown],
+            border_width=0,
+            shading="spherical" if len(axes) == 3 else "none",
+            metadata={"cebra_axes": axes, "cebra_colour_by": column, "cebra_colormap": colormap},
+        )
+        self.raise_highlight()
+        return layer, legend
+
+    def colour(self, entry: EmbeddingEntry, column: str, colormap: str) -> Legend:
+        """Colour ``entry``'s points by features ``column``; return the legend."""
+        layer = self.layer(entry.name)
+        colours, legend = feature_colours(entry.features[column], colormap)
+        layer.face_color = colours[entry.shown]
+        layer.metadata = {**layer.metadata, "cebra_colour_by": column, "cebra_colormap": colormap}
+        return legend
+
+    def highlight(self, frame: int | None, trail: int) -> None:
+        """Mark ``frame``'s point of the shown embedding and the ``trail`` frames before it.
+
+        The highlight layer keeps one slot per trail frame (oldest first, white and fading in; the
+        last slot is the current frame, large and magenta), so an update only moves points and
+        changes sizes: a few small arrays, however many points the embedding has.
+        """
+        entry = self.entry
+        if entry is None or frame is None:
+            rows = np.empty(0, dtype=np.int64)
+        else:
+            rows = np.flatnonzero((entry.frames <= frame) & (entry.frames >= frame - trail))
+            rows = rows[np.argsort(entry.frames[rows])]
+        ndim = 3 if entry is None else self.layer(entry.name).ndim
+        layer = self._highlight_layer(ndim, trail + 1)
+        coords = np.zeros((trail + 1, ndim), dtype=np.float32)
+        sizes = np.zeros(trail + 1, dtype=np.float32)
+        self.highlighted = np.empty(0, dtype=np.int64)
+        if len(rows):
+            frames = entry.frames[rows]
+            points = entry.coordinates(self.layer(entry.name).metadata["cebra_axes"], rows)
+            base = entry.marker_size
+            age = frame - frames
+            slots = trail - age  # the current frame in the last slot
+            coords[:] = points[-1]
+            coords[slots] = points
+            sizes[slots] = base * (1.6 - 0.8 * age / max(1, trail))
+            if age[-1] == 0:
+                sizes[-1] = 4 * base
+            self.highlighted = frames
+        with layer.events.blocker_all():
+            layer.size = sizes
+        # The highlight marks points of the embedding, inside its extent: the viewer need not
+        # recompute its dims from every layer on each move (``data`` and ``affine`` events,
+        # two thirds of an update); the canvas still redraws through the layer's refresh.
+        with layer.events.data.blocker(), layer.events.affine.blocker():
+            layer.data = coords
+
+    def _highlight_layer(self, ndim: int, n_slots: int) -> Any:
+        """The highlight Points layer with ``n_slots`` points of ``ndim`` dimensions."""
+        layer = (
+            self.viewer.layers[HIGHLIGHT_LAYER] if HIGHLIGHT_LAYER in self.viewer.layers else None
+        )
+        if layer is not None and (layer.ndim != ndim or len(layer.data) != n_slots):
+            self.viewer.layers.remove(layer)
+            layer = None
+        if layer is None:
+            alpha = np.linspace(0.25, 1.0, n_slots)
+            colours = np.column_stack([np.ones((n_slots, 3)), alpha])
+            colours[-1] = (1.0, 0.15, 0.55, 1.0)
+            layer = self.viewer.add_points(
+                np.zeros((n_slots, ndim)),
+                name=HIGHLIGHT_LAYER,
+                size=0,
+                face_color=colours,
+                border_width=0,
+                blending="translucent",
+            )
+        return layer
+
+    def raise_highlight(self) -> None:
+        """Keep the highlight layer drawn on top of a newly added embedding (moved, not made
+        again: a new Points layer costs a vispy visual and its shaders, ~0.3 s without a GPU)."""
+        layers = self.viewer.layers
+        if HIGHLIGHT_LAYER in layers:
+            layers.move(layers.index(HIGHLIGHT_LAYER), len(layers))
+
+    def close(self) -> None:
+        """Close the canvas (its vispy resources go with it)."""
+        self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
+        self.qt_viewer.close()
+        self.qt_viewer.deleteLater()
+
+    def _on_mouse_drag(self, viewer: Any, event: Any):
+        """Click (press and release without dragging) on a point: jump to its frame."""
+        entry = self.entry
+        if entry is None:
+            return
+        press = np.asarray(event.pos, dtype=float)
+        index = self.layer(entry.name).get_value(
+            event.position,
+            view_direction=event.view_direction,
+            dims_displayed=list(event.dims_displayed),
+            world=True,
+        )
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = dragged or np.abs(np.asarray(event.pos) - press).max() > CLICK_TOLERANCE_PX
+            yield
+        if not dragged and index is not None:
+            self.view.go_to(entry, int(entry.frames[entry.shown[int(index)]]))
+
+
 class EmbeddingView(QWidget):
     """Docked second canvas with the embeddings, colour controls and the time link.
 
@@ -193,16 +356,14 @@ class EmbeddingView(QWidget):
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from napari.components.viewer_model import ViewerModel
-        from napari.qt import QtViewer
-
         self.main_viewer = viewer
-        self.viewer = ViewerModel(title=EMBEDDING_DOCK)
-        self.qt_viewer = QtViewer(self.viewer)
-        self.qt_viewer.setMinimumSize(360, 320)
         self.entries: dict[str, EmbeddingEntry] = {}
+        self.pane = EmbeddingPane(self, EMBEDDING_DOCK)
+        self.viewer = self.pane.viewer
+        self.qt_viewer = self.pane.qt_viewer
+        self.compare_pane: EmbeddingPane | None = None
+        """The second canvas, while "compare with" names an embedding."""
         self._frame: int | None = None
-        self._highlighted = np.empty(0, dtype=np.int64)
 
         self.choice = ComboBox(label="embedding", choices=self._entry_names)
         self.axis_spins = [SpinBox(label=a, min=0, max=2, value=i) for i, a in enumerate("xyz")]
@@ -210,6 +371,7 @@ class EmbeddingView(QWidget):
         self.colormap = ComboBox(label="colormap", choices=COLORMAPS, value="viridis")
         self.trail = SpinBox(label="trail (frames)", min=0, max=500, value=15)
         self.remove_button = PushButton(text="Remove embedding")
+        self.compare = ComboBox(label="compare with", choices=self._compare_names)
         axes = Container(widgets=self.axis_spins, layout="horizontal", label="axes")
         self.controls = Container(
             widgets=[
@@ -219,6 +381,7 @@ class EmbeddingView(QWidget):
                 self.colormap,
                 self.trail,
                 self.remove_button,
+                self.compare,
             ]
         )
         self.choice.changed.connect(self._show_entry)
@@ -228,8 +391,9 @@ class EmbeddingView(QWidget):
         self.colormap.changed.connect(self._apply_colour)
         self.trail.changed.connect(lambda _: self.highlight_frame(self._frame))
         self.remove_button.changed.connect(self._remove_current)
+        self.compare.changed.connect(self._show_compare)
 
-        layout = QVBoxLayout(self)
+        self._layout = layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.legend = ColourLegend(self)
         self.readout = text_label(HOVER_HINT)
@@ -239,7 +403,6 @@ class EmbeddingView(QWidget):
         layout.addWidget(self.readout)
         self.viewer.events.status.connect(self._show_status)
 
-        self.viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         self.main_viewer.dims.events.current_step.connect(self._on_main_step)
         self._close_watcher = CloseWatcher(self, self._on_closed)
         self._update_controls()
@@ -253,7 +416,8 @@ class EmbeddingView(QWidget):
         QTimer.singleShot(100, self._fit_views)  # once the canvases have their final size
 
     def _fit_views(self) -> None:
-        self.viewer.reset_view()
+        for viewer in self.viewers():
+            viewer.reset_view()
         fit_main_view(self.main_viewer)
 
     # ----------------------------------------------------------------- embeddings
@@ -306,29 +470,18 @@ class EmbeddingView(QWidget):
             table,
             point_size(embedding),
         )
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
         axes = tuple(range(min(3, embedding.shape[1])))
         column = colour_column(table, self.color_by.value)
-        colours, entry.legend = feature_colours(table[column], self.colormap.value)
+        layer, entry.legend = self.pane.add_points(entry, axes, column, self.colormap.value)
         entry.coloured_by = (column, self.colormap.value)
-        layer = self.viewer.add_points(
-            entry.coordinates(axes, shown),
-            name=name,
-            features=table.iloc[shown].reset_index(drop=True),
-            size=entry.marker_size,
-            face_color=colours[shown],
-            border_width=0,
-            shading="spherical" if len(axes) == 3 else "none",
-            metadata={"cebra_axes": axes, "cebra_colour_by": column},
-        )
         layer.selected_data.events.items_changed.connect(self._on_selection)
-        self._raise_highlight()
         self.entries[name] = entry
         with self.choice.changed.blocked():
             self.choice.reset_choices()
             self.choice.value = name
         self._show_entry(name)
+        if self.compare_pane is not None and self.compare_pane.shown == name:
+            self._show_compare()  # its compared embedding was replaced
         self.viewer.reset_view()
         self.embeddings_changed.emit()
         return layer
@@ -343,86 +496,35 @@ class EmbeddingView(QWidget):
         name = name or self.choice.value
         return self.viewer.layers[name]
 
+    def panes(self) -> list[EmbeddingPane]:
+        """The canvases shown: the chosen embedding's, then the compared one's (if any)."""
+        return [self.pane] + ([self.compare_pane] if self.compare_pane is not None else [])
+
+    def viewers(self) -> list[Any]:
+        """The ``ViewerModel`` of every pane, for other docks to draw in all of them."""
+        return [pane.viewer for pane in self.panes()]
+
     # ----------------------------------------------------------------- time link
     def highlight_frame(self, frame: int | None) -> None:
-        """Mark ``frame``'s point and the ``trail`` frames before it.
-
-        The highlight layer keeps one slot per trail frame (oldest first, white and fading in; the
-        last slot is the current frame, large and magenta), so an update only moves points and
-        changes sizes: a few small arrays, however many points the embedding has.
-        """
+        """Mark ``frame``'s point and the ``trail`` frames before it in every pane (see
+        :meth:`EmbeddingPane.highlight`)."""
         self._frame = frame
-        entry = self.current
-        trail = int(self.trail.value)
-        if entry is None or frame is None:
-            rows = np.empty(0, dtype=np.int64)
-        else:
-            rows = np.flatnonzero((entry.frames <= frame) & (entry.frames >= frame - trail))
-            rows = rows[np.argsort(entry.frames[rows])]
-        ndim = 3 if entry is None else self.layer(entry.name).ndim
-        layer = self._highlight_layer(ndim, trail + 1)
-        coords = np.zeros((trail + 1, ndim), dtype=np.float32)
-        sizes = np.zeros(trail + 1, dtype=np.float32)
-        self._highlighted = np.empty(0, dtype=np.int64)
-        if len(rows):
-            frames = entry.frames[rows]
-            points = entry.coordinates(self.layer(entry.name).metadata["cebra_axes"], rows)
-            base = entry.marker_size
-            age = frame - frames
-            slots = trail - age  # the current frame in the last slot
-            coords[:] = points[-1]
-            coords[slots] = points
-            sizes[slots] = base * (1.6 - 0.8 * age / max(1, trail))
-            if age[-1] == 0:
-                sizes[-1] = 4 * base
-            self._highlighted = frames
-        with layer.events.blocker_all():
-            layer.size = sizes
-        # The highlight marks points of the embedding, inside its extent: the viewer need not
-        # recompute its dims from every layer on each move (``data`` and ``affine`` events,
-        # two thirds of an update); the canvas still redraws through the layer's refresh.
-        with layer.events.data.blocker(), layer.events.affine.blocker():
-            layer.data = coords
-
-    def _highlight_layer(self, ndim: int, n_slots: int) -> Any:
-        """The highlight Points layer with ``n_slots`` points of ``ndim`` dimensions."""
-        layer = (
-            self.viewer.layers[HIGHLIGHT_LAYER] if HIGHLIGHT_LAYER in self.viewer.layers else None
-        )
-        if layer is not None and (layer.ndim != ndim or len(layer.data) != n_slots):
-            self.viewer.layers.remove(layer)
-            layer = None
-        if layer is None:
-            alpha = np.linspace(0.25, 1.0, n_slots)
-            colours = np.column_stack([np.ones((n_slots, 3)), alpha])
-            colours[-1] = (1.0, 0.15, 0.55, 1.0)
-            layer = self.viewer.add_points(
-                np.zeros((n_slots, ndim)),
-                name=HIGHLIGHT_LAYER,
-                size=0,
-                face_color=colours,
-                border_width=0,
-                blending="translucent",
-            )
-        return layer
-
-    def _raise_highlight(self) -> None:
-        """Keep the highlight layer drawn on top of a newly added embedding (moved, not made
-        again: a new Points layer costs a vispy visual and its shaders, ~0.3 s without a GPU)."""
-        layers = self.viewer.layers
-        if HIGHLIGHT_LAYER in layers:
-            layers.move(layers.index(HIGHLIGHT_LAYER), len(layers))
+        for pane in self.panes():
+            pane.highlight(frame, int(self.trail.value))
 
     def highlighted_frames(self) -> np.ndarray:
         """Frames marked by the highlight (oldest first, current frame last)."""
-        return self._highlighted.copy()
+        return self.pane.highlighted.copy()
 
     def jump_to_point(self, index: int) -> None:
         """Move the main viewer to the frame of point ``index`` of the shown embedding."""
         entry = self.current
         if entry is None:
             return
-        frame = int(entry.frames[entry.shown[index]])
+        self.go_to(entry, int(entry.frames[entry.shown[index]]))
+
+    def go_to(self, entry: EmbeddingEntry, frame: int) -> None:
+        """Move the main viewer to ``frame`` (on ``entry``'s time layer) and highlight it."""
         layer = self._time_layer(entry)
         if layer is not None:
             go_to_frame(self.main_viewer, layer, frame)
@@ -448,6 +550,9 @@ class EmbeddingView(QWidget):
         layer.features = entry.features.iloc[entry.shown].reset_index(drop=True)
         if entry.coloured_by[0] == column:
             entry.coloured_by = ("", "")  # its colours are stale
+        if self.compare_pane is not None and self.compare_pane.shown == name:
+            self.compare_pane.layer(name).features = layer.features
+            self._colour_compare(force=True)
         if name != self.choice.value:
             return
         with self.color_by.changed.blocked():
@@ -458,6 +563,9 @@ class EmbeddingView(QWidget):
 
     def _entry_names(self, _widget: Any = None) -> list[str]:
         return list(self.entries)
+
+    def _compare_names(self, _widget: Any = None) -> list[str]:
+        return [NO_COMPARE] + [n for n in self.entries if n != self.choice.value]
 
     def _feature_names(self, _widget: Any = None) -> list[str]:
         entry = self.current
@@ -472,6 +580,13 @@ class EmbeddingView(QWidget):
 
     def _show_entry(self, name: Any = None) -> None:
         entry = self.current
+        self.pane.shown = None if entry is None else entry.name
+        with self.compare.changed.blocked():
+            compared = self.compare.value
+            self.compare.reset_choices()
+            self.compare.value = compared if compared in self.compare.choices else NO_COMPARE
+        if self.compare.value != compared:
+            self._show_compare()
         for layer in self.viewer.layers:
             if layer.name != HIGHLIGHT_LAYER:
                 layer.visible = entry is not None and layer.name == entry.name
@@ -521,13 +636,52 @@ class EmbeddingView(QWidget):
         entry, column = self.current, self.color_by.value
         if entry is None or not column:
             return
-        layer = self.layer(entry.name)
         if entry.coloured_by != (column, self.colormap.value):  # else the colours are there
-            colours, entry.legend = feature_colours(entry.features[column], self.colormap.value)
-            layer.face_color = colours[entry.shown]
-            layer.metadata = {**layer.metadata, "cebra_colour_by": column}
+            entry.legend = self.pane.colour(entry, column, self.colormap.value)
             entry.coloured_by = (column, self.colormap.value)
         self.legend.show_legend(column, entry.legend)
+        self._colour_compare()
+
+    def _colour_compare(self, force: bool = False) -> None:
+        """Colour the compared embedding like the chosen one (by its default column when it has
+        no column of that name); unless ``force``, only when its colours differ."""
+        pane = self.compare_pane
+        entry = None if pane is None else pane.entry
+        if entry is None:
+            return
+        column = colour_column(entry.features, self.color_by.value)
+        metadata = pane.layer().metadata
+        now = (metadata.get("cebra_colour_by"), metadata.get("cebra_colormap"))
+        if force or now != (column, self.colormap.value):
+            pane.colour(entry, column, self.colormap.value)
+
+    def _show_compare(self, _value: Any = None) -> None:
+        """Show the embedding chosen in "compare with" in a second pane under the first (make
+        the pane on first use; close it for "(none)")."""
+        entry = self.entries.get(self.compare.value)
+        if entry is None:
+            if self.compare_pane is not None:
+                self._layout.removeWidget(self.compare_pane.qt_viewer)
+                self.compare_pane.close()
+                self.compare_pane = None
+            return
+        if self.compare_pane is None:
+            self.compare_pane = EmbeddingPane(self, f"{EMBEDDING_DOCK} (compare)", min_height=240)
+            self._layout.insertWidget(
+                self._layout.indexOf(self.qt_viewer) + 1, self.compare_pane.qt_viewer, stretch=1
+            )
+        pane = self.compare_pane
+        if pane.shown is not None and pane.shown in pane.viewer.layers:
+            pane.viewer.layers.remove(pane.shown)
+        pane.shown = entry.name
+        column = colour_column(entry.features, self.color_by.value)
+        axes = tuple(range(min(3, entry.embedding.shape[1])))
+        layer, _legend = pane.add_points(entry, axes, column, self.colormap.value)
+        pane.viewer.dims.ndisplay = 3 if layer.ndim == 3 else 2
+        pane.viewer.layers.selection.active = layer
+        pane.viewer.reset_view()
+        pane.highlight(self._frame, int(self.trail.value))
+        QTimer.singleShot(100, self._fit_views)  # once the new canvas has its size
 
     def _remove_current(self, _value: Any = None) -> None:
         entry = self.current
@@ -537,6 +691,8 @@ class EmbeddingView(QWidget):
         self.viewer.layers.remove(entry.name)
         self.choice.reset_choices()
         self._show_entry()
+        if self.compare_pane is not None and self.compare_pane.shown not in self.entries:
+            self._show_compare()
         self.embeddings_changed.emit()
 
     def hint(self) -> str:
@@ -595,23 +751,3 @@ class EmbeddingView(QWidget):
         selected = list(self.layer(entry.name).selected_data)
         if len(selected) == 1:
             self.jump_to_point(int(selected[0]))
-
-    def _on_mouse_drag(self, viewer: Any, event: Any):
-        """Click (press and release without dragging) on a point: jump to its frame."""
-        entry = self.current
-        if entry is None:
-            return
-        press = np.asarray(event.pos, dtype=float)
-        index = self.layer(entry.name).get_value(
-            event.position,
-            view_direction=event.view_direction,
-            dims_displayed=list(event.dims_displayed),
-            world=True,
-        )
-        dragged = False
-        yield
-        while event.type == "mouse_move":
-            dragged = dragged or np.abs(np.asarray(event.pos) - press).max() > CLICK_TOLERANCE_PX
-            yield
-        if not dragged and index is not None:
-            self.jump_to_point(int(index))

@@ -41,6 +41,7 @@ from napari_cebra._widgets.embedding_view import (
     HIGHLIGHT_LAYER,
     MAX_SHOWN_POINTS,
     EmbeddingEntry,
+    EmbeddingPane,
     EmbeddingView,
     embedding_view,
 )
@@ -125,6 +126,43 @@ def _trace_measure(record: Any) -> tuple[int, int] | None:
     if isinstance(record, TraceProgress):
         return int(round(1000 * record.fraction)), 1000
     return None
+
+
+def draw_selected(pane: EmbeddingPane, rows: np.ndarray | None) -> None:
+    """Draw ``rows`` of ``pane``'s embedding as the "selected frames" layer of its canvas
+    (thinned to the drawn rows when many, and to at most :data:`MAX_SELECTION_MARKERS`
+    markers); ``None`` removes the layer."""
+    entry, viewer = pane.entry, pane.viewer
+    if SELECTED_LAYER in viewer.layers and (
+        rows is None or entry is None or viewer.layers[SELECTED_LAYER].ndim != pane.layer().ndim
+    ):
+        viewer.layers.remove(SELECTED_LAYER)
+    if rows is None or entry is None:
+        return
+    points_layer = pane.layer()
+    if len(rows) > MAX_SHOWN_POINTS:
+        rows = np.intersect1d(rows, entry.shown)
+    rows = rows[:: -(-len(rows) // MAX_SELECTION_MARKERS) or 1]
+    coords = entry.coordinates(points_layer.metadata["cebra_axes"], rows)
+    if SELECTED_LAYER in viewer.layers:
+        layer = viewer.layers[SELECTED_LAYER]
+        layer.data = coords
+        if not np.allclose(layer.size, 2 * entry.marker_size):
+            layer.size = 2 * entry.marker_size
+    else:
+        layer = viewer.add_points(
+            coords,
+            name=SELECTED_LAYER,
+            size=2 * entry.marker_size,
+            face_color=[1.0, 0.95, 0.3, 0.35],
+            border_width=0,
+            blending="translucent_no_depth",
+        )
+    layer.visible = len(rows) > 0
+    layers = viewer.layers
+    if HIGHLIGHT_LAYER in layers:  # the current frame stays on top
+        layers.move(layers.index(SELECTED_LAYER), layers.index(HIGHLIGHT_LAYER))
+    layers.selection.active = points_layer
 
 
 class SelectionWidget(DockWidget):
@@ -252,6 +290,7 @@ class SelectionWidget(DockWidget):
         self.rank_button.clicked.connect(self.rank_cells)
         self.cell_button.changed.connect(self.colour_by_cell)
         view.choice.changed.connect(self._on_entry_changed)
+        view.compare.changed.connect(self._show_selected)
         napari_viewer.dims.events.current_step.connect(self._update_readout)
         self._close_watcher = CloseWatcher(self, self._on_closed)
         self._on_entry_changed()
@@ -402,41 +441,21 @@ class SelectionWidget(DockWidget):
         return np.sort(entry.frames[self.rows])
 
     # ----------------------------------------------------------------- showing
-    def _show_selected(self) -> None:
-        """Draw the selected rows over the embedding (thinned to the drawn rows when many, and
-        to at most :data:`MAX_SELECTION_MARKERS` markers)."""
-        entry, viewer = self.entry, self.view.viewer
-        if SELECTED_LAYER in viewer.layers and (
-            entry is None or viewer.layers[SELECTED_LAYER].ndim != self.view.layer(entry.name).ndim
-        ):
-            viewer.layers.remove(SELECTED_LAYER)
-        if entry is None:
-            return
-        points_layer = self.view.layer(entry.name)
-        rows = self.rows
-        if len(rows) > MAX_SHOWN_POINTS:
-            rows = np.intersect1d(rows, entry.shown)
-        rows = rows[:: -(-len(rows) // MAX_SELECTION_MARKERS) or 1]
-        coords = entry.coordinates(points_layer.metadata["cebra_axes"], rows)
-        if SELECTED_LAYER in viewer.layers:
-            layer = viewer.layers[SELECTED_LAYER]
-            layer.data = coords
-            if not np.allclose(layer.size, 2 * entry.marker_size):
-                layer.size = 2 * entry.marker_size
-        else:
-            layer = viewer.add_points(
-                coords,
-                name=SELECTED_LAYER,
-                size=2 * entry.marker_size,
-                face_color=[1.0, 0.95, 0.3, 0.35],
-                border_width=0,
-                blending="translucent_no_depth",
-            )
-        layer.visible = len(rows) > 0
-        layers = viewer.layers
-        if HIGHLIGHT_LAYER in layers:  # the current frame stays on top
-            layers.move(layers.index(SELECTED_LAYER), layers.index(HIGHLIGHT_LAYER))
-        layers.selection.active = points_layer
+    def _show_selected(self, _value: Any = None) -> None:
+        """Draw the selected frames over the embedding of every pane of the embedding dock (each
+        at its own embedding's coordinates of those frames)."""
+        entry = self.entry
+        frames = None if entry is None else entry.frames[self.rows]
+        for pane in self.view.panes():
+            shown = pane.entry
+            rows = None
+            if shown is not None and frames is not None:
+                rows = (
+                    self.rows
+                    if shown is entry
+                    else np.flatnonzero(np.isin(shown.frames, frames)).astype(np.int64)
+                )
+            draw_selected(pane, rows)
 
     def _current_frame(self) -> int | None:
         layer = self._time_layer()
