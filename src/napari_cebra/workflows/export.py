@@ -201,9 +201,13 @@ def _write_csv(target: Path, embedding: np.ndarray, table: Any) -> Path:
     return replace_file_atomically(target, lambda handle: handle.write(text.encode("utf-8")))
 
 
+def _file_arrays(embedding: np.ndarray, table: Any) -> dict[str, np.ndarray]:
+    """The arrays an ``.npz`` or ``.h5`` file holds: ``embedding``, ``frame`` and the features."""
+    return {"embedding": embedding, "frame": np.arange(len(embedding)), **_feature_arrays(table)}
+
+
 def _write_npz(target: Path, embedding: np.ndarray, table: Any) -> Path:
-    arrays = {"embedding": embedding, "frame": np.arange(len(embedding))}
-    arrays.update(_feature_arrays(table))
+    arrays = _file_arrays(embedding, table)
 
     def write(handle: BinaryIO) -> None:
         # np.savez would take a column called "file" or "allow_pickle" as its own argument
@@ -218,8 +222,7 @@ def _write_npz(target: Path, embedding: np.ndarray, table: Any) -> Path:
 def _write_h5(target: Path, embedding: np.ndarray, table: Any) -> Path:
     import h5py
 
-    arrays = {"embedding": embedding, "frame": np.arange(len(embedding))}
-    arrays.update(_feature_arrays(table))
+    arrays = _file_arrays(embedding, table)
 
     def write(handle: BinaryIO) -> None:
         image = io.BytesIO()  # h5py needs a readable file; the atomic writer's handle is write-only
