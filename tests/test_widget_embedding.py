@@ -226,22 +226,24 @@ def test_a_feature_added_later_colours_the_points_and_names_its_classes(viewer, 
 
 def test_compare_with_a_second_embedding_shares_the_time_link(viewer, qtbot):
     """A second pane shows the compared embedding with its own highlight of the same frame;
-    a click in it moves the time; "(none)" closes it (the fixture checks no canvas leaks)."""
-    from napari_cebra._widgets.embedding_view import HIGHLIGHT_LAYER, NO_COMPARE
+    a click in it moves the time; unchoosing it closes it (the fixture checks no canvas
+    leaks)."""
+    from napari_cebra._widgets.embedding_view import HIGHLIGHT_LAYER
 
     view = embedding_view(viewer)
     control = np.random.default_rng(3).normal(size=(N_FRAMES, 2)).astype(np.float32)
     view.add_embedding(control, name="shuffled", time_layer="movie")
     view.choice.value = "emb"
-    assert view.compare.choices == (NO_COMPARE, "shuffled") and view.compare.value == NO_COMPARE
-    assert view.viewers() == [view.viewer]
-    view.compare.value = "shuffled"
-    pane = view.compare_pane
+    assert view.compare.choices == ("shuffled",) and list(view.compare.value) == []
+    assert view.viewers() == [view.viewer] and not view.compare_row.isVisible()
+    view.compare.value = ["shuffled"]
+    pane = view.compare_panes["shuffled"]
     assert view.viewers() == [view.viewer, pane.viewer]
     assert "emb" not in pane.viewer.layers and pane.viewer.dims.ndisplay == 2
     np.testing.assert_allclose(pane.layer("shuffled").data, control)
-    # coloured by its default column: it has no "position"
+    # coloured by its default column: it has no "position"; its caption says so
     assert pane.layer().metadata["cebra_colour_by"] == "frame"
+    assert "shuffled" in pane.caption.text() and "colour: frame" in pane.caption.text()
 
     viewer.dims.set_current_step(0, 20)
     for shown, data in ((view.viewer, view.layer("emb").data), (pane.viewer, control)):
@@ -251,6 +253,39 @@ def test_compare_with_a_second_embedding_shares_the_time_link(viewer, qtbot):
     np.testing.assert_allclose(pane.viewer.layers[HIGHLIGHT_LAYER].data[-1], control[42])
     assert view.highlighted_frames()[-1] == 42
 
-    view.compare.value = NO_COMPARE
-    assert view.compare_pane is None and view.viewers() == [view.viewer]
+    view.compare.value = []
+    assert view.compare_panes == {} and view.viewers() == [view.viewer]
+    qtbot.wait(10)
+
+
+def test_compare_with_several_embeddings_side_by_side(viewer, qtbot):
+    """Three embeddings beside the chosen one: a canvas each, in one row, all following the
+    time slider; choosing one of them as the shown embedding takes it out of the row; removing
+    a compared embedding closes its canvas."""
+    from napari_cebra._widgets.embedding_view import HIGHLIGHT_LAYER, MAX_COMPARED
+
+    view = embedding_view(viewer)
+    rng = np.random.default_rng(5)
+    others = {f"run {k}": rng.normal(size=(N_FRAMES, 2)).astype(np.float32) for k in range(4)}
+    for name, data in others.items():
+        view.add_embedding(data, name=name, time_layer="movie")
+    view.choice.value = "emb"
+    view.compare.value = list(others)  # four asked, three shown
+    assert list(view.compare_panes) == list(others)[:MAX_COMPARED]
+    assert list(view.compare.value) == list(others)[:MAX_COMPARED]
+    assert f"At most {MAX_COMPARED}" in view.readout.text()
+    assert view.compare_row.layout().count() == MAX_COMPARED
+    viewer.dims.set_current_step(0, 33)
+    for name, pane in view.compare_panes.items():
+        np.testing.assert_allclose(pane.viewer.layers[HIGHLIGHT_LAYER].data[-1], others[name][33])
+    view.choice.value = "run 1"
+    assert "run 1" not in view.compare_panes and "run 1" not in view.compare.choices
+    assert list(view.compare_panes) == ["run 0", "run 2"]
+    view.compare.value = ["run 0", "run 2", "emb"]
+    view.choice.value = "run 0"
+    view.remove_button.changed.emit(True)  # removes "run 0", shows another one
+    assert "run 0" not in view.entries and "run 0" not in view.compare_panes
+    assert all(name in view.entries for name in view.compare_panes)
+    view.compare.value = []
+    assert view.viewers() == [view.viewer]
     qtbot.wait(10)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from napari.utils.colormaps import ensure_colormap
 
-from napari_cebra._widgets.embedding_view import NO_COMPARE, embedding_view
+from napari_cebra._widgets.embedding_view import embedding_view
 from napari_cebra._widgets.forms import DataPicker
 from napari_cebra._widgets.selection_widget import (
     LABEL_COLUMN,
@@ -333,13 +333,135 @@ def test_a_selection_is_drawn_in_the_compared_embedding_too(widget):
     features = pd.DataFrame({"frame": np.arange(0, N_FRAMES, 2)})  # every other frame
     view.add_embedding(other, name="half", features=features, time_layer="movie")
     view.choice.value = "emb"
-    view.compare.value = "half"
+    view.compare.value = ["half"]
     widget.set_selection(np.arange(10, 20))
     first = view.viewer.layers[SELECTED_LAYER]
     np.testing.assert_allclose(first.data, view.layer("emb").data[10:20])
-    second = view.compare_pane.viewer.layers[SELECTED_LAYER]
+    second = view.compare_panes["half"].viewer.layers[SELECTED_LAYER]
     np.testing.assert_allclose(second.data, other[5:10])  # frames 10, 12, ..., 18
-    view.compare.value = NO_COMPARE
+    view.compare.value = []
     assert view.viewers() == [view.viewer]
-    view.compare.value = "half"  # a new pane shows the selection at once
-    np.testing.assert_allclose(view.compare_pane.viewer.layers[SELECTED_LAYER].data, other[5:10])
+    view.compare.value = ["half"]  # a new pane shows the selection at once
+    pane = view.compare_panes["half"]
+    np.testing.assert_allclose(pane.viewer.layers[SELECTED_LAYER].data, other[5:10])
+
+
+def test_the_selection_stays_when_another_embedding_of_the_recording_is_shown(widget):
+    """The selection is a set of frames: another embedding of the same movie shows the same
+    frames selected (at its rows of them); an embedding of another recording starts empty."""
+    view = widget.view
+    other = np.random.default_rng(6).normal(size=(30, 2)).astype(np.float32)
+    features = pd.DataFrame({"frame": np.arange(0, N_FRAMES, 2)})
+    view.add_embedding(other, name="half", features=features, time_layer="movie")
+    view.choice.value = "emb"
+    widget.set_selection(np.arange(10, 20))
+    view.choice.value = "half"
+    np.testing.assert_array_equal(widget.rows, np.arange(5, 10))  # frames 10, 12, ..., 18
+    np.testing.assert_array_equal(widget.selected_frames(), np.arange(10, 20, 2))
+    np.testing.assert_allclose(view.viewer.layers[SELECTED_LAYER].data, other[5:10])
+    widget.viewer.add_image(np.zeros((N_FRAMES, 4, 4)), name="another movie")
+    view.add_embedding(other, name="elsewhere", time_layer="another movie")
+    assert len(widget.rows) == 0 and widget.readout.text() == "No frames selected."
+
+
+def test_the_selection_follows_a_change_of_axes(make_napari_viewer):
+    """A 5-D embedding drawn on other axes: the selected points are drawn where their points
+    now are."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((N_FRAMES, 8, 8), dtype=np.uint16), name="movie")
+    embedding = np.random.default_rng(7).normal(size=(N_FRAMES, 5)).astype(np.float32)
+    view = embedding_view(viewer)
+    view.add_embedding(embedding, name="emb5", time_layer="movie")
+    widget = SelectionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="selection")
+    widget.set_selection(np.arange(0, 30, 3))
+    np.testing.assert_allclose(view.viewer.layers[SELECTED_LAYER].data, embedding[0:30:3, :3])
+    view.axis_spins[0].value = 4
+    np.testing.assert_allclose(
+        view.viewer.layers[SELECTED_LAYER].data, embedding[0:30:3][:, [4, 1, 2]]
+    )
+
+
+def test_every_cell_of_a_matrix_is_offered_in_colour_by(make_napari_viewer, calcium):
+    """With a neurons × time matrix open, the embedding dock's "colour by" lists every cell;
+    choosing one colours by its activity at the embedding's frames (read when chosen)."""
+    session, traces = calcium
+    viewer = make_napari_viewer()
+    viewer.add_image(traces, name="neural")
+    view = embedding_view(viewer)
+    rows = np.arange(0, len(traces), 3)
+    view.add_embedding(
+        np.column_stack([session.position, session.direction])[rows].astype(np.float32),
+        name="emb",
+        features=pd.DataFrame({"frame": rows, "position": session.position[rows]}),
+    )
+    widget = SelectionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="selection")
+    n_cells = traces.shape[1]
+    assert f"cell {n_cells}" in view.color_by.choices and "position" in view.color_by.choices
+    assert "cell 17" not in view.current.features
+    view.color_by.value = "cell 17"
+    np.testing.assert_allclose(view.current.features["cell 17"], traces[rows, 16])
+    colours = view.layer().face_color
+    assert len(np.unique(colours.round(4), axis=0)) > 10  # coloured by the activity
+    assert view.current.coloured_by == ("cell 17", view.colormap.value)
+
+
+def test_colour_by_a_cell_of_a_movie_extracts_the_traces_first(cells_widget, calcium, qtbot):
+    """Without a ranking, "colour by this cell" extracts the ROI traces in a worker, then
+    colours the embedding; from then on every cell is in "colour by" and ROI clicks work."""
+    widget, traces = cells_widget, calcium[1]
+    view = widget.view
+    assert "cell 3" not in view.color_by.choices  # a movie: not read yet
+    widget.cell.max = traces.shape[1]
+    widget.cell.value = 3
+    assert widget.colour_by_cell() is None  # the worker runs
+    qtbot.waitUntil(lambda: view.color_by.value == "cell 3", timeout=60_000)
+    entry = view.current
+    np.testing.assert_allclose(
+        entry.features["cell 3"], traces[entry.frames, 2], rtol=1e-4, atol=1e-3
+    )
+    assert f"cell {traces.shape[1]}" in view.color_by.choices
+    assert widget.pick_roi(7) == "cell 7"
+
+
+def test_a_shown_ranking_follows_the_selection(cells_widget, qtbot):
+    """Once cells are ranked, a new selection ranks them again at once (the traces are
+    known), so the list and the painting never describe an older selection."""
+    widget = cells_widget
+    widget.column.value = "position"
+    widget.low.value, widget.high.value = 0.2, 0.6
+    widget.select_range()
+    _rank_and_wait(widget, qtbot)
+    first = widget.ranking
+    widget.low.value, widget.high.value = 1.0, 1.4
+    widget.select_range()
+    second = widget.ranking
+    assert second is not first and second.n_selected == len(widget.rows)
+    top = set(second.top(10).tolist())
+    assert top != set(first.top(10).tolist())
+    painted = widget.viewer.layers[SCORES_LAYER].colormap.map(np.array([int(second.order[0]) + 1]))
+    high_end = ensure_colormap(SCORE_COLORMAP).map(np.array([1.0]))[0]
+    np.testing.assert_allclose(painted[0], high_end, atol=1e-5)
+
+
+def test_the_selection_dock_opens_beside_the_layer_controls(make_napari_viewer, qtbot):
+    """Opened from the Plugins menu, the selection dock goes to the left, tabbed with napari's
+    layer controls: the embedding dock (right) stays in sight while selecting."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((N_FRAMES, 8, 8), dtype=np.uint16), name="movie")
+    view = embedding_view(viewer)
+    view.add_embedding(np.zeros((N_FRAMES, 2), dtype=np.float32), name="e", time_layer="movie")
+    dock, _widget = viewer.window.add_plugin_dock_widget("napari-cebra", "CEBRA selection")
+    window = dock.window()
+    left = Qt.DockWidgetArea.LeftDockWidgetArea
+    qtbot.waitUntil(lambda: window.dockWidgetArea(dock) == left, timeout=5_000)
+    embedding_dock = view.parent()
+    assert isinstance(embedding_dock, QDockWidget)
+    assert window.dockWidgetArea(embedding_dock) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert dock not in window.tabifiedDockWidgets(embedding_dock)
+    neighbours = window.tabifiedDockWidgets(dock)
+    assert neighbours and all(window.dockWidgetArea(d) == left for d in neighbours)

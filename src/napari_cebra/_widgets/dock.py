@@ -60,6 +60,37 @@ def join_plugin_column(widget: QWidget) -> None:
     dock.raise_()
 
 
+def beside_layer_controls(widget: QWidget) -> None:
+    """Dock ``widget`` at the left of the window, tabbed with napari's layer controls.
+
+    For a dock used together with the embedding (the selection dock): in the right-hand tabbed
+    column it would hide the embedding while in use. At the left, napari's layer list stays
+    under it and the movie keeps the middle (on a 1,366 × 768 screen too). Falls back to the
+    right-hand column when the window has no left dock of napari's. Does nothing for an
+    undocked widget.
+    """
+    dock, window = widget.parent(), widget.window()
+    if not isinstance(dock, QDockWidget) or not isinstance(window, QMainWindow):
+        return
+    left = Qt.DockWidgetArea.LeftDockWidgetArea
+    napari_docks = [
+        other
+        for other in window.findChildren(QDockWidget)
+        if other is not dock
+        and not other.property(COLUMN_PROPERTY)
+        and not other.isFloating()
+        and other.isVisibleTo(window)
+        and window.dockWidgetArea(other) == left
+    ]
+    if not napari_docks:
+        join_plugin_column(widget)
+        return
+    window.addDockWidget(left, dock)
+    window.tabifyDockWidget(napari_docks[0], dock)
+    dock.show()
+    dock.raise_()
+
+
 def column_width(window_width: int) -> int:
     """Width of the plugin's column in a window ``window_width`` pixels wide: about 30 %, at
     least 380 px (the embedding's controls) and at most 560 px, so the movie keeps the larger
@@ -141,11 +172,15 @@ class DockWidget(QWidget):
 
     panel: RunPanel
     """The dock's Run/Stop panel, set by subclasses that start work."""
+    beside_the_embedding: bool = False
+    """Dock at the left (:func:`beside_layer_controls`) instead of in the plugin's column, for
+    a dock used while looking at the embedding."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self._docked_watcher = _DockedWatcher(self, lambda: join_plugin_column(self))
+        place = beside_layer_controls if self.beside_the_embedding else join_plugin_column
+        self._docked_watcher = _DockedWatcher(self, lambda: place(self))
 
     @property
     def run_button(self) -> QPushButton:

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox
 from napari.utils.colormaps import ensure_colormap
 from napari.utils.colormaps.standardize_color import transform_color
 from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QDockWidget, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
 
 from napari_cebra._widgets.background import CloseWatcher
 from napari_cebra._widgets.colour_legend import ColourLegend, Legend
@@ -35,7 +35,8 @@ from napari_cebra._widgets.time_link import frame_at_current_step, go_to_frame
 
 EMBEDDING_DOCK = "CEBRA embedding"
 HIGHLIGHT_LAYER = "current frame"
-NO_COMPARE = "(none)"
+MAX_COMPARED = 3
+"""Embeddings shown beside the chosen one at most (each in its own canvas)."""
 COLORMAPS = ("viridis", "turbo", "plasma", "twilight", "magma", "gray")
 CLICK_TOLERANCE_PX = 4
 HOVER_HINT = "Hover over a point to read its frame and features; click it to show that frame."
@@ -168,6 +169,17 @@ def colour_column(features: pd.DataFrame, preferred: str | None) -> str:
     return behaviour[0] if behaviour else names[0]
 
 
+def cell_column(cell: int) -> str:
+    """Features column of cell ``cell`` (1-based), e.g. ``"cell 12"``."""
+    return f"cell {cell}"
+
+
+def cell_number(column: str) -> int | None:
+    """The cell of a :func:`cell_column` name (``None`` for any other column)."""
+    prefix, _, number = column.partition(" ")
+    return int(number) if prefix == "cell" and number.isdigit() and int(number) > 0 else None
+
+
 def embedding_view(viewer: Any) -> EmbeddingView:
     """The embedding dock of ``viewer``, created and docked on first use."""
     docks = viewer.window.dock_widgets
@@ -184,8 +196,9 @@ class EmbeddingPane:
     """One canvas of the embedding dock: a ``ViewerModel`` and its ``QtViewer``, the Points
     layers of its embeddings, the time-link highlight and clicks on points.
 
-    The dock's first pane holds every embedding (the one chosen is visible); the "compare with"
-    pane holds one more embedding. Both follow the main viewer's time slider the same way.
+    The dock's first pane holds every embedding (the one chosen is visible); each embedding
+    chosen in "compare with" gets a pane of its own, titled with its name, in a row under the
+    first. All follow the main viewer's time slider the same way.
 
     Parameters
     ----------
@@ -195,16 +208,32 @@ class EmbeddingPane:
         Title of the pane's viewer.
     min_height : int
         Minimum height of the canvas in pixels.
+    caption : bool
+        Show the title above the canvas (:attr:`widget` holds both).
     """
 
-    def __init__(self, view: EmbeddingView, title: str, min_height: int = 320) -> None:
+    def __init__(
+        self, view: EmbeddingView, title: str, min_height: int = 320, caption: bool = False
+    ) -> None:
         from napari.components.viewer_model import ViewerModel
         from napari.qt import QtViewer
 
         self.view = view
         self.viewer = ViewerModel(title=title)
         self.qt_viewer = QtViewer(self.viewer)
-        self.qt_viewer.setMinimumSize(360, min_height)
+        self.qt_viewer.setMinimumSize(200 if caption else 360, min_height)
+        self.widget: QWidget = self.qt_viewer
+        """What the dock lays out: the canvas, or the caption above the canvas."""
+        self.caption: QLabel | None = None
+        if caption:
+            self.widget = QWidget()
+            layout = QVBoxLayout(self.widget)
+            layout.setContentsMargins(0, 0, 0, 0)
+            layout.setSpacing(2)
+            self.caption = QLabel(title)
+            self.caption.setWordWrap(True)
+            layout.addWidget(self.caption)
+            layout.addWidget(self.qt_viewer, stretch=1)
         self.shown: str | None = None
         """Name of the embedding the pane shows (its time link and clicks)."""
         self.highlighted = np.empty(0, dtype=np.int64)
@@ -319,7 +348,7 @@ class EmbeddingPane:
         """Close the canvas (its vispy resources go with it)."""
         self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
         self.qt_viewer.close()
-        self.qt_viewer.deleteLater()
+        self.widget.deleteLater()
 
     def _on_mouse_drag(self, viewer: Any, event: Any):
         """Click (press and release without dragging) on a point: jump to its frame."""
@@ -353,6 +382,10 @@ class EmbeddingView(QWidget):
 
     embeddings_changed = Signal()
     """Emitted after an embedding was added or removed."""
+    compare_opened = Signal(str)
+    """Emitted with an embedding's name when a canvas comparing it was opened."""
+    axes_changed = Signal()
+    """Emitted after the chosen embedding is drawn on other axes."""
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -361,9 +394,13 @@ class EmbeddingView(QWidget):
         self.pane = EmbeddingPane(self, EMBEDDING_DOCK)
         self.viewer = self.pane.viewer
         self.qt_viewer = self.pane.qt_viewer
-        self.compare_pane: EmbeddingPane | None = None
-        """The second canvas, while "compare with" names an embedding."""
+        self.compare_panes: dict[str, EmbeddingPane] = {}
+        """A canvas per embedding chosen in "compare with" (in the order chosen)."""
         self._frame: int | None = None
+        self.activity: np.ndarray | None = None
+        """``(frames, cells)`` activity of the recording's cells (set by the selection dock
+        once it has read them): "colour by" then offers every cell, by its column
+        :func:`cell_column`."""
 
         self.choice = ComboBox(label="embedding", choices=self._entry_names)
         self.axis_spins = [SpinBox(label=a, min=0, max=2, value=i) for i, a in enumerate("xyz")]
@@ -371,7 +408,12 @@ class EmbeddingView(QWidget):
         self.colormap = ComboBox(label="colormap", choices=COLORMAPS, value="viridis")
         self.trail = SpinBox(label="trail (frames)", min=0, max=500, value=15)
         self.remove_button = PushButton(text="Remove embedding")
-        self.compare = ComboBox(label="compare with", choices=self._compare_names)
+        self.compare = Select(label="compare with", choices=self._compare_names)
+        self.compare.native.setMaximumHeight(58)
+        self.compare.tooltip = (
+            f"Show up to {MAX_COMPARED} more embeddings beside this one (ctrl-click to choose "
+            "several), each in its own canvas, sharing the time link and the selection."
+        )
         axes = Container(widgets=self.axis_spins, layout="horizontal", label="axes")
         self.controls = Container(
             widgets=[
@@ -400,6 +442,12 @@ class EmbeddingView(QWidget):
         layout.addWidget(self.controls.native)
         layout.addWidget(self.legend)
         layout.addWidget(self.qt_viewer, stretch=1)
+        self.compare_row = QWidget(self)
+        """The row of compared embeddings' canvases under the first canvas."""
+        row = QHBoxLayout(self.compare_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.compare_row.setVisible(False)
+        layout.addWidget(self.compare_row, stretch=1)
         layout.addWidget(self.readout)
         self.viewer.events.status.connect(self._show_status)
 
@@ -480,8 +528,9 @@ class EmbeddingView(QWidget):
             self.choice.reset_choices()
             self.choice.value = name
         self._show_entry(name)
-        if self.compare_pane is not None and self.compare_pane.shown == name:
-            self._show_compare()  # its compared embedding was replaced
+        if name in self.compare_panes:
+            self._close_compared(name)  # its compared embedding was replaced
+            self._show_compare()
         self.viewer.reset_view()
         self.embeddings_changed.emit()
         return layer
@@ -497,8 +546,8 @@ class EmbeddingView(QWidget):
         return self.viewer.layers[name]
 
     def panes(self) -> list[EmbeddingPane]:
-        """The canvases shown: the chosen embedding's, then the compared one's (if any)."""
-        return [self.pane] + ([self.compare_pane] if self.compare_pane is not None else [])
+        """The canvases shown: the chosen embedding's, then the compared ones'."""
+        return [self.pane, *self.compare_panes.values()]
 
     def viewers(self) -> list[Any]:
         """The ``ViewerModel`` of every pane, for other docks to draw in all of them."""
@@ -550,8 +599,8 @@ class EmbeddingView(QWidget):
         layer.features = entry.features.iloc[entry.shown].reset_index(drop=True)
         if entry.coloured_by[0] == column:
             entry.coloured_by = ("", "")  # its colours are stale
-        if self.compare_pane is not None and self.compare_pane.shown == name:
-            self.compare_pane.layer(name).features = layer.features
+        if name in self.compare_panes:
+            self.compare_panes[name].layer(name).features = layer.features
             self._colour_compare(force=True)
         if name != self.choice.value:
             return
@@ -565,13 +614,39 @@ class EmbeddingView(QWidget):
         return list(self.entries)
 
     def _compare_names(self, _widget: Any = None) -> list[str]:
-        return [NO_COMPARE] + [n for n in self.entries if n != self.choice.value]
+        return [n for n in self.entries if n != self.choice.value]
 
     def _feature_names(self, _widget: Any = None) -> list[str]:
         entry = self.current
         if entry is None or entry.name not in self.viewer.layers:
             return []
-        return [str(c) for c in self.viewer.layers[entry.name].features.columns]
+        names = [str(c) for c in self.viewer.layers[entry.name].features.columns]
+        if self._has_activity(entry):
+            known = set(names)
+            cells = (cell_column(k) for k in range(1, self.activity.shape[1] + 1))
+            names += [c for c in cells if c not in known]
+        return names
+
+    def set_cell_activity(self, activity: np.ndarray | None) -> None:
+        """Offer colouring by each cell of ``activity`` (``(frames, cells)``, the recording the
+        embeddings were made from; ``None``: no more) in "colour by"."""
+        self.activity = activity
+        with self.color_by.changed.blocked():
+            self.color_by.reset_choices()
+
+    def _has_activity(self, entry: EmbeddingEntry) -> bool:
+        return (
+            self.activity is not None
+            and self.activity.ndim == 2
+            and int(entry.frames.max()) < len(self.activity)
+        )
+
+    def _cell_values(self, entry: EmbeddingEntry, column: str) -> np.ndarray | None:
+        """Activity of the cell named ``column`` (e.g. ``"cell 12"``) at ``entry``'s frames."""
+        cell = cell_number(column)
+        if cell is None or not self._has_activity(entry) or cell > self.activity.shape[1]:
+            return None
+        return np.asarray(self.activity[entry.frames, cell - 1], dtype=np.float32)
 
     def _time_layer(self, entry: EmbeddingEntry) -> Any:
         if entry.time_layer and entry.time_layer in self.main_viewer.layers:
@@ -582,10 +657,10 @@ class EmbeddingView(QWidget):
         entry = self.current
         self.pane.shown = None if entry is None else entry.name
         with self.compare.changed.blocked():
-            compared = self.compare.value
+            compared = list(self.compare.value)
             self.compare.reset_choices()
-            self.compare.value = compared if compared in self.compare.choices else NO_COMPARE
-        if self.compare.value != compared:
+            self.compare.value = [n for n in compared if n in self.compare.choices]
+        if list(self.compare.value) != compared:
             self._show_compare()
         for layer in self.viewer.layers:
             if layer.name != HIGHLIGHT_LAYER:
@@ -618,6 +693,7 @@ class EmbeddingView(QWidget):
             elif names:
                 self.color_by.value = colour_column(self.layer(entry.name).features, None)
         self.remove_button.enabled = entry is not None
+        self.compare.visible = bool(self.compare.choices)  # only with another embedding
         self.readout.setText(self.hint())
 
     def _on_axes_changed(self, _value: Any = None) -> None:
@@ -631,10 +707,16 @@ class EmbeddingView(QWidget):
         self._apply_colour()
         self.highlight_frame(self._frame)
         self.viewer.reset_view()
+        self.axes_changed.emit()
 
     def _apply_colour(self, _value: Any = None) -> None:
         entry, column = self.current, self.color_by.value
         if entry is None or not column:
+            return
+        if column not in entry.features:  # a cell's activity, read when first chosen
+            values = self._cell_values(entry, column)
+            if values is not None:
+                self.set_feature(entry.name, column, values)  # colours it
             return
         if entry.coloured_by != (column, self.colormap.value):  # else the colours are there
             entry.legend = self.pane.colour(entry, column, self.colormap.value)
@@ -643,36 +725,54 @@ class EmbeddingView(QWidget):
         self._colour_compare()
 
     def _colour_compare(self, force: bool = False) -> None:
-        """Colour the compared embedding like the chosen one (by its default column when it has
-        no column of that name); unless ``force``, only when its colours differ."""
-        pane = self.compare_pane
-        entry = None if pane is None else pane.entry
-        if entry is None:
+        """Colour the compared embeddings like the chosen one (each by its default column when
+        it has no column of that name); unless ``force``, only those whose colours differ."""
+        for pane in self.compare_panes.values():
+            entry = pane.entry
+            if entry is None:
+                continue
+            column = colour_column(entry.features, self.color_by.value)
+            metadata = pane.layer().metadata
+            now = (metadata.get("cebra_colour_by"), metadata.get("cebra_colormap"))
+            if force or now != (column, self.colormap.value):
+                pane.colour(entry, column, self.colormap.value)
+                self._caption(pane)
+
+    def _caption(self, pane: EmbeddingPane) -> None:
+        """Title a compared pane with its embedding, what colours it and the drawn axes."""
+        entry = pane.entry
+        if pane.caption is None or entry is None:
             return
-        column = colour_column(entry.features, self.color_by.value)
         metadata = pane.layer().metadata
-        now = (metadata.get("cebra_colour_by"), metadata.get("cebra_colormap"))
-        if force or now != (column, self.colormap.value):
-            pane.colour(entry, column, self.colormap.value)
+        axes = ", ".join(str(a) for a in metadata["cebra_axes"])
+        pane.caption.setText(
+            f"<b>{html.escape(entry.name)}</b> · colour: "
+            f"{html.escape(str(metadata['cebra_colour_by']))} · axes {axes}"
+        )
 
     def _show_compare(self, _value: Any = None) -> None:
-        """Show the embedding chosen in "compare with" in a second pane under the first (make
-        the pane on first use; close it for "(none)")."""
-        entry = self.entries.get(self.compare.value)
-        if entry is None:
-            if self.compare_pane is not None:
-                self._layout.removeWidget(self.compare_pane.qt_viewer)
-                self.compare_pane.close()
-                self.compare_pane = None
-            return
-        if self.compare_pane is None:
-            self.compare_pane = EmbeddingPane(self, f"{EMBEDDING_DOCK} (compare)", min_height=240)
-            self._layout.insertWidget(
-                self._layout.indexOf(self.qt_viewer) + 1, self.compare_pane.qt_viewer, stretch=1
-            )
-        pane = self.compare_pane
-        if pane.shown is not None and pane.shown in pane.viewer.layers:
-            pane.viewer.layers.remove(pane.shown)
+        """Show each embedding chosen in "compare with" in a canvas of its own, in a row under
+        the first canvas (at most :data:`MAX_COMPARED`; panes of embeddings no longer chosen
+        are closed)."""
+        wanted = [n for n in self.compare.value if n in self.entries]
+        if len(wanted) > MAX_COMPARED:  # the list shows what is drawn
+            wanted = wanted[:MAX_COMPARED]
+            with self.compare.changed.blocked():
+                self.compare.value = wanted
+            self.readout.setText(f"At most {MAX_COMPARED} embeddings are compared at once.")
+        for name in [n for n in self.compare_panes if n not in wanted]:
+            self._close_compared(name)
+        for name in wanted:
+            if name not in self.compare_panes:
+                self._open_compared(self.entries[name])
+        self.compare_row.setVisible(bool(self.compare_panes))
+        if self.compare_panes:
+            QTimer.singleShot(100, self._fit_views)  # once the new canvases have their size
+
+    def _open_compared(self, entry: EmbeddingEntry) -> None:
+        pane = EmbeddingPane(self, f"{EMBEDDING_DOCK}: {entry.name}", min_height=200, caption=True)
+        self.compare_row.layout().addWidget(pane.widget, stretch=1)
+        self.compare_panes[entry.name] = pane
         pane.shown = entry.name
         column = colour_column(entry.features, self.color_by.value)
         axes = tuple(range(min(3, entry.embedding.shape[1])))
@@ -681,7 +781,13 @@ class EmbeddingView(QWidget):
         pane.viewer.layers.selection.active = layer
         pane.viewer.reset_view()
         pane.highlight(self._frame, int(self.trail.value))
-        QTimer.singleShot(100, self._fit_views)  # once the new canvas has its size
+        self._caption(pane)
+        self.compare_opened.emit(entry.name)
+
+    def _close_compared(self, name: str) -> None:
+        pane = self.compare_panes.pop(name)
+        self.compare_row.layout().removeWidget(pane.widget)
+        pane.close()
 
     def _remove_current(self, _value: Any = None) -> None:
         entry = self.current
@@ -691,8 +797,6 @@ class EmbeddingView(QWidget):
         self.viewer.layers.remove(entry.name)
         self.choice.reset_choices()
         self._show_entry()
-        if self.compare_pane is not None and self.compare_pane.shown not in self.entries:
-            self._show_compare()
         self.embeddings_changed.emit()
 
     def hint(self) -> str:

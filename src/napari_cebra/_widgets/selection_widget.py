@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from napari_cebra._widgets.embedding_view import (
     EmbeddingEntry,
     EmbeddingPane,
     EmbeddingView,
+    cell_column,
     embedding_view,
 )
 from napari_cebra._widgets.forms import DataPicker, read_neural
@@ -63,9 +64,11 @@ if TYPE_CHECKING:
     import napari
 
 SHAPE_LAYER = "selection shape"
-MAX_SELECTION_MARKERS = 5_000
+MAX_SELECTION_MARKERS = 2_000
 """Markers drawn for a selection at most (an even stride through it): enough to show where it
-lies; drawing every selected point of a long recording costs ~0.3 s per repaint without a GPU."""
+lies. Each marker costs: drawing every selected point of a long recording took ~0.3 s per
+repaint without a GPU, and napari recomputes a Points layer's thumbnail from all its points on
+every change (~45 ms for 5,000 markers, ~10 ms for 2,000)."""
 SELECTED_LAYER = "selected frames"
 LABEL_COLUMN = "selections"
 LABEL_LAYER = "selections"
@@ -79,11 +82,23 @@ SCORE_OPACITY = 0.7
 N_LISTED = 10
 METHODS = [("z-score", "zscore"), ("difference (ΔF/F)", "difference")]
 SCORE_SYMBOLS = {"zscore": "z", "difference": "Δ"}
+MAX_EAGER_VALUES = 50_000_000
+"""A neurons × time matrix up to this many values is read when chosen, so that "colour by"
+offers its cells at once (a larger one, or a movie's ROIs, when first needed)."""
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` as int64, without its cost when ``values`` is sorted and unique
+    already (what every selection tool hands over: one comparison instead of a hash table)."""
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    if values.size < 2 or bool(np.all(values[1:] > values[:-1])):
+        return values
+    return np.unique(values)
 
 
 def count_stretches(frames: np.ndarray) -> int:
     """Number of runs of consecutive frames in ``frames`` (sorted, unique or not)."""
-    frames = np.unique(np.asarray(frames, dtype=np.int64))
+    frames = sorted_unique(frames)
     return 0 if frames.size == 0 else int(1 + np.count_nonzero(np.diff(frames) > 1))
 
 
@@ -117,7 +132,7 @@ def cells_title(cells: list[int]) -> str:
     """Name of the features column for the activity of ``cells`` (1-based cell numbers), e.g.
     ``"cell 7"`` or ``"mean of cells 3, 7, 12"``."""
     if len(cells) == 1:
-        return f"cell {cells[0]}"
+        return cell_column(cells[0])
     return "mean of cells " + ", ".join(str(c) for c in cells)
 
 
@@ -140,8 +155,10 @@ def draw_selected(pane: EmbeddingPane, rows: np.ndarray | None) -> None:
     if rows is None or entry is None:
         return
     points_layer = pane.layer()
-    if len(rows) > MAX_SHOWN_POINTS:
-        rows = np.intersect1d(rows, entry.shown)
+    if len(rows) > MAX_SHOWN_POINTS and entry.thinned:  # only rows that are drawn
+        drawn = np.zeros(len(entry.embedding), dtype=bool)
+        drawn[entry.shown] = True
+        rows = rows[drawn[rows]]
     rows = rows[:: -(-len(rows) // MAX_SELECTION_MARKERS) or 1]
     coords = entry.coordinates(points_layer.metadata["cebra_axes"], rows)
     if SELECTED_LAYER in viewer.layers:
@@ -158,7 +175,8 @@ def draw_selected(pane: EmbeddingPane, rows: np.ndarray | None) -> None:
             border_width=0,
             blending="translucent_no_depth",
         )
-    layer.visible = len(rows) > 0
+    if layer.visible != (len(rows) > 0):  # setting it redraws the layer, changed or not
+        layer.visible = len(rows) > 0
     layers = viewer.layers
     if HIGHLIGHT_LAYER in layers:  # the current frame stays on top
         layers.move(layers.index(SELECTED_LAYER), layers.index(HIGHLIGHT_LAYER))
@@ -182,12 +200,16 @@ class SelectionWidget(DockWidget):
         Saved selections of the current embedding: class name → rows.
     """
 
+    beside_the_embedding = True  # docked at the left: the embedding stays in sight
+
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         view = embedding_view(napari_viewer)
         self.rows = np.empty(0, dtype=np.int64)
         self.saved: dict[str, np.ndarray] = {}
         self._entry_name: str | None = None
+        self._frames_of: tuple[str | None, np.ndarray] = (None, np.empty(0, dtype=np.int64))
+        """The recording (time layer) and frames of the selection, kept across embeddings."""
 
         self.column = ComboBox(label="feature", choices=self._numeric_columns)
         self.low = FloatSpinBox(label="from", min=-1e12, max=1e12, step=0.01)
@@ -290,11 +312,15 @@ class SelectionWidget(DockWidget):
         self.rank_button.clicked.connect(self.rank_cells)
         self.cell_button.changed.connect(self.colour_by_cell)
         view.choice.changed.connect(self._on_entry_changed)
-        view.compare.changed.connect(self._show_selected)
+        view.embeddings_changed.connect(self._on_entry_changed)
+        view.compare_opened.connect(self._show_selected)
+        view.axes_changed.connect(self._show_selected)
+        self.picker.selection_changed.connect(self._offer_matrix_cells)
         napari_viewer.dims.events.current_step.connect(self._update_readout)
         self._close_watcher = CloseWatcher(self, self._on_closed)
         self._on_entry_changed()
         self._preset_rises()
+        self._offer_matrix_cells()
 
     # ----------------------------------------------------------------- choices
     @property
@@ -347,13 +373,18 @@ class SelectionWidget(DockWidget):
         self.low.value, self.high.value = low, high
 
     def _on_entry_changed(self, _value: Any = None) -> None:
-        """Another embedding is shown: offer its columns, forget the selection of the last one."""
-        name = None if self.entry is None else self.entry.name
+        """Another embedding is shown: offer its columns; the selected frames stay selected
+        when it shows the same recording (its rows of those frames), else the selection and
+        the saved classes are forgotten."""
+        entry = self.entry
+        name = None if entry is None else entry.name
         if name != self._entry_name:
             self._entry_name = name
             self.saved = {}
             self.saved_readout.setText("")
-            self.set_selection(np.empty(0, dtype=np.int64))
+            same = entry is not None and entry.time_layer == self._frames_of[0]
+            rows = np.flatnonzero(np.isin(entry.frames, self._frames_of[1])) if same else []
+            self.set_selection(np.asarray(rows, dtype=np.int64))
         for widget in (self.column, self.equal_column):
             widget.reset_choices()
         self.equal_value.reset_choices()
@@ -428,17 +459,34 @@ class SelectionWidget(DockWidget):
 
     def set_selection(self, rows: np.ndarray) -> None:
         """Make ``rows`` (rows of the current embedding) the selection and show it."""
-        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
+        self.rows = sorted_unique(rows)
+        entry = self.entry
+        self._frames_of = (
+            None if entry is None else entry.time_layer,
+            np.empty(0, dtype=np.int64) if entry is None else entry.frames[self.rows],
+        )
         self._play_index = 0
         self._show_selected()
         self._update_readout()
+        if self.ranking is not None and len(self.rows) and not self.runner.running:
+            self._rerank()
+
+    def _rerank(self) -> None:
+        """Rank the cells again on the new selection when their traces are known (a
+        ranking is shown: it must not describe another selection)."""
+        try:
+            key, _neural, rois = self._neural_key()
+        except ValueError:
+            return
+        if key in self._traces_cache:
+            self._rank(*self._traces_cache[key], rois)
 
     def selected_frames(self) -> np.ndarray:
         """Frames (of the recording) of the selected rows, sorted."""
         entry = self.entry
         if entry is None:
             return np.empty(0, dtype=np.int64)
-        return np.sort(entry.frames[self.rows])
+        return sorted_unique(entry.frames[self.rows])
 
     # ----------------------------------------------------------------- showing
     def _show_selected(self, _value: Any = None) -> None:
@@ -484,7 +532,9 @@ class SelectionWidget(DockWidget):
         text = html.escape(self.summary())
         frame = self._current_frame()
         if len(self.rows) and frame is not None:
-            inside = bool(np.isin(frame, self.selected_frames()))
+            frames = self.selected_frames()
+            at = int(np.searchsorted(frames, frame))
+            inside = at < len(frames) and int(frames[at]) == frame
             text += f" The current frame ({frame}) is {'in' if inside else 'not in'} it."
         self.readout.setText(text)
 
@@ -615,35 +665,63 @@ class SelectionWidget(DockWidget):
         instant); the ranking then paints the ROIs, lists the top cells and returns the ranking
         (``None`` when it waits for the worker or cannot start).
         """
-        if self.runner.running:
-            return None
         if len(self.rows) == 0:
             self.panel.not_started("Rank cells", "select frames first.")
             return None
+        return self._with_traces("Rank cells", self._rank)
+
+    def _with_traces(self, action: str, then: Callable[..., Any]) -> Any:
+        """Call ``then(traces, roi_ids, rois_layer)`` with the chosen neural data's traces: at
+        once when known (or a matrix), else after a worker extracted them (returns ``None``)."""
         try:
             key, neural, rois = self._neural_key()
         except ValueError as error:
-            self.panel.not_started("Rank cells", error)
+            self.panel.not_started(action, error)
             return None
+        if rois is not None:
+            self._make_clickable(rois)
         if key in self._traces_cache:
-            return self._rank(*self._traces_cache[key], rois)
+            return then(*self._traces_cache[key], rois)
+        if self.runner.running:  # extracting them already
+            return None
         stop = threading.Event()
         if neural.matrix is not None:  # nothing to extract: no worker
             steps = self._extract(neural, stop)
             try:
                 next(steps)
             except StopIteration as done:
-                self._traces_cache = {key: done.value}
-                return self._rank(*done.value, None)
+                self._keep_traces(key, done.value)
+                return then(*done.value, None)
         self.panel.start(
             self._extract(neural, stop),
             description="Extracting ROI traces",
             starting="Extracting ROI traces…",
-            on_result=lambda result: self._on_traces(key, result, rois),
+            on_result=lambda result: self._on_traces(key, result, rois, then),
             measure=_trace_measure,
             stop=stop,
         )
         return None
+
+    def _keep_traces(self, key: tuple, result: tuple[np.ndarray, np.ndarray | None]) -> None:
+        """Remember one recording's traces (memory stays bounded) and offer its cells in the
+        embedding dock's "colour by"."""
+        self._traces_cache = {key: result}
+        self.traces, self.roi_ids = result
+        self.cell.max = result[0].shape[1]
+        self.view.set_cell_activity(result[0])
+
+    def _offer_matrix_cells(self, _value: Any = None) -> None:
+        """A neurons × time matrix needs no extraction: offer its cells in "colour by" at once
+        (a movie's, once its traces were extracted)."""
+        layer = self.picker.layer(self.picker.neural.value)
+        if layer is None or layer.ndim != 2 or np.prod(layer.data.shape) > MAX_EAGER_VALUES:
+            return
+        try:
+            key, neural, _rois = self._neural_key()
+        except ValueError:
+            return
+        if key not in self._traces_cache and neural.matrix is not None:
+            self._keep_traces(key, (np.asarray(neural.matrix, dtype=np.float32), None))
 
     @staticmethod
     def _extract(
@@ -656,15 +734,19 @@ class SelectionWidget(DockWidget):
         return traces, None if neural.rois is None else roi_labels(neural.rois)
 
     def _on_traces(
-        self, key: tuple, result: tuple[np.ndarray, np.ndarray | None] | None, rois: Any
+        self,
+        key: tuple,
+        result: tuple[np.ndarray, np.ndarray | None] | None,
+        rois: Any,
+        then: Callable[..., Any],
     ) -> None:
         if result is None:
             self.panel.say("Stopped.")
             return
-        self._traces_cache = {key: result}  # one recording at a time: keep memory bounded
+        self._keep_traces(key, result)
         if rois is not None and rois not in self.viewer.layers:
             rois = None
-        self._rank(*result, rois)
+        then(*result, rois)
 
     def _rank(
         self, traces: np.ndarray, ids: np.ndarray | None, rois: Any
@@ -742,9 +824,7 @@ class SelectionWidget(DockWidget):
         if active is not None and active in layers:
             layers.selection.active = active
         for clickable in (layer, rois):
-            if clickable not in self._clickable:
-                clickable.mouse_drag_callbacks.append(self._on_roi_click)
-                self._clickable.append(clickable)
+            self._make_clickable(clickable)
         self.score_legend.show_legend(
             "score", Legend(colormap=SCORE_COLORMAP, low=-limit, high=limit)
         )
@@ -758,10 +838,18 @@ class SelectionWidget(DockWidget):
 
     def colour_by_cells(self, cells: list[int]) -> str | None:
         """Colour the shown embedding by the activity of ``cells`` (1-based; several: their
-        mean) at its frames; returns the features column (``None`` when impossible)."""
-        entry, traces = self.entry, self.traces
-        if entry is None or traces is None:
-            self.cell_readout.setText("Rank the cells first (Rank cells).")
+        mean) at its frames; returns the features column (``None`` when impossible or when the
+        traces are being extracted first: the embedding is coloured when they arrive)."""
+        if self.entry is None:
+            return None
+        self.cell_readout.setText("Reading the cells' activity…")
+        return self._with_traces(
+            "Colour by a cell", lambda traces, ids, _rois: self._colour_by(cells, traces, ids)
+        )
+
+    def _colour_by(self, cells: list[int], traces: np.ndarray, ids: np.ndarray | None) -> Any:
+        entry = self.entry
+        if entry is None:
             return None
         cells = [c for c in dict.fromkeys(int(c) for c in cells) if 1 <= c <= traces.shape[1]]
         if not cells:
@@ -792,6 +880,12 @@ class SelectionWidget(DockWidget):
         cells = [*self.chosen_cells, cell] if add else [cell]
         self.cell.value = cell
         return self.colour_by_cells(cells)
+
+    def _make_clickable(self, layer: Any) -> None:
+        """Clicks on ``layer``'s ROIs colour the embedding by their cells."""
+        if layer not in self._clickable:
+            layer.mouse_drag_callbacks.append(self._on_roi_click)
+            self._clickable.append(layer)
 
     def _on_roi_click(self, layer: Any, event: Any) -> None:
         """Mouse press on an ROI (pan/zoom mode): colour the embedding by its cell."""
