@@ -204,3 +204,21 @@ def test_contributions_import_no_gui_or_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_points_writers_replace_a_file_whole_or_not_at_all(tmp_path, monkeypatch):
+    """napari's File ▸ Save Layers with our writers: a write that fails half-way leaves the
+    earlier file as it was and no temporary file behind."""
+    target = tmp_path / "emb.npy"
+    contrib.write_points_npy(str(target), np.ones((4, 3)), {})
+    before = target.read_bytes()
+
+    def broken_save(handle, array):
+        handle.write(b"\x93NUMPY half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(contrib.np, "save", broken_save)
+    with pytest.raises(OSError, match="emb.npy"):
+        contrib.write_points_npy(str(target), np.zeros((4, 3)), {})
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy"]

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from napari_cebra.io.traces import (
+    DEFAULT_CHUNK_BYTES,
     delta_f_over_f,
     extract_traces,
+    frames_per_chunk,
     iter_extract_traces,
     roi_labels,
     running_percentile,
@@ -47,6 +49,35 @@ def test_means_match_a_brute_force_loop(tiny, chunk_frames):
     assert traces.shape == (23, 3) and traces.dtype == np.float32
     np.testing.assert_allclose(traces, _brute_force_means(movie, rois), rtol=1e-6)
     np.testing.assert_array_equal(roi_labels(rois), [2, 3, 7])
+
+
+def _label_order_means(movie, rois):
+    """The extraction before issue 17: gather ROI pixels in label order, sum in float64."""
+    flat = rois.reshape(-1)
+    inside = np.flatnonzero(flat > 0)
+    order = inside[np.argsort(flat[inside], kind="stable")]
+    _, starts, counts = np.unique(flat[order], return_index=True, return_counts=True)
+    frames = movie.reshape(movie.shape[0], -1)[:, order].astype(np.float64)
+    return (np.add.reduceat(frames, starts, axis=1) / counts).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.int8])
+def test_traces_are_identical_to_the_label_order_sums_whatever_the_chunks(dtype):
+    rng = np.random.default_rng(5)
+    movie = (rng.normal(size=(40, 37, 29)) * 100).astype(dtype)
+    rois = rng.integers(0, 60, size=(37, 29)) * (rng.random((37, 29)) < 0.4)  # scattered labels
+    expected = _label_order_means(movie, rois)
+    for chunk_frames in (1, 7, 40, None):
+        traces = extract_traces(movie, rois, chunk_frames=chunk_frames)
+        np.testing.assert_array_equal(traces, expected, err_msg=f"chunk_frames={chunk_frames}")
+
+
+def test_default_chunks_hold_about_64_mib():
+    assert DEFAULT_CHUNK_BYTES == 64 << 20
+    assert frames_per_chunk(np.empty((5, 512, 512), np.uint16)) == 128
+    assert frames_per_chunk(np.empty((5, 512, 512), np.uint16), chunk_bytes=1) == 1
+    huge = type("Huge", (), {"shape": (3, 8192, 8192), "dtype": np.dtype(np.float64)})()
+    assert frames_per_chunk(huge) == 1  # a 512 MiB frame is still read one at a time
 
 
 class _CountingMovie:

@@ -452,3 +452,26 @@ def test_creating_a_runner_loads_the_engine_once_in_the_background():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == "['pandas', 'sklearn.neighbors', 'torch._dynamo']"
+
+
+def test_quitting_during_the_engine_warm_up_waits_for_it(tmp_path):
+    """Quitting while the warm-up thread still imports torch crashed the interpreter at exit:
+    exit now waits for the warm-up (checked by an exit handler that runs after that wait)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "quit_early.py"
+    script.write_text(
+        "import atexit, threading\n"
+        "def report():\n"
+        "    alive = [t.name for t in threading.enumerate() if 'warm-up' in t.name]\n"
+        "    print('alive at exit:', alive)\n"
+        "atexit.register(report)\n"
+        "from napari_cebra._widgets.background import warm_up_engine\n"
+        "warm_up_engine()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "alive at exit: []" in done.stdout

@@ -1,7 +1,10 @@
 """Command line: ``python -m napari_cebra {report,demo,download}`` (also ``napari-cebra``).
 
 * ``report NEURAL [--labels BEHAVIOUR] --out DIR [--iterations N]`` runs the best-practice recipe
-  and writes ``DIR/report.html`` and ``DIR/results.json``.
+  and writes ``DIR/report.html`` and ``DIR/results.json``. NEURAL may be a CaImAn results file
+  (its ``C`` traces, or ``F_dff`` with ``--key F_dff``). ``report --nwb FILE --neural SERIES
+  [--behaviour SERIES ...] [--bin-size S]`` reads both from an NWB file and aligns the behaviour
+  to the neural frames by their timestamps (frames without behaviour are left out).
 * ``demo`` opens napari with the sample data and the Train CEBRA widget; without a display it runs
   a short report on the synthetic place-cell recording into ``./napari-cebra-demo/``.
 * ``download {achilles,buddy,cicero,gatsby} --dest DIR`` fetches a public rat-hippocampus recording.
@@ -86,12 +89,92 @@ def check_output_folder(out: str) -> None:
 
 
 def _load_neural(path: str, key: str | None, transpose: bool) -> np.ndarray:
+    from napari_cebra.io.caiman import is_caiman_file, read_caiman
     from napari_cebra.io.matrices import load_matrix
 
     try:
+        if is_caiman_file(path):
+            return _caiman_traces(read_caiman(path), key)
         return load_matrix(path, key=key, transpose=transpose)
     except (FileNotFoundError, ValueError) as error:
         raise InputError(f"neural data: {error}") from error
+
+
+def _caiman_traces(results: Any, key: str | None) -> np.ndarray:
+    """``C`` (default) or ``F_dff`` of CaImAn results, time × components."""
+    if key in (None, "C"):
+        return results.traces
+    if key == "F_dff" and results.dff is not None:
+        return results.dff
+    raise InputError(
+        f"neural data: {results.path.name!r} is a CaImAn results file; --key must be C or F_dff "
+        f"(when the file holds it), got {key!r}."
+    )
+
+
+def _load_nwb(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None]:
+    """Neural series and behaviour aligned to its frames, from one NWB file."""
+    from napari_cebra.io.nwb import read_nwb
+
+    behaviours = list(args.nwb_behaviour or [])
+    try:
+        data = read_nwb(args.nwb, [args.nwb_neural, *behaviours], bin_size_s=args.bin_size)
+        neural = data[args.nwb_neural]
+        behaviour = [data[name] for name in behaviours]
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(f"NWB file: {error}") from error
+    if neural.kind not in ("traces", "units"):
+        raise InputError(
+            f"--neural {args.nwb_neural!r} is a {neural.kind} series of {args.nwb!r}; choose "
+            "ROI traces or units."
+        )
+    if not behaviour:
+        return neural.data, None
+    frames, labels = _aligned_behaviour(neural, behaviour)
+    if len(frames) < len(neural.data):
+        print(
+            f"{len(neural.data) - len(frames)} of {len(neural.data)} neural frames have no "
+            "behaviour and are left out.",
+            file=sys.stderr,
+        )
+    return neural.data[frames], labels
+
+
+def _aligned_behaviour(neural: Any, behaviour: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Neural frames where every behaviour series is known, and the behaviour there (float32)."""
+    from napari_cebra.io.alignment import align_behaviour
+    from napari_cebra.io.nwb import NwbTrials
+
+    all_frames = np.arange(len(neural.data))
+    parts = []
+    for series in behaviour:
+        if isinstance(series, NwbTrials):
+            parts.append((all_frames, series.labels_at(neural.timestamps)))
+            continue
+        if series.kind != "behaviour":
+            raise InputError(
+                f"--behaviour {series.name!r} is a {series.kind} series; choose behaviour or trials."
+            )
+        kinds = [
+            "circular"
+            if column in series.circular_columns
+            else "discrete"
+            if column in series.discrete_columns
+            else "continuous"
+            for column in series.columns
+        ]
+        try:
+            aligned = align_behaviour(neural.timestamps, series.data, series.timestamps, kinds)
+        except ValueError as error:
+            raise InputError(f"behaviour {series.name!r}: {error}") from error
+        parts.append((aligned.frames, aligned.values))
+    kept = all_frames
+    for frames, _ in parts:
+        kept = np.intersect1d(kept, frames)
+    if kept.size == 0:
+        raise InputError("no neural frame has every behaviour series chosen with --behaviour.")
+    columns = [values[np.searchsorted(frames, kept)] for frames, values in parts]
+    return kept, np.hstack(columns).astype(np.float32)
 
 
 def _load_labels(path: str, key: str | None) -> np.ndarray:
@@ -118,9 +201,15 @@ def _check_finite(array: np.ndarray, name: str) -> None:
 
 def load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None]:
     """Read and check the report's input files; raise :class:`InputError` with the reason."""
-    neural = _load_neural(args.neural, args.key, args.transpose)
-    _check_finite(neural, f"neural data {args.neural!r}")
-    labels = None
+    _check_input_options(args)
+    if args.nwb is not None:
+        neural, labels = _load_nwb(args)
+        args.neural = f"{args.nwb}:{args.nwb_neural}"  # names the input in the messages below
+        _check_finite(neural, f"neural data {args.neural!r}")
+    else:
+        neural = _load_neural(args.neural, args.key, args.transpose)
+        _check_finite(neural, f"neural data {args.neural!r}")
+        labels = None
     if args.labels is not None:
         labels = _load_labels(args.labels, args.labels_key)
         _check_finite(labels, f"labels {args.labels!r}")
@@ -136,6 +225,36 @@ def load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None
             f"the recipe needs at least {minimum}. Is the matrix neurons × time? Use --transpose."
         )
     return neural, labels
+
+
+def _check_input_options(args: argparse.Namespace) -> None:
+    """One neural input: a matrix file, or ``--nwb`` with ``--neural`` (and its own behaviour)."""
+    if (args.neural is None) == (args.nwb is None):
+        raise InputError("give either a NEURAL matrix file or --nwb FILE --neural SERIES.")
+    if args.nwb is None:
+        if args.nwb_neural or args.nwb_behaviour:
+            raise InputError("--neural and --behaviour name series of an --nwb file.")
+        return
+    if args.nwb_neural is None:
+        raise InputError(f"--nwb needs --neural SERIES; {_nwb_choices(args.nwb)}")
+    if args.labels is not None or args.key is not None or args.transpose:
+        raise InputError(
+            "--labels, --key and --transpose apply to matrix files; with --nwb choose the "
+            "behaviour with --behaviour SERIES."
+        )
+
+
+def _nwb_choices(path: str) -> str:
+    """The series of an NWB file a report can use, as one line (or why it cannot be read)."""
+    from napari_cebra.io.nwb import list_nwb_series
+
+    try:
+        series = list_nwb_series(path)
+    except (FileNotFoundError, ValueError) as error:
+        return str(error)
+    neural = [s.name for s in series if s.kind in ("traces", "units")]
+    behaviour = [s.name for s in series if s.kind in ("behaviour", "trials")]
+    return f"{path!r} holds neural series {neural} and behaviour series {behaviour}."
 
 
 class ConsoleProgress:
@@ -307,6 +426,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return value
+
+
 def _add_threads_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--threads",
@@ -325,11 +451,17 @@ def _set_threads(threads: int | None) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``napari-cebra`` argument parser."""
+    from napari_cebra.io.nwb import DEFAULT_BIN_SIZE_S
+
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     report = commands.add_parser("report", help="run the best-practice recipe, write a report")
-    report.add_argument("neural", help="time × neurons matrix (.npy, .npz, .csv, .h5)")
+    report.add_argument(
+        "neural",
+        nargs="?",
+        help="time × neurons matrix (.npy, .npz, .csv, .h5) or CaImAn results (.hdf5)",
+    )
     report.add_argument("--labels", help="behaviour labels, one row per time point")
     report.add_argument(
         "--out", required=True, help="output folder (created if missing; its parent must exist)"
@@ -353,6 +485,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--labels-key", help="array name in an .npz/.h5 labels file")
     report.add_argument(
         "--transpose", action="store_true", help="the neural file is stored neurons × time"
+    )
+    report.add_argument("--nwb", help="NWB file holding the neural data (and behaviour)")
+    report.add_argument(
+        "--neural",
+        dest="nwb_neural",
+        metavar="SERIES",
+        help="with --nwb: ROI traces or 'units' (path in the file or a unique ending of it)",
+    )
+    report.add_argument(
+        "--behaviour",
+        dest="nwb_behaviour",
+        metavar="SERIES",
+        action="append",
+        help="with --nwb: behaviour series or 'trials', aligned by time (repeat for several)",
+    )
+    report.add_argument(
+        "--bin-size",
+        type=_positive_float,
+        default=DEFAULT_BIN_SIZE_S,
+        help=f"with --nwb: spike-count bin of 'units' in seconds (default {DEFAULT_BIN_SIZE_S})",
     )
     _add_threads_option(report)
     report.set_defaults(handler=_command_report, min_frames=100)

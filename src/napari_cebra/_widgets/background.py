@@ -36,6 +36,7 @@ generator sees the event, ends itself and may return a partial result
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -116,6 +117,10 @@ def leave_a_core_for_the_gui() -> None:
         torch.set_num_threads(wanted)
 
 
+WARM_UP_EXIT_WAIT_S = 60.0
+"""Longest wait at exit for the engine's warm-up thread (:func:`warm_up_engine`)."""
+
+
 def _warm_up() -> None:
     import importlib
 
@@ -156,6 +161,10 @@ def warm_up_engine() -> threading.Thread:
         if _WARM_UP is None:
             _WARM_UP = threading.Thread(target=_warm_up, name="napari-cebra warm-up", daemon=True)
             _WARM_UP.start()
+            # Quitting napari while torch is still being imported here crashed the interpreter
+            # at exit (a segmentation fault in torch's import as Python tore down); exit waits
+            # for the warm-up instead (a few seconds at most).
+            atexit.register(_WARM_UP.join, WARM_UP_EXIT_WAIT_S)
     return _WARM_UP
 
 

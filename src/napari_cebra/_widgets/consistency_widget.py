@@ -366,7 +366,7 @@ class ConsistencyWidget(DockWidget):
         for widget in (
             self.recording.behaviour,
             self.recording.variables,
-            self.recording.common_prefix,
+            self.recording.alignment_box,
         ):
             widget.visible = training
         self.runs_box.visible = self.params.visible = training

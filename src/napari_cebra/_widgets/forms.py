@@ -4,10 +4,15 @@
 and reads the chosen layers into a :class:`DataSelection` (arrays and names, no viewer access
 afterwards) for a worker. The train, goodness-of-fit, shuffle-controls, report, consistency and
 grid-search widgets embed one.
+
+Behaviour is paired with the neural frames by frame index (same length, or the common prefix
+when asked) or by time: from the layers' ``metadata["timestamps"]``, or from sampling rates and
+start times typed in (see :mod:`napari_cebra.io.alignment`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -26,14 +31,28 @@ from magicgui.widgets import (
     Widget,
 )
 from psygnal import Signal
+from qtpy.QtWidgets import QAbstractSpinBox
 
 from napari_cebra._widgets import layer_data
 from napari_cebra._widgets.workers import NeuralInput, TraceProgress, neural_matrix_steps
+from napari_cebra.io.alignment import timestamps_from_rate
 from napari_cebra.io.napari_contributions import KIND_KEY  # set by our readers and samples
 
 NEURAL_KINDS = ("movie", "neural_matrix")
 BEHAVIOUR_KINDS = ("behaviour", "keypoints")
 TIMED_KINDS = ("points", "tracks")  # behaviour layers whose first axis is time
+BY_FRAME = "frame index"
+BY_TIMESTAMPS = "timestamps"
+BY_RATES = "sampling rates"
+ALIGNMENTS = (BY_FRAME, BY_TIMESTAMPS, BY_RATES)
+"""How behaviour is paired with the neural frames (the "align by" choice)."""
+ALIGNMENT_TOOLTIP = (
+    "frame index: behaviour row i goes with neural frame i (same length).\n"
+    "timestamps: by the times (s) the layers carry in metadata['timestamps'].\n"
+    "sampling rates: by times built from the rates and start times typed below.\n"
+    "By time, behaviour is interpolated at each neural frame (states hold until the next "
+    "sample); frames outside the behaviour or in long gaps of it are left out."
+)
 
 
 def layer_tag(layer: Any) -> str | None:
@@ -165,7 +184,8 @@ class DataSelection:
     neural : NeuralInput
         The neural matrix, or the movie and ROIs to extract traces from.
     labels : list of np.ndarray
-        Label arrays cut to ``n_frames`` (continuous float32 ``(T, k)`` and/or discrete int64).
+        Label arrays, one row per frame used (continuous float32 ``(T, k)`` and/or discrete
+        int64).
     n_frames : int
         Frames used.
     valid_fraction : float
@@ -173,9 +193,16 @@ class DataSelection:
     description : dict
         Layer names and label names, for messages and the session registry.
     table : pandas.DataFrame or None
-        Behaviour table cut to ``n_frames`` (for layer features).
+        Behaviour at the frames used (for layer features), indexed by neural frame (index name
+        ``"frame"``, which :func:`layer_data.embedding_features` reads).
     time_layer : str or None
         Main-viewer layer whose first axis is time (movie or keypoints), for the time link.
+    frames : np.ndarray or None
+        Indices of the neural frames used when they are not the first ``n_frames`` (after
+        aligning by time); ``neural.frames`` holds them too, so the worker's matrix has one row
+        per frame used.
+    message : str
+        Frames left out and why, for the user (``""`` when every frame is used).
     """
 
     neural: NeuralInput
@@ -185,14 +212,41 @@ class DataSelection:
     description: dict[str, Any] = field(default_factory=dict)
     table: pd.DataFrame | None = None
     time_layer: str | None = None
+    frames: np.ndarray | None = None
+    message: str = ""
 
 
 def neural_frames(
     selection: DataSelection,
 ) -> Generator[TraceProgress, None, np.ndarray]:
-    """Worker step: the ``(n_frames, n)`` neural matrix, extracting ROI traces if needed."""
+    """Worker step: the ``(n_frames, n)`` matrix of the frames used, extracting ROI traces if
+    needed."""
     matrix = yield from neural_matrix_steps(selection.neural, threading.Event())
     return matrix[: selection.n_frames]
+
+
+def _clock_fields(name: str) -> tuple[FloatSpinBox, FloatSpinBox]:
+    """Sampling rate (Hz) and start time (s) of the ``name`` recording, for "sampling rates"."""
+    rate = FloatSpinBox(
+        label=f"{name} rate",
+        min=0.001,
+        max=1e6,
+        step=1.0,
+        value=30.0,
+        tooltip=f"Sampling rate of the {name} recording (Hz): frames or rows per second.",
+    )
+    start = FloatSpinBox(
+        label=f"{name} start",
+        min=-1e9,
+        max=1e9,
+        step=0.1,
+        value=0.0,
+        tooltip=f"Time of the first {name} sample (s), on the same clock as the other start.",
+    )
+    for field_box, suffix in ((rate, " Hz"), (start, " s")):
+        field_box.native.setSuffix(suffix)
+        field_box.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+    return rate, start
 
 
 class DataPicker(Container):
@@ -228,6 +282,13 @@ class DataPicker(Container):
     ----------
     labels_note : magicgui.widgets.Label
         ``no_labels_note`` (hidden while a label column is chosen, or without a note).
+    alignment_box : magicgui.widgets.Container
+        How behaviour is paired with the neural frames: ``alignment`` (one of
+        :data:`ALIGNMENTS`; when the chosen layers change it becomes "timestamps" if both
+        carry them, else "frame index" unless "sampling rates" was chosen), ``common_prefix``
+        (frame index only), the rate and start-time fields (sampling rates only) and
+        ``alignment_note``, which says how many frames are used and why some are left out.
+        Widgets that show neural data only hide the box.
     selection_changed : psygnal.Signal
         Emitted after the chosen layers or label columns changed.
     """
@@ -267,18 +328,20 @@ class DataPicker(Container):
         )
         self.labels_note = Label(value=no_labels_note or "", label="")
         self.labels_note.native.setWordWrap(True)
-        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
+        self._build_alignment_box()
         self.valid_fraction = valid_fraction_box(valid_fraction or 0.0)
         shown = [self.neural, self.rois, self.dff, self.behaviour, self.variables]
         shown += [self.discrete] if discrete else []
         shown += [self.labels_note] if no_labels_note else []
-        shown += [self.common_prefix]
+        shown += [self.alignment_box]
         shown += [self.valid_fraction] if valid_fraction is not None else []
         super().__init__(widgets=[*shown, *extra], label="data")
         for widget in (self.neural, self.rois, self.behaviour):
             widget.changed.connect(self._on_choice)
         for widget in (self.variables, self.discrete):
             widget.changed.connect(self._on_labels_choice)
+        for widget in (self.alignment, self.common_prefix, *self.clock_fields):
+            widget.changed.connect(self._on_alignment_choice)
         events = viewer.layers.events
         events.inserted.connect(self._on_inserted)
         for event in (events.removed, events.moved):
@@ -286,6 +349,36 @@ class DataPicker(Container):
         self.native.destroyed.connect(self._disconnect)
         self.refresh()
         self._preselect(list(viewer.layers))
+
+    def _build_alignment_box(self) -> None:
+        self.alignment = ComboBox(
+            label="align by", choices=ALIGNMENTS, value=BY_FRAME, tooltip=ALIGNMENT_TOOLTIP
+        )
+        self.common_prefix = CheckBox(text="use common prefix if lengths differ", value=False)
+        self.neural_rate, self.neural_start = _clock_fields("neural")
+        self.behaviour_rate, self.behaviour_start = _clock_fields("behaviour")
+        self.clock_fields = (
+            self.neural_rate,
+            self.neural_start,
+            self.behaviour_rate,
+            self.behaviour_start,
+        )
+        self.clock_rows = (
+            Container(widgets=self.clock_fields[:2], layout="horizontal", labels=False),
+            Container(widgets=self.clock_fields[2:], layout="horizontal", labels=False),
+        )
+        for row, label in zip(self.clock_rows, ("neural clock", "behaviour clock"), strict=True):
+            row.label = label
+            row.margins = (0, 0, 0, 0)
+        self.alignment_note = Label(value="", label="")
+        self.alignment_note.native.setWordWrap(True)
+        self.alignment_box = Container(
+            widgets=[self.alignment, self.common_prefix, *self.clock_rows, self.alignment_note],
+            label="",
+        )
+        self.alignment_box.margins = (0, 0, 0, 0)
+        self._paired_layers: tuple[str | None, str | None] = (None, None)
+        self._show_alignment_fields()
 
     # -------------------------------------------------------------- choices
     def _continuous_choices(self, _widget: Any = None) -> list[str]:
@@ -372,6 +465,7 @@ class DataPicker(Container):
             self.discrete.reset_choices()
             kept = [c for c in self.variables.choices if c in previous]
             self.variables.value = kept or list(self.variables.choices)
+        self._default_alignment()
         self._on_labels_choice()
 
     def _on_labels_choice(self, _value: Any = None) -> None:
@@ -379,7 +473,49 @@ class DataPicker(Container):
             self.offers_discrete and self.discrete.value is not None
         )
         self.labels_note.visible = bool(self.no_labels_note) and not has_labels
+        self._preview_alignment()
         self.selection_changed.emit()
+
+    def _on_alignment_choice(self, _value: Any = None) -> None:
+        self._show_alignment_fields()
+        self._preview_alignment()
+        self.selection_changed.emit()
+
+    def _default_alignment(self) -> None:
+        """When the chosen layers change: by timestamps if both carry them, else by frame index
+        (a typed-in "sampling rates" choice stays)."""
+        pair = (self.neural.value, self.behaviour.value)
+        if pair == self._paired_layers:
+            return
+        self._paired_layers = pair
+        layers = [self.layer(name) for name in pair]
+        timed = all(
+            layer is not None and layer.metadata.get(layer_data.TIMESTAMPS_KEY) is not None
+            for layer in layers
+        )
+        if timed or self.alignment.value == BY_TIMESTAMPS:
+            with self.alignment.changed.blocked():
+                self.alignment.value = BY_TIMESTAMPS if timed else BY_FRAME
+            self._show_alignment_fields()
+
+    def _show_alignment_fields(self) -> None:
+        self.common_prefix.visible = self.alignment.value == BY_FRAME
+        for row in self.clock_rows:
+            row.visible = self.alignment.value == BY_RATES
+
+    def _preview_alignment(self) -> None:
+        """Say in ``alignment_note`` which frames the chosen layers and labels give."""
+        neural = self.layer(self.neural.value)
+        behaviour = self.layer(self.behaviour.value)
+        table = self.behaviour_table()
+        note = ""
+        if neural is not None and behaviour is not None and table is not None:
+            try:
+                note = self.pairing(neural, neural.data.shape[0], behaviour, table).message
+            except ValueError as error:
+                note = str(error)
+        self.alignment_note.value = note
+        self.alignment_note.visible = bool(note)
 
     def _disconnect(self, *_args: Any) -> None:
         events = self.viewer.layers.events
@@ -411,10 +547,98 @@ class DataPicker(Container):
         self.discrete.value = discrete if discrete in self.discrete.choices else None
         if "valid_fraction" in trained_on:
             self.valid_fraction.value = float(trained_on["valid_fraction"])
+        alignment = trained_on.get("alignment", BY_FRAME)
+        if alignment in ALIGNMENTS:
+            self.alignment.value = alignment
+        for widget, value in zip(self.clock_fields, trained_on.get("clocks") or (), strict=False):
+            widget.value = float(value)
         n_frames = trained_on.get("n_frames")
         neural = self.layer(self.neural.value)
-        if n_frames is not None and neural is not None and n_frames < neural.data.shape[0]:
+        if (
+            alignment == BY_FRAME
+            and n_frames is not None
+            and neural is not None
+            and n_frames < neural.data.shape[0]
+        ):
             self.common_prefix.value = True
+
+    def pairing(
+        self,
+        neural_layer: Any,
+        n_neural: int,
+        behaviour_layer: Any,
+        table: pd.DataFrame,
+        label_columns: list[str] | None = None,
+    ) -> layer_data.FramePairing:
+        """Pair ``table`` with the ``n_neural`` frames of ``neural_layer`` as "align by" says.
+
+        Parameters
+        ----------
+        neural_layer, behaviour_layer : napari layers
+            The chosen layers (for their timestamps and names).
+        n_neural : int
+            Frames of the neural data.
+        table : pandas.DataFrame
+            Behaviour table of ``behaviour_layer``.
+        label_columns : list of str, optional
+            Columns trained on (default: the chosen continuous and discrete columns); by time,
+            they decide which frames are kept.
+
+        Raises
+        ------
+        ValueError
+            Different lengths by frame index without the common prefix; by timestamps, a layer
+            without (valid) timestamps; by time, every problem of
+            :func:`layer_data.pair_by_time`.
+        """
+        if self.alignment.value == BY_FRAME:
+            return layer_data.pair_by_index(
+                n_neural,
+                table,
+                neural_name=neural_layer.name,
+                behaviour_name=behaviour_layer.name,
+                allow_prefix=bool(self.common_prefix.value),
+            )
+        if label_columns is None:
+            label_columns = list(self.variables.value)
+            if self.offers_discrete and self.discrete.value:
+                label_columns.append(self.discrete.value)
+        neural_times, behaviour_times = self._clocks(
+            neural_layer, n_neural, behaviour_layer, len(table)
+        )
+        return layer_data.pair_by_time(
+            table,
+            neural_times,
+            behaviour_times,
+            list(dict.fromkeys(label_columns)),
+            layer_data.circular_columns(behaviour_layer),
+        )
+
+    def _clocks(
+        self, neural_layer: Any, n_neural: int, behaviour_layer: Any, n_behaviour: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Timestamps (s) of the neural frames and of the behaviour rows."""
+        if self.alignment.value == BY_RATES:
+            return (
+                timestamps_from_rate(n_neural, self.neural_rate.value, self.neural_start.value),
+                timestamps_from_rate(
+                    n_behaviour, self.behaviour_rate.value, self.behaviour_start.value
+                ),
+            )
+        neural_times = layer_data.layer_timestamps(neural_layer, n_neural)
+        behaviour_times = layer_data.layer_timestamps(behaviour_layer, n_behaviour)
+        untimed = [
+            layer.name
+            for layer, times in ((neural_layer, neural_times), (behaviour_layer, behaviour_times))
+            if times is None
+        ]
+        if untimed:
+            raise ValueError(
+                f"Layer {' and '.join(repr(n) for n in untimed)} carries no timestamps "
+                f"(metadata['{layer_data.TIMESTAMPS_KEY}']): align by '{BY_RATES}' and type the "
+                f"rates, or by '{BY_FRAME}'."
+            )
+        return neural_times, behaviour_times
 
     def read(
         self,
@@ -428,7 +652,8 @@ class DataPicker(Container):
         Parameters
         ----------
         n_frames : int, optional
-            Use only the first ``n_frames`` frames (e.g. those a model was trained on).
+            Use only the first ``n_frames`` of the frames paired with behaviour (e.g. those a
+            model was trained on).
         continuous : bool
             Use the chosen continuous label columns (``False``: a time-only model).
         missing_labels : str, optional
@@ -438,37 +663,41 @@ class DataPicker(Container):
         Raises
         ------
         ValueError
-            For unusable layers, different lengths without the common-prefix option, more
-            frames asked for than the layers have, or ``missing_labels``.
+            For unusable layers, behaviour that cannot be paired with the neural frames
+            (:meth:`pairing`), more frames asked for than are paired, or ``missing_labels``.
         """
+        neural_layer = self.layer(self.neural.value)
         behaviour_layer = self.layer(self.behaviour.value)
         rois_layer = self.layer(self.rois.value)
-        source, neural = read_neural(self.layer(self.neural.value), rois_layer, self.dff.value)
-        table = None if behaviour_layer is None else layer_data.behaviour_table(behaviour_layer)
-        frames = layer_data.common_length(
-            source.n_frames,
-            None if table is None else len(table),
-            neural_name=source.name,
-            behaviour_name=getattr(behaviour_layer, "name", ""),
-            allow_prefix=bool(self.common_prefix.value),
-        )
-        if n_frames is not None:
-            if n_frames > frames:
-                raise ValueError(
-                    f"The model was trained on {n_frames} frames but the chosen layers have only "
-                    f"{frames}."
-                )
-            frames = n_frames
+        source, neural = read_neural(neural_layer, rois_layer, self.dff.value)
         columns = list(self.variables.value) if continuous else []
         discrete = self.discrete.value if self.offers_discrete else None
         if continuous and missing_labels and not columns and not discrete:
             raise ValueError(missing_labels)
+        if behaviour_layer is None:
+            pairing = layer_data.FramePairing(source.n_frames, None, None, "")
+        else:
+            table = layer_data.behaviour_table(behaviour_layer)
+            labels = columns + ([discrete] if discrete else [])
+            pairing = self.pairing(neural_layer, source.n_frames, behaviour_layer, table, labels)
+        if n_frames is not None:
+            if n_frames > pairing.n_frames:
+                raise ValueError(
+                    f"The model was trained on {n_frames} frames but the chosen layers have only "
+                    f"{pairing.n_frames}."
+                )
+            pairing = pairing.head(n_frames)
+        self.alignment_note.value = pairing.message
+        self.alignment_note.visible = bool(pairing.message)
         is_movie = source.kind == "movie"
+        by_time = pairing.frames is not None
         time_layer = time_layer_name(source, behaviour_layer)
+        if by_time and time_layer != source.name:
+            time_layer = None  # timed behaviour points count behaviour samples, not neural frames
         return DataSelection(
-            neural=neural,
-            labels=layer_data.label_arrays(table, columns, discrete, frames),
-            n_frames=frames,
+            neural=dataclasses.replace(neural, frames=pairing.frames),
+            labels=layer_data.label_arrays(pairing.table, columns, discrete, pairing.n_frames),
+            n_frames=pairing.n_frames,
             valid_fraction=(
                 float(self.valid_fraction.value) if self.offers_valid_fraction else 0.0
             ),
@@ -478,10 +707,18 @@ class DataPicker(Container):
                 "dff": bool(self.dff.value) if is_movie else None,
                 "behaviour": getattr(behaviour_layer, "name", None),
                 **layer_data.label_description(columns, discrete),
-                "n_frames": frames,
+                "n_frames": pairing.n_frames,
                 "valid_fraction": float(self.valid_fraction.value),
                 "time_layer": time_layer,
+                "alignment": self.alignment.value if behaviour_layer is not None else BY_FRAME,
+                **(
+                    {"clocks": [float(w.value) for w in self.clock_fields]}
+                    if self.alignment.value == BY_RATES
+                    else {}
+                ),
             },
-            table=None if table is None else table.iloc[:frames].reset_index(drop=True),
+            table=pairing.table,
             time_layer=time_layer,
+            frames=pairing.frames,
+            message=pairing.message,
         )

@@ -5,6 +5,11 @@ Labels layer of ROIs. Behaviour is a table with one row per frame, built from a 
 (time × variables), a Points or Tracks layer with a time axis (per-frame coordinates and numeric
 features become variables), or the ``features`` table of any other layer (one row per frame).
 Integer columns of the table are discrete labels; float columns are continuous variables.
+
+Neural data and behaviour are paired by frame index (same length, or the common prefix) or by
+time (:func:`pair_by_time`): a layer may carry ``metadata["timestamps"]`` (seconds, one per frame
+or table row) and a behaviour layer ``metadata["circular_columns"]`` (columns holding angles in
+radians).
 """
 
 from __future__ import annotations
@@ -15,10 +20,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_cebra.io.alignment import (
+    AlignedBehaviour,
+    align_behaviour,
+    behaviour_at,
+    check_timestamps,
+)
+
 # numeric features columns that identify a point rather than measure something
 _IDENTITY_COLUMNS = ("id", "track_id")
 _AXIS_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 DISCRETE_SUFFIX = " (discrete)"  # marks the discrete column in the display list of labels
+TIMESTAMPS_KEY = "timestamps"  # layer.metadata: seconds, one per frame (or behaviour table row)
+CIRCULAR_KEY = "circular_columns"  # layer.metadata: behaviour columns that are angles in radians
+FRAME_INDEX = "frame"  # index name of a paired behaviour table: the neural frame of each row
 
 
 @dataclass(frozen=True)
@@ -193,10 +208,186 @@ def common_length(
     if not allow_prefix:
         raise ValueError(
             f"Neural layer {neural_name!r} has {neural_frames} frames but behaviour layer "
-            f"{behaviour_name!r} has {behaviour_frames}. Tick 'use common prefix' to train on "
-            f"the first {min(neural_frames, behaviour_frames)} frames."
+            f"{behaviour_name!r} has {behaviour_frames}. If they were recorded at different "
+            "rates, align them by 'timestamps' or 'sampling rates'; to pair them frame by frame "
+            f"anyway, tick 'use common prefix' (the first {min(neural_frames, behaviour_frames)} "
+            "frames)."
         )
     return min(neural_frames, behaviour_frames)
+
+
+@dataclass(frozen=True)
+class FramePairing:
+    """Which neural frames are used, and the behaviour at each of them.
+
+    Attributes
+    ----------
+    n_frames : int
+        Neural frames used.
+    frames : np.ndarray or None
+        ``(n_frames,)`` int64 indices of the neural frames used (increasing); ``None`` when they
+        are the first ``n_frames``.
+    table : pandas.DataFrame or None
+        One behaviour row per frame used, indexed by neural frame (index name ``"frame"``).
+    message : str
+        For the user: frames left out and why (``""`` when every frame is used).
+    """
+
+    n_frames: int
+    frames: np.ndarray | None
+    table: pd.DataFrame | None
+    message: str
+
+    def head(self, n_frames: int) -> FramePairing:
+        """Only the first ``n_frames`` of the frames used (e.g. those a model was trained on)."""
+        return FramePairing(
+            n_frames,
+            None if self.frames is None else self.frames[:n_frames],
+            None if self.table is None else self.table.iloc[:n_frames],
+            self.message,
+        )
+
+
+def pair_by_index(
+    n_neural: int,
+    table: pd.DataFrame | None,
+    *,
+    neural_name: str,
+    behaviour_name: str,
+    allow_prefix: bool,
+) -> FramePairing:
+    """Frame ``i`` of the behaviour table goes with neural frame ``i`` (:func:`common_length`).
+
+    Raises
+    ------
+    ValueError
+        If the lengths differ and ``allow_prefix`` is False.
+    """
+    n_table = None if table is None else len(table)
+    n_frames = common_length(
+        n_neural,
+        n_table,
+        neural_name=neural_name,
+        behaviour_name=behaviour_name,
+        allow_prefix=allow_prefix,
+    )
+    if table is None:
+        return FramePairing(n_frames, None, None, "")
+    message = (
+        ""
+        if n_table == n_neural
+        else f"Paired by frame index: the first {n_frames:,} frames (neural data has "
+        f"{n_neural:,}, behaviour {n_table:,})."
+    )
+    paired = table.iloc[:n_frames].reset_index(drop=True).rename_axis(FRAME_INDEX)
+    return FramePairing(n_frames, None, paired, message)
+
+
+def pair_by_time(
+    table: pd.DataFrame,
+    neural_times: np.ndarray,
+    behaviour_times: np.ndarray,
+    label_columns: list[str],
+    circular: list[str] | tuple[str, ...] = (),
+) -> FramePairing:
+    """Behaviour at the neural frames by time (:func:`napari_cebra.io.alignment.align_behaviour`).
+
+    The label columns decide which neural frames are kept (without label columns, the span and
+    gaps of the behaviour's clock do); the other columns are given at the kept frames too, NaN
+    where they are not known. Integer columns are states (the previous sample holds), columns in
+    ``circular`` angles in radians, the others are interpolated linearly.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Behaviour table (:func:`behaviour_table`), one row per behaviour sample.
+    neural_times, behaviour_times : np.ndarray
+        Timestamps (s) of the neural frames and of the table's rows, on one clock.
+    label_columns : list of str
+        Columns trained on.
+    circular : sequence of str
+        Columns holding angles in radians.
+
+    Raises
+    ------
+    ValueError
+        For a circular column that is not in the table, a label column without any valid value,
+        and every problem :func:`~napari_cebra.io.alignment.align_behaviour` finds.
+    """
+    unknown = [c for c in circular if c not in table.columns]
+    if unknown:
+        raise ValueError(
+            f"metadata['{CIRCULAR_KEY}'] names {unknown}, which are not behaviour columns "
+            f"({[str(c) for c in table.columns]})."
+        )
+    kinds = {c: _column_kind(table, c, circular) for c in table.columns}
+    for column in label_columns:
+        if not np.isfinite(table[column].to_numpy(dtype=np.float64)).any():
+            raise ValueError(f"Behaviour column {column!r} has no valid (finite) value.")
+    aligned = align_behaviour(
+        neural_times,
+        table[list(label_columns)].to_numpy(dtype=np.float64),
+        behaviour_times,
+        [kinds[c] for c in label_columns],
+    )
+    kept_times = neural_times[aligned.frames]
+    others = [c for c in table.columns if c not in label_columns]
+    shown = behaviour_at(
+        kept_times,
+        table[others].to_numpy(dtype=np.float64),
+        behaviour_times,
+        [kinds[c] for c in others],
+    )
+    values = dict(zip(label_columns, aligned.values.T, strict=True))
+    values.update(zip(others, shown.T, strict=True))
+    paired = pd.DataFrame(
+        {c: _as_column_type(values[c], table[c]) for c in table.columns},
+        index=pd.Index(aligned.frames, name=FRAME_INDEX),
+    )
+    return FramePairing(len(aligned.frames), aligned.frames, paired, _kept_text(aligned))
+
+
+def layer_timestamps(layer: Any, n_samples: int) -> np.ndarray | None:
+    """The checked ``metadata["timestamps"]`` of ``layer`` (``None`` if it carries none).
+
+    Raises
+    ------
+    ValueError
+        Naming the layer, for timestamps that are not one finite, increasing time per sample.
+    """
+    metadata = getattr(layer, "metadata", None)
+    if not isinstance(metadata, dict) or metadata.get(TIMESTAMPS_KEY) is None:
+        return None
+    return check_timestamps(
+        metadata[TIMESTAMPS_KEY], n_samples, f"metadata['{TIMESTAMPS_KEY}'] of layer {layer.name!r}"
+    )
+
+
+def circular_columns(layer: Any) -> list[str]:
+    """Behaviour columns that ``layer`` marks as angles in radians
+    (``metadata["circular_columns"]``)."""
+    metadata = getattr(layer, "metadata", None)
+    return list(metadata.get(CIRCULAR_KEY, [])) if isinstance(metadata, dict) else []
+
+
+def _column_kind(table: pd.DataFrame, column: str, circular: list[str] | tuple[str, ...]) -> str:
+    if pd.api.types.is_integer_dtype(table[column]):
+        return "discrete"
+    return "circular" if column in circular else "continuous"
+
+
+def _as_column_type(values: np.ndarray, original: pd.Series) -> np.ndarray:
+    """Integer columns stay integer where every value is known; the others become float32."""
+    if pd.api.types.is_integer_dtype(original) and np.isfinite(values).all():
+        return values.astype(np.int64)
+    return values.astype(np.float32)
+
+
+def _kept_text(aligned: AlignedBehaviour) -> str:
+    n_kept = len(aligned.frames)
+    if not aligned.n_excluded:
+        return f"Aligned by time: all {n_kept:,} neural frames have behaviour."
+    return f"Aligned by time: {n_kept:,} neural frames kept. {aligned.message}"
 
 
 def label_arrays(
@@ -390,9 +581,14 @@ def embedding_features(
     Returns
     -------
     pandas.DataFrame
-        ``frame`` (0 … n_frames − 1), the behaviour columns and, with ``n_train``, ``split``.
+        ``frame`` (the neural frame of each point: the table's index when it is a paired table
+        holding every point, index name ``"frame"``, else 0 … n_frames − 1), the behaviour
+        columns and, with ``n_train``, ``split``.
     """
-    features = pd.DataFrame({"frame": np.arange(n_frames)})
+    frames = np.arange(n_frames)
+    if table is not None and table.index.name == FRAME_INDEX and len(table) >= n_frames:
+        frames = table.index.to_numpy(dtype=np.int64)[:n_frames]
+    features = pd.DataFrame({"frame": frames})
     if table is not None:
         features = pd.concat([features, table.iloc[:n_frames].reset_index(drop=True)], axis=1)
     if n_train is not None:

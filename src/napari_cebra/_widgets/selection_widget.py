@@ -246,7 +246,7 @@ class SelectionWidget(DockWidget):
 
         # which cells? (the neural part of the Train widget's picker: same layers, same reading)
         self.picker = DataPicker(napari_viewer, discrete=False, valid_fraction=None)
-        for widget in (self.picker.behaviour, self.picker.variables, self.picker.common_prefix):
+        for widget in (self.picker.behaviour, self.picker.variables, self.picker.alignment_box):
             widget.visible = False
         self.method = ComboBox(label="score", choices=METHODS, value="zscore")
         self.rises = CheckBox(text="use rises (sharper in time)", value=False)

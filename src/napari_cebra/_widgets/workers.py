@@ -30,12 +30,16 @@ class NeuralInput:
         ``(Y, X)`` ROI labels of the movie.
     dff : bool
         Convert the extracted traces to ΔF/F.
+    frames : np.ndarray or None
+        Indices of the frames used (e.g. those with behaviour after aligning by time); ``None``
+        uses every frame. Traces are extracted (and ΔF/F computed) on the whole movie first.
     """
 
     matrix: np.ndarray | None = None
     movie: Any = None
     rois: np.ndarray | None = None
     dff: bool = False
+    frames: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -115,22 +119,26 @@ def neural_matrix_steps(
 ) -> Generator[TraceProgress, None, np.ndarray | None]:
     """Yield trace-extraction progress for a movie; return the ``(T, n)`` matrix.
 
-    Returns ``None`` when ``stop`` is set during extraction.
+    ``T`` counts the frames used (``neural.frames``). Returns ``None`` when ``stop`` is set
+    during extraction.
     """
     if neural.matrix is not None:
-        return np.asarray(neural.matrix, dtype=np.float32)
-    from napari_cebra.io.traces import iter_extract_traces
+        matrix = np.asarray(neural.matrix, dtype=np.float32)
+    else:
+        from napari_cebra.io.traces import iter_extract_traces
 
-    steps = iter_extract_traces(neural.movie, neural.rois, dff=neural.dff)
-    while True:
-        try:
-            fraction = next(steps)
-        except StopIteration as done:
-            return np.asarray(done.value, dtype=np.float32)
-        yield TraceProgress(float(fraction))
-        if stop.is_set():
-            steps.close()
-            return None
+        steps = iter_extract_traces(neural.movie, neural.rois, dff=neural.dff)
+        while True:
+            try:
+                fraction = next(steps)
+            except StopIteration as done:
+                matrix = np.asarray(done.value, dtype=np.float32)
+                break
+            yield TraceProgress(float(fraction))
+            if stop.is_set():
+                steps.close()
+                return None
+    return matrix if neural.frames is None else matrix[neural.frames]
 
 
 def split_point(n_frames: int, valid_fraction: float) -> int:

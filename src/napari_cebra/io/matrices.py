@@ -317,7 +317,13 @@ def h5_node(group: Any, key: str, path: Path, _depth: int = 0) -> Any:
 
 
 def read_h5_dataset(dataset: Any, path: Path) -> np.ndarray:
-    """All values of an HDF5 dataset, refusing data outside the file or never written.
+    """All values of an HDF5 dataset that passes :func:`check_h5_dataset`."""
+    check_h5_dataset(dataset, path)
+    return dataset[()]
+
+
+def check_h5_dataset(dataset: Any, path: Path) -> None:
+    """Refuse an HDF5 dataset whose data lie outside the file or were never written.
 
     Refused, with a ValueError naming the file and the dataset:
 
@@ -344,7 +350,6 @@ def read_h5_dataset(dataset: Any, path: Path) -> np.ndarray:
             f"are stored) and would read as the fill value; refused (at most "
             f"{H5_UNWRITTEN_ALLOWANCE_BYTES} bytes may be unwritten)."
         )
-    return dataset[()]
 
 
 def _unwritten_bytes(dataset: Any) -> int:

@@ -58,6 +58,17 @@ def read_npy_header(handle: IO[bytes], name: str = "file") -> tuple[tuple[int, .
     return shape, dtype
 
 
+def read_npy_layout(
+    handle: IO[bytes], name: str = "file"
+) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype of an open ``.npy`` file, leaving it at the payload.
+
+    What :func:`read_npy_header` reads, plus whether the data are stored in Fortran order (which a
+    reader of byte ranges needs to know); same errors.
+    """
+    return _read_npy_header(handle, name)
+
+
 def read_npy_array(handle: IO[bytes], name: str, size: int) -> np.ndarray:
     """The array of an open ``.npy`` stream of ``size`` bytes, checked before allocating.
 
