@@ -348,3 +348,15 @@ def test_mp4(tmp_path, embedding):
 def test_gif_magic(tmp_path, embedding):
     path = embedding_movie(tmp_path / "movie.gif", embedding, n_frames=2, dpi=20)
     assert path.read_bytes()[:6] == b"GIF89a"
+
+
+def test_frames_name_the_recording_frame_of_each_row(tmp_path, embedding):
+    frames = np.arange(len(embedding)) * 3 + 7
+    path = save_embedding(tmp_path / "embedding.npz", embedding, frames=frames)
+    with np.load(path, allow_pickle=False) as saved:
+        np.testing.assert_array_equal(saved["frame"], frames)
+    with pytest.raises(ValueError, match=f"frames must be {len(embedding)} integers"):
+        save_embedding(tmp_path / "bad.npz", embedding, frames=frames[:-1])
+    with pytest.raises(ValueError, match="dtype float64"):
+        save_embedding(tmp_path / "bad.npz", embedding, frames=frames * 1.0)
+    assert not (tmp_path / "bad.npz").exists()

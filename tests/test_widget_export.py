@@ -167,3 +167,21 @@ def test_the_picker_follows_the_embedding_dock(viewer, qtbot):
     view.remove_button.native.click()
     qtbot.waitUntil(lambda: widget.embedding.choices == ("emb",), timeout=WAIT_MS)
     assert widget.embedding.value == "emb"
+
+
+def test_an_embedding_of_some_frames_is_saved_with_its_movie_frames(viewer, tmp_path):
+    """An embedding of the frames kept by a time alignment (frames 5, 7, 9, ...): the file's
+    ``frame`` column holds those movie frames, not the row numbers."""
+    view = embedding_view(viewer)
+    frames = np.arange(5, N_FRAMES, 2)
+    features = pd.DataFrame({"frame": frames, "position": frames / 10.0})
+    embedding = np.random.default_rng(2).normal(size=(len(frames), 3))
+    view.add_embedding(embedding, name="aligned", features=features, time_layer="movie")
+    widget = _widget(viewer)
+    widget.embedding.value = "aligned"
+    widget.data_file.value = tmp_path / "aligned.csv"
+    widget.save_data_button.click()
+    saved = pd.read_csv(tmp_path / "aligned.csv")
+    assert list(saved.columns) == ["frame", "dim_0", "dim_1", "dim_2", "position"]
+    np.testing.assert_array_equal(saved["frame"], frames)
+    np.testing.assert_allclose(saved[["dim_0", "dim_1", "dim_2"]], embedding, rtol=1e-6)

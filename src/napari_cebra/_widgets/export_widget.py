@@ -103,17 +103,10 @@ def chosen_file(box: FileEdit, what: str, suffixes: tuple[str, ...]) -> Path:
 
 
 def export_features(entry: EmbeddingEntry) -> pd.DataFrame:
-    """The entry's per-frame features as :func:`save_embedding` takes them.
-
-    The files number the rows ``frame`` 0 … T−1 themselves; the view's own ``frame`` column is
-    dropped when it says the same, else kept as ``recording_frame``.
-    """
+    """The entry's per-frame features as :func:`save_embedding` takes them: without ``frame``,
+    which the files hold as the recording's frame of each row (``frames=entry.frames``)."""
     table = entry.features.reset_index(drop=True)
-    if "frame" not in table:
-        return table
-    if np.array_equal(table["frame"].to_numpy(), np.arange(len(table))):
-        return table.drop(columns="frame")
-    return table.rename(columns={"frame": "recording_frame"})
+    return table.drop(columns="frame") if "frame" in table else table
 
 
 class ExportWidget(DockWidget):
@@ -325,7 +318,9 @@ class ExportWidget(DockWidget):
         try:
             _, entry = self._entry()
             path = chosen_file(self.data_file, "data", EMBEDDING_SUFFIXES)
-            written = save_embedding(path, entry.embedding, export_features(entry))
+            written = save_embedding(
+                path, entry.embedding, export_features(entry), frames=entry.frames
+            )
         except (ValueError, OSError) as error:
             self.panel.not_started(f"{TITLE}: embedding data", error)
             return None

@@ -63,7 +63,13 @@ _SINGLE_COLOUR = "#4854e9"
 # --- embedding data files -----------------------------------------------------------------------
 
 
-def save_embedding(path: str | os.PathLike, embedding: Any, features: Any | None = None) -> Path:
+def save_embedding(
+    path: str | os.PathLike,
+    embedding: Any,
+    features: Any | None = None,
+    *,
+    frames: Any | None = None,
+) -> Path:
     """Write an embedding (and per-frame features) to a ``.csv``, ``.npz`` or ``.h5`` file.
 
     Parameters
@@ -76,6 +82,9 @@ def save_embedding(path: str | os.PathLike, embedding: Any, features: Any | None
         ``T`` rows of per-frame values (behaviour, labels, ...), matched to the embedding by
         position (the index is ignored). Column names must be unique text and not ``frame``,
         ``embedding`` or ``dim_<i>``.
+    frames : array-like of int, (T,), optional
+        The recording's frame of each row (e.g. when behaviour was aligned by time and some
+        frames were left out), written as the ``frame`` column; default ``0 … T−1``.
 
     Returns
     -------
@@ -111,7 +120,19 @@ def save_embedding(path: str | os.PathLike, embedding: Any, features: Any | None
         )
     values = _embedding_array(embedding)
     table = _feature_table(features, values)
-    return writers[suffix](target, values, table)
+    return writers[suffix](target, values, table, _frame_numbers(frames, len(values)))
+
+
+def _frame_numbers(frames: Any | None, n_rows: int) -> np.ndarray:
+    if frames is None:
+        return np.arange(n_rows)
+    numbers = np.asarray(frames)
+    if numbers.shape != (n_rows,) or not np.issubdtype(numbers.dtype, np.integer):
+        raise ValueError(
+            f"frames must be {n_rows} integers (one per embedding row), got shape "
+            f"{numbers.shape} of dtype {numbers.dtype}."
+        )
+    return numbers.astype(np.int64)
 
 
 def _embedding_array(embedding: Any) -> np.ndarray:
@@ -189,10 +210,10 @@ def _feature_arrays(table: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _write_csv(target: Path, embedding: np.ndarray, table: Any) -> Path:
+def _write_csv(target: Path, embedding: np.ndarray, table: Any, frames: np.ndarray) -> Path:
     import pandas as pd
 
-    columns = {"frame": np.arange(len(embedding))}
+    columns = {"frame": frames}
     columns.update({f"dim_{index}": embedding[:, index] for index in range(embedding.shape[1])})
     flags = [name for name in table.columns if table[name].dtype == bool]
     table = table.astype({name: np.int8 for name in flags})  # 0/1, so load_matrix reads them
@@ -201,13 +222,13 @@ def _write_csv(target: Path, embedding: np.ndarray, table: Any) -> Path:
     return replace_file_atomically(target, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def _file_arrays(embedding: np.ndarray, table: Any) -> dict[str, np.ndarray]:
+def _file_arrays(embedding: np.ndarray, table: Any, frames: np.ndarray) -> dict[str, np.ndarray]:
     """The arrays an ``.npz`` or ``.h5`` file holds: ``embedding``, ``frame`` and the features."""
-    return {"embedding": embedding, "frame": np.arange(len(embedding)), **_feature_arrays(table)}
+    return {"embedding": embedding, "frame": frames, **_feature_arrays(table)}
 
 
-def _write_npz(target: Path, embedding: np.ndarray, table: Any) -> Path:
-    arrays = _file_arrays(embedding, table)
+def _write_npz(target: Path, embedding: np.ndarray, table: Any, frames: np.ndarray) -> Path:
+    arrays = _file_arrays(embedding, table, frames)
 
     def write(handle: BinaryIO) -> None:
         # np.savez would take a column called "file" or "allow_pickle" as its own argument
@@ -219,10 +240,10 @@ def _write_npz(target: Path, embedding: np.ndarray, table: Any) -> Path:
     return replace_file_atomically(target, write)
 
 
-def _write_h5(target: Path, embedding: np.ndarray, table: Any) -> Path:
+def _write_h5(target: Path, embedding: np.ndarray, table: Any, frames: np.ndarray) -> Path:
     import h5py
 
-    arrays = _file_arrays(embedding, table)
+    arrays = _file_arrays(embedding, table, frames)
 
     def write(handle: BinaryIO) -> None:
         image = io.BytesIO()  # h5py needs a readable file; the atomic writer's handle is write-only
