@@ -232,22 +232,6 @@ def test_side_by_side_members_stay_level(recording):
     assert records[-1].step == 3 * 60
 
 
-def test_run_pool_hands_out_the_run_with_fewest_steps_done():
-    from napari_cebra.core.ensemble import _RunPool
-
-    pool = _RunPool([iter(()), iter(()), iter(())])
-    assert pool.take() == 0  # fewest steps done, lowest index among equals
-    pool.give_back(0, 20)
-    assert pool.take() == 1
-    assert pool.take() == 2
-    pool.give_back(1, 10)
-    assert pool.take() == 1
-    assert pool.take() == 0
-    assert pool.take() is None  # every run left is held by a thread
-    pool.give_back(0, 25)
-    assert pool.take() == 0
-
-
 def test_side_by_side_training_stops_cleanly_and_reports_errors(recording):
     import threading
 
@@ -265,11 +249,19 @@ def test_side_by_side_training_stops_cleanly_and_reports_errors(recording):
 
     broken = make_ensemble(_params(), [0, 1])
 
-    def failing_train(*args, **kwargs):
-        raise RuntimeError("member 1 failed")
-        yield  # pragma: no cover
+    begin = broken[1].begin
 
-    broken[1]._train = failing_train
+    def failing_begin(*args, **kwargs):
+        session = begin(*args, **kwargs)
+
+        def failing_run(*args, **kwargs):
+            raise RuntimeError("member 1 failed")
+            yield  # pragma: no cover
+
+        session.run = failing_run
+        return session
+
+    broken[1].begin = failing_begin
     with pytest.raises(RuntimeError, match="member 1 failed"):
         list(iter_fit_ensemble(broken, recording.neural, workers=2))
     assert threading.active_count() == threads_before

@@ -215,16 +215,16 @@ def test_normalised_models_give_unit_norm_embeddings(small_data, fast_params):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.int64])
 def test_integer_labels_are_discrete(dtype, small_data, fast_params):
     model = CEBRA(**fast_params)
-    model.partial_fit(small_data, (np.arange(200) % 4).astype(dtype))
-    assert type(model._task.objective.sampler).__name__ == "DiscreteSampler"
+    session = model.begin(small_data, (np.arange(200) % 4).astype(dtype))
+    assert type(session.objective.sampler).__name__ == "DiscreteSampler"
     assert model.label_types_ == [(np.dtype(dtype), (200,))]
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_float_labels_are_continuous(dtype, small_data, fast_params):
     model = CEBRA(**fast_params)
-    model.partial_fit(small_data, np.linspace(0, 1, 200).astype(dtype))
-    assert type(model._task.objective.sampler).__name__ == "TimeDeltaSampler"
+    session = model.begin(small_data, np.linspace(0, 1, 200).astype(dtype))
+    assert type(session.objective.sampler).__name__ == "TimeDeltaSampler"
 
 
 @pytest.mark.parametrize(
@@ -252,9 +252,9 @@ def test_loader_selection_table(params, labels, solver, sampler, small_data, fas
         "discrete": np.arange(200) % 3,
     }
     model = CEBRA(**dict(fast_params, **params))
-    model.partial_fit(small_data, *(values[kind] for kind in labels))
+    session = model.begin(small_data, *(values[kind] for kind in labels))
     assert model.solver_name_ == solver
-    assert type(model._task.objective.sampler).__name__ == sampler
+    assert type(session.objective.sampler).__name__ == sampler
 
 
 @pytest.mark.parametrize(
@@ -363,8 +363,8 @@ def test_adapt_is_not_available_for_multi_session(rng, fast_params):
 def test_full_batch_training_uses_the_reference_index_range(rng):
     X = rng.normal(size=(500, 4)).astype(np.float32)
     model = CEBRA(model_architecture="offset10-model", max_iterations=2, device="cpu", seed=0)
-    model.partial_fit(X)
-    reference = model._task.objective.reference
+    session = model.begin(X)
+    reference = session.objective.reference
     assert reference.shape[0] == 484
     assert int(reference[0]) == 5
     assert int(reference[-1]) == 488

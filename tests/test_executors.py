@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_cebra.core.training import TrainingProgress
 from napari_cebra.io.synthetic import place_cell_recording
 from napari_cebra.workflows import executors
 from napari_cebra.workflows.consistency_runs import consistency_runs
@@ -73,6 +74,39 @@ def test_closing_local_run_stops_before_next_task():
     run.close()
     with pytest.raises(StopIteration):
         next(run)
+
+
+def _stepping(task, shared):
+    """A task function with training-like records: ``task`` steps, returns task * shared."""
+    for step in range(1, task + 1):
+        yield TrainingProgress(step, task, 0.0, 0.0, float(task), 1.0, 0.0)
+    return task * shared
+
+
+def test_local_executor_side_by_side_relays_every_task():
+    executor = LocalExecutor(workers=2)
+    assert repr(executor) == "LocalExecutor(workers=2)"
+    events = list(executor.run(_stepping, [3, 5, 1, 4], 10))
+    for index, task in enumerate([3, 5, 1, 4]):
+        own = [event for event in events if event.index == index]
+        assert [event.record.step for event in own[:-1]] == list(range(1, task + 1))
+        assert all(event.record.total == task for event in own[:-1])
+        assert own[-1] == TaskDone(index, task * 10)
+    assert len(events) == 3 + 5 + 1 + 4 + 4
+
+
+def test_closing_side_by_side_run_stops_every_task():
+    run = LocalExecutor(workers=2).run(_stepping, [10**6, 10**6], 1)
+    assert isinstance(next(run), TaskProgress)
+    run.close()
+    with pytest.raises(StopIteration):
+        next(run)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2"])
+def test_local_executor_refuses_bad_workers(workers):
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        LocalExecutor(workers=workers)
 
 
 def test_resolve_executor_choices(client):

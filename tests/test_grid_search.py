@@ -214,3 +214,103 @@ def test_file_names_stay_short_and_distinct():
     assert len(long) < 160 and long.endswith("@01234567fedcba98.pt")
     assert grid_module._file_name("", "d", "0" * 16, "1" * 16) == "model_d@0000000011111111.pt"
     assert grid_module._file_name("a/b c", "d", "0" * 16, "1" * 16) == "a-b-c_d@0000000011111111.pt"
+
+
+@pytest.fixture()
+def side_by_side_params(fixed):
+    """Two learning rates × two output dimensions of an encoder with a channels-last program."""
+    return {
+        **fixed,
+        "model_architecture": "offset5-model",
+        "learning_rate": [3e-4, 1e-3],
+        "output_dimension": [2, 3],
+    }
+
+
+@pytest.fixture()
+def two_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _sweep(datasets, params, directory, **options):
+    """Run a sweep; its models by name (loaded from the files), its index records and records."""
+    records = []
+    search = GridSearch(gof_batches=2, yield_every=2)
+    search.fit_models(datasets, params, directory, progress=records.append, **options)
+    models, _ = GridSearch().load(directory)
+    table = search.get_df_results().set_index("name")
+    return models, table, records
+
+
+def test_side_by_side_sweep_equals_one_after_another(
+    datasets, side_by_side_params, tmp_path, two_torch_threads
+):
+    import torch
+
+    data = {"my_data": datasets["my_data"]}
+    together, table, records = _sweep(data, side_by_side_params, tmp_path / "together")
+    names = [r.name for r in records if r.status == "training"]
+    first, last = names.index(names[0]), len(names) - 1 - names[::-1].index(names[0])
+    assert set(names[first:last]) != {names[0]}  # the default trained them side by side
+    torch.set_num_threads(1)  # each of the 2 threads had 1 torch thread
+    alone, alone_table, _ = _sweep(data, side_by_side_params, tmp_path / "alone", workers=1)
+    assert sorted(together) == sorted(alone) and len(alone) == 4
+    X = data["my_data"][0]
+    for name, model in together.items():
+        other = alone[name]
+        for key, tensor in model.state_dict_["model"].items():
+            assert torch.equal(tensor, other.state_dict_["model"][key]), (name, key)
+        np.testing.assert_array_equal(model.transform(X), other.transform(X))
+        assert model.state_dict_["loss"].tolist() == other.state_dict_["loss"].tolist()
+    columns = ["loss", "gof"]
+    pd.testing.assert_frame_equal(table[columns], alone_table.loc[table.index, columns])
+
+
+def test_side_by_side_records_belong_to_their_models(datasets, side_by_side_params, tmp_path):
+    data = {"my_data": datasets["my_data"]}
+    _, table, records = _sweep(data, side_by_side_params, tmp_path, workers=2)
+    training = [r for r in records if r.status == "training"]
+    assert len({r.name for r in training}) == 4
+    for name in table.index:
+        own = [r for r in training if r.name == name]
+        steps = [r.step for r in own]
+        assert steps == sorted(steps) and steps[-1] == own[-1].total_steps == 6
+        assert own[-1].loss == pytest.approx(table.loc[name, "loss"])
+        assert len({r.key for r in own}) == 1
+    assert len({r.key for r in training}) == 4
+    done = [r for r in records if r.status == "done"]
+    assert [r.models_done for r in done] == [1, 2, 3, 4]
+
+
+def test_stopped_side_by_side_sweep_keeps_finished_models(
+    datasets, side_by_side_params, tmp_path, count_fits
+):
+    data = {"my_data": datasets["my_data"]}
+    params = {**side_by_side_params, "max_iterations": 40}
+    sweep = GridSearch(gof_batches=2, yield_every=2).iter_fit_models(
+        data, params, tmp_path, workers=2
+    )
+    finished = []
+    for record in sweep:
+        if record.status == "done":
+            finished.append(record.name)
+            break
+    sweep.close()
+    index = json.loads((tmp_path / RESULTS_FILE).read_text())["models"]
+    assert [entry["name"] for entry in index] == finished
+    assert all((tmp_path / entry["file"]).is_file() for entry in index)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    started = len(count_fits)
+    GridSearch(gof_batches=2).fit_models(data, params, tmp_path, workers=2)
+    assert len(count_fits) == started + 3  # only the models missing from the index
+    assert len(GridSearch().get_df_results(tmp_path)) == 4
+
+
+def test_workers_with_a_cluster_executor_is_refused(datasets, fixed, tmp_path):
+    with pytest.raises(ValueError, match="workers=2 applies to training in this process"):
+        list(GridSearch().iter_fit_models(datasets, fixed, tmp_path, executor=object(), workers=2))

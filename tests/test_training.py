@@ -239,14 +239,14 @@ def test_training_steps_never_wait_for_the_device(solver, monkeypatch):
         y = tuple(labels[name] for name in label_names)
     recorder = _HostSyncRecorder()
     steps = []
-    original = Solver._step
+    original = Solver.step
 
     def recorded_step(self, objective):
         steps.append(None)
         with recorder:
             return original(self, objective)
 
-    monkeypatch.setattr(Solver, "_step", recorded_step)
+    monkeypatch.setattr(Solver, "step", recorded_step)
     params = dict(model_architecture="offset10-model", batch_size=64, output_dimension=3, seed=0)
     CEBRA(**{**params, **options}, max_iterations=4).fit(X, *y)
     assert len(steps) == 4

@@ -125,6 +125,9 @@ class SweepRequest:
         Last fraction of the frames used for the validation GoF.
     executor : str or None
         ``None`` (this process) or a dask scheduler address.
+    workers : int or None
+        Models trained side by side in this process (``GridSearch.fit_models``); ``None``
+        (default) lets the grid search choose.
     """
 
     params: dict[str, Any]
@@ -135,6 +138,7 @@ class SweepRequest:
     models_dir: str
     valid_fraction: float
     executor: str | None
+    workers: int | None = None
 
 
 def sweep_steps(
@@ -159,6 +163,7 @@ def sweep_steps(
         request.models_dir,
         valid_fraction=request.valid_fraction or None,
         executor=request.executor,
+        workers=request.workers,
     )
     trained, table, stopped = 0, None, False
     for record in records:

@@ -20,18 +20,18 @@ The batched path supports mini-batch, single-session training with the ``time``,
 of ``Conv1d``/``Linear`` layers, GELU/Tanh/Hardtanh activations, residual blocks and the unit-norm
 output (every ``offset*-model`` and ``offset1-model*`` architecture without dropout, subsampling or
 output clipping). Other configurations — full batch (``batch_size=None``), hybrid, multi-session,
-dropout, subsampling and clipped encoders — are trained one member after the other with
-``CEBRA.iter_fit`` (the records then have ``batched=False``). So, by default, are encoders with a
-channels-last program (``core.fast``) on the CPU: that program makes a single run so efficient that
+dropout, subsampling and clipped encoders — are trained one member after the other, each with its
+own training session (``CEBRA.begin``; the records then have ``batched=False``). So, by default,
+are encoders with a channels-last program (``core.fast``) on the CPU: that program makes a single run so efficient that
 five members cost less one after the other (5× one run) than as one grouped model (6.3× in float32
 and about 8× in bfloat16, 500 steps at the recipe's settings on the benchmark CPU); there each
 member equals its single run bit for bit. ``batched=True`` still asks for the grouped model.
 
 Members that are not batched and have a channels-last program train ``workers`` at a time in
-threads (default: one per torch thread, at most K), each with its share of the torch threads. A
-single run does not use several cores well (its products are small), so K members side by side
-finish sooner than K runs in a row that each use every core (benchmarks/README.md has the
-figures). The threads share the runs and keep them level (a free thread advances the run with the
+threads (``core.run_pool``; default: one per torch thread, at most K), each with its share of the
+torch threads. A single run does not use several cores well (its products are small), so K
+members side by side finish sooner than K runs in a row that each use every core
+(benchmarks/README.md has the figures). The threads share the runs and keep them level (a free thread advances the run with the
 most steps left), so K members on P threads take about K / P runs' time, not ⌈K / P⌉. Each member
 still equals its single run trained with the same number of torch threads.
 
@@ -41,8 +41,6 @@ This module imports torch at import time; it is imported only when models are tr
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +54,14 @@ from torch import nn
 from napari_cebra.core.estimator import CEBRA
 from napari_cebra.core.loss import dot_similarity, euclidean_similarity, infonce_from_similarities
 from napari_cebra.core.models import DropTimeAxis, Encoder, LinearResidual, Residual, UnitNorm
-from napari_cebra.core.training import STAT_KEYS, ContrastiveObjective, adam
+from napari_cebra.core.run_pool import RunFinished, train_side_by_side
+from napari_cebra.core.session import TrainingSession
+from napari_cebra.core.training import (
+    ContrastiveObjective,
+    TrainingProgress,
+    adam,
+    optimizer_step,
+)
 from napari_cebra.core.validation import check_positive_int
 
 _SIMILARITIES = {"cosine": dot_similarity, "euclidean": euclidean_similarity}
@@ -216,25 +221,31 @@ def iter_fit_ensemble(
         raise ValueError(f"batched must be None, True or False, got {batched!r}.")
     if workers is not None:
         check_positive_int("workers", workers, "or None for one per torch thread")
-    members[0]._start(X, y)
-    if batched and not _batchable(members[0]):
-        raise ValueError(
-            "batched=True, but this configuration cannot be trained as one grouped model (full "
-            "batch, hybrid, multi-session, dropout, subsampling or clipped encoders); leave "
-            "batched=None to train the members one after the other."
-        )
-    if batched is None:
-        batched = _batchable(members[0]) and not _faster_one_after_another(members[0])
-    if not batched:
+    first = members[0].begin(X, *y)
+    sessions: list[TrainingSession | None] = [first, *([None] * (len(members) - 1))]
+    try:
+        if batched and not _batchable(first):
+            raise ValueError(
+                "batched=True, but this configuration cannot be trained as one grouped model "
+                "(full batch, hybrid, multi-session, dropout, subsampling or clipped encoders); "
+                "leave batched=None to train the members one after the other."
+            )
+        if batched is None:
+            batched = _batchable(first) and not first.uses_channels_last_program
+        if batched:
+            sessions = [first, *(member.begin(X, *y) for member in members[1:])]
+            yield from _BatchedTraining(sessions, members[0].precision).run(yield_every)
+            return
         workers = min(len(members), torch.get_num_threads()) if workers is None else int(workers)
-        if workers > 1 and len(members) > 1 and _faster_one_after_another(members[0]):
-            yield from _train_side_by_side(members, X, y, yield_every, workers)
+        if workers > 1 and len(members) > 1 and first.uses_channels_last_program:
+            sessions = [first, *(member.begin(X, *y) for member in members[1:])]
+            yield from _train_side_by_side(sessions, yield_every, workers)
         else:
-            yield from _train_one_after_another(members, X, y, yield_every)
-        return
-    for member in members[1:]:
-        member._start(X, y)
-    yield from _BatchedTraining(members, members[0].precision).run(yield_every)
+            yield from _train_one_after_another(members, sessions, X, y, yield_every)
+    finally:
+        for session in sessions:
+            if session is not None:
+                session.close(release=True)
 
 
 def _check_members(members: Sequence[CEBRA]) -> None:
@@ -256,17 +267,11 @@ def _check_members(members: Sequence[CEBRA]) -> None:
             )
 
 
-def _batchable(member: CEBRA) -> bool:
-    """Whether the member's run can be part of the batched model."""
-    return isinstance(member._task.objective, ContrastiveObjective) and _supported_encoder(
-        member.model_
+def _batchable(session: TrainingSession) -> bool:
+    """Whether the session's run can be part of the batched model."""
+    return isinstance(session.objective, ContrastiveObjective) and _supported_encoder(
+        session.estimator.model_
     )
-
-
-def _faster_one_after_another(member: CEBRA) -> bool:
-    """On the CPU, an encoder with a channels-last program trains faster one run after the other
-    than as part of a grouped model (see :func:`iter_fit_ensemble`)."""
-    return member.device_ == "cpu" and member._task.objective.windows.uses_program(member.model_)
 
 
 def _supported_encoder(encoder: nn.Module) -> bool:
@@ -283,14 +288,21 @@ def _supported_module(module: nn.Module) -> bool:
 
 
 def _train_one_after_another(
-    members: Sequence[CEBRA], X: Any, y: tuple[Any, ...], yield_every: int
+    members: Sequence[CEBRA],
+    sessions: list[TrainingSession | None],
+    X: Any,
+    y: tuple[Any, ...],
+    yield_every: int,
 ) -> Iterator[EnsembleProgress]:
-    """The fallback: each member's own ``iter_fit`` run, one after the other."""
+    """Each member's own run, one after the other; ``sessions[k]`` is set when member k begins
+    (``sessions[0]`` already has)."""
     start = time.perf_counter()
     per_member = members[0].max_iterations
     losses = [math.nan] * len(members)
     for index, member in enumerate(members):
-        for record in member.iter_fit(X, *y, yield_every=yield_every):
+        session = sessions[index] or member.begin(X, *y)
+        sessions[index] = session
+        for record in session.run(yield_every=yield_every):
             losses[index] = record.total
             yield EnsembleProgress(
                 step=index * per_member + record.step,
@@ -299,149 +311,80 @@ def _train_one_after_another(
                 elapsed=time.perf_counter() - start,
                 batched=False,
             )
-        member.__dict__.pop("_task", None)
+        session.close(release=True)
 
 
-_DONE = object()
+def _member_run(session: TrainingSession, yield_every: int) -> Iterator[TrainingProgress]:
+    """A member's whole run; its data is released as soon as it ends."""
+    yield from session.run(yield_every=yield_every)
+    session.close(release=True)
 
 
 def _train_side_by_side(
-    members: Sequence[CEBRA], X: Any, y: tuple[Any, ...], yield_every: int, workers: int
+    sessions: Sequence[TrainingSession], yield_every: int, workers: int
 ) -> Iterator[EnsembleProgress]:
-    """Members' own runs, ``workers`` at a time in threads, each thread with its share of the
-    torch threads; records are yielded in the calling thread.
+    """Members' own runs, ``workers`` at a time in threads (``core.run_pool``), each thread with
+    its share of the torch threads; records are yielded in the calling thread.
 
-    All members are started in the calling thread first, one after the other (``members[0]``
-    already is, by :func:`iter_fit_ensemble`). Initialisation and training draw only from the
-    members' own generators, never from torch's process-wide one, so the threads do not disturb
-    each other's random streams.
-
-    The threads share the members' runs (see :class:`_RunPool`): a free thread advances, until its
-    next record, the waiting run with the most steps left. Every thread runs with the same number
-    of torch threads, so a member's steps do not depend on which thread runs them and each member
-    still equals its single run bit for bit; but the members stay level and finish together, so
-    K members on P threads take about K / P runs' time instead of ⌈K / P⌉ runs (5 on 2: 2.5
-    instead of 3). Closing the generator stops every thread after its current record and keeps
-    the steps done.
+    All members are begun in the calling thread first, one after the other. Initialisation and
+    training draw only from the members' own generators, never from torch's process-wide one, so
+    the threads do not disturb each other's random streams. A free thread advances the run with
+    the most steps left, so the members stay level and finish together: K members on P threads
+    take about K / P runs' time instead of ⌈K / P⌉ runs (5 on 2: 2.5 instead of 3), and each
+    member still equals its single run trained with the same number of torch threads. Closing
+    the generator stops every thread after its current record and keeps the steps done.
     """
-    for member in members[1:]:
-        member._start(X, y)
-    workers = min(workers, len(members))
-    total_threads = torch.get_num_threads()
-    threads_each = max(1, total_threads // workers)
-    pool = _RunPool(
-        [member._train(member.max_iterations, yield_every, None, None, 0.2) for member in members]
-    )
-    records: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def work() -> None:
-        error = None
-        try:
-            torch.set_num_threads(threads_each)
-            while not stop.is_set():
-                index = pool.take()
-                if index is None:
-                    break
-                record = next(pool.runs[index], None)
-                if record is None:  # the run has ended and stays out of the pool
-                    members[index].__dict__.pop("_task", None)
-                    continue
-                records.put((index, record))
-                pool.give_back(index, record.step)
-        except BaseException as caught:  # handed to the calling thread, which raises it
-            error = caught
-        finally:
-            records.put((_DONE, error))
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
     start = time.perf_counter()
-    per_member = members[0].max_iterations
-    steps = [0] * len(members)
-    losses = [math.nan] * len(members)
-    running = len(threads)
-    try:
-        for thread in threads:
-            thread.start()
-        while running:
-            index, record = records.get()
-            if index is _DONE:
-                running -= 1
-                if record is not None:
-                    raise record
-                continue
-            steps[index] = record.step
-            losses[index] = record.total
-            yield EnsembleProgress(
-                step=sum(steps),
-                total_steps=per_member * len(members),
-                losses=tuple(losses),
-                elapsed=time.perf_counter() - start,
-                batched=False,
-            )
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        torch.set_num_threads(total_threads)
-        for run in pool.runs:
-            run.close()  # stopped runs keep their steps; finished ones are already closed
-
-
-class _RunPool:
-    """Training runs of equal length shared by worker threads: each run is advanced by one thread
-    at a time, and a free thread takes the waiting run with the fewest steps done, i.e. the most
-    steps left (the lowest index among equals)."""
-
-    def __init__(self, runs: list[Iterator[Any]]) -> None:
-        self.runs = runs
-        self._waiting = dict.fromkeys(range(len(runs)), 0)  # runs no thread holds: steps done
-        self._lock = threading.Lock()
-
-    def take(self) -> int | None:
-        """The index of the run to advance next; ``None`` when every run left is held by another
-        thread (a run is advanced by one thread at a time, so this thread has nothing to do)."""
-        with self._lock:
-            if not self._waiting:
-                return None
-            index = min(self._waiting, key=lambda i: (self._waiting[i], i))
-            del self._waiting[index]
-            return index
-
-    def give_back(self, index: int, steps_done: int) -> None:
-        """Return a run after advancing it to ``steps_done`` steps."""
-        with self._lock:
-            self._waiting[index] = steps_done
+    per_member = sessions[0].total_steps
+    steps = [0] * len(sessions)
+    losses = [math.nan] * len(sessions)
+    runs = [_member_run(session, yield_every) for session in sessions]
+    left = [session.steps_left for session in sessions]
+    for index, record in train_side_by_side(runs, workers, left):
+        if isinstance(record, RunFinished):
+            continue
+        steps[index] = record.step
+        losses[index] = record.total
+        yield EnsembleProgress(
+            step=sum(steps),
+            total_steps=per_member * len(sessions),
+            losses=tuple(losses),
+            elapsed=time.perf_counter() - start,
+            batched=False,
+        )
 
 
 class _BatchedTraining:
-    """K started estimators trained as one model with stacked parameters."""
+    """K begun training sessions trained as one model with stacked parameters.
 
-    def __init__(self, members: Sequence[CEBRA], precision: str) -> None:
-        self.members = list(members)
-        self.size = len(members)
-        first = members[0]
-        objective = first._task.objective
+    What it shares with a single run: the sessions' samplers (each member draws its own batches),
+    the gradient step (``training.optimizer_step``), Adam (``training.adam``, over the stacked
+    parameters: K independent Adams) and the solvers' bookkeeping (``Solver.record``). What stays
+    its own: the grouped encoder and stacked criterion (K models at once) and the copy of the
+    stacked weights and Adam state back into the members' models and optimizers at every record.
+    """
+
+    def __init__(self, sessions: Sequence[TrainingSession], precision: str) -> None:
+        self.sessions = list(sessions)
+        self.size = len(sessions)
+        objective = sessions[0].objective
+        device = objective.windows.data.device
         self.batch_size = objective.batch_size
-        self.samplers = [member._task.objective.sampler for member in members]
-        self.encoder = _GroupedEncoder(
-            first.model_, objective.windows.data, [member.model_ for member in members]
-        )
+        self.samplers = [session.objective.sampler for session in sessions]
+        models = [session.estimator.model_ for session in sessions]
+        self.encoder = _GroupedEncoder(models[0], objective.windows.data, models)
         self.criterion = _StackedCriterion(
-            [member.solver_.criterion for member in members], objective.windows.data.device
+            [session.solver.criterion for session in sessions], device
         )
         leaves = [*self.encoder.parameters, *self.criterion.parameters]
-        self.optimizer = adam(
-            leaves, first.learning_rate, dict(first.optimizer_kwargs), objective.windows.data.device
-        )
+        first = sessions[0].estimator
+        self.optimizer = adam(leaves, first.learning_rate, dict(first.optimizer_kwargs), device)
         self.autocast = torch.autocast(
-            device_type=objective.windows.data.device.type,
-            dtype=torch.bfloat16,
-            enabled=precision == "bfloat16",
+            device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
         )
 
     def run(self, yield_every: int) -> Iterator[EnsembleProgress]:
-        total_steps = self.members[0].max_iterations
+        total_steps = self.sessions[0].total_steps
         start = time.perf_counter()
         pending: list[torch.Tensor] = []
         try:
@@ -454,18 +397,23 @@ class _BatchedTraining:
                     yield EnsembleProgress(
                         step=step,
                         total_steps=total_steps,
-                        losses=tuple(m.solver_.history[-1] for m in self.members),
+                        losses=tuple(s.solver.history[-1] for s in self.sessions),
                         elapsed=time.perf_counter() - start,
                         batched=True,
                     )
         finally:
             self._record(pending)
             self._write_back()
-            for member in self.members:
-                member.__dict__.pop("_task", None)
 
     def _step(self) -> torch.Tensor:
         """One optimizer step of every member; returns the (K, 4) statistics on the device."""
+        terms = optimizer_step(self.optimizer, self._loss)
+        _, total, pos, neg = terms
+        with torch.no_grad():
+            return torch.stack([pos, neg, total, self.criterion.temperatures()], dim=1).detach()
+
+    def _loss(self) -> tuple[torch.Tensor, ...]:
+        """``(sum of the members' losses, total, pos, neg)``, the last three of shape ``(K,)``."""
         batches = [sampler.sample(self.batch_size) for sampler in self.samplers]
         sizes = (
             batches[0].reference.shape[0],
@@ -473,37 +421,30 @@ class _BatchedTraining:
             batches[0].negative.shape[0],
         )
         centres = torch.stack([torch.cat([b.reference, b.positive, b.negative]) for b in batches])
-        self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
             embedded = self.encoder(centres)
         reference, positive, negative = embedded.float().split(sizes, dim=1)
         total, pos, neg = self.criterion(reference, positive, negative)
-        total.sum().backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            return torch.stack([pos, neg, total, self.criterion.temperatures()], dim=1).detach()
+        return total.sum(), total, pos, neg
 
     def _record(self, pending: list[torch.Tensor]) -> None:
         """Append the pending per-step statistics to every member's history and log."""
         if not pending:
             return
-        stats = torch.stack(pending).cpu().numpy()  # (steps, K, 4)
-        for index, member in enumerate(self.members):
-            solver = member.solver_
-            for row in stats[:, index].tolist():
-                solver.history.append(row[2])
-                for key, value in zip(STAT_KEYS, row, strict=True):
-                    solver.log[key].append(value)
+        stats = torch.stack(pending).cpu()  # (steps, K, 4), one transfer
+        for index, session in enumerate(self.sessions):
+            session.solver.record(list(stats[:, index]))
 
     def _write_back(self) -> None:
         """Copy the stacked weights and Adam state into every member's model and optimizer."""
         with torch.no_grad():
-            for index, member in enumerate(self.members):
-                targets = [*member.model_.parameters(), *member.solver_.criterion.parameters()]
+            for index, session in enumerate(self.sessions):
+                solver = session.solver
+                targets = [*solver.model.parameters(), *solver.criterion.parameters()]
                 sources = [*self.encoder.parameters, *self.criterion.parameters]
                 for target, stacked in zip(targets, sources, strict=True):
                     target.copy_(stacked[index])
-                    self._copy_adam_state(member.solver_.optimizer, target, stacked, index)
+                    self._copy_adam_state(solver.optimizer, target, stacked, index)
 
     def _copy_adam_state(
         self,
@@ -529,7 +470,7 @@ class _StackedCriterion:
         self.similarity = torch.vmap(_SIMILARITIES[first.distance])
         self.infonce = torch.vmap(infonce_from_similarities)
         self.learnable = first.learnable
-        self.max_inverse = getattr(first, "_max_inverse_temperature", None)
+        self.max_inverse = first.max_inverse_temperature
         if self.learnable:
             stacked = torch.stack([c.log_inverse_temperature.detach() for c in criteria])
             self.log_inverse = stacked.clone().requires_grad_(True)

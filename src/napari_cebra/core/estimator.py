@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import torch
 
     from napari_cebra.core.offset import Offset
+    from napari_cebra.core.serialization import ModelState
+    from napari_cebra.core.session import TrainingSession
     from napari_cebra.core.training import Objective, Solver, TrainingProgress
 
 DEFAULT_OPTIMIZER_KWARGS = (
@@ -278,15 +280,11 @@ class CEBRA(TransformerMixin, BaseEstimator):
         CEBRA
             ``self``.
         """
-        self._train_to_end(
-            X,
-            y,
-            reset=True,
-            adapt=adapt,
-            callback=callback,
-            callback_frequency=callback_frequency,
-        )
-        self.__dict__.pop("_task", None)
+        with self.begin(
+            X, *y, adapt=adapt, callback=callback, callback_frequency=callback_frequency
+        ) as session:
+            self._train_to_end(session)
+            session.close(release=True)
         return self
 
     def partial_fit(
@@ -307,20 +305,80 @@ class CEBRA(TransformerMixin, BaseEstimator):
         CEBRA
             ``self``.
         """
-        self._train_to_end(
-            X, y, reset=False, callback=callback, callback_frequency=callback_frequency
-        )
+        with self.begin(
+            X, *y, reset=False, callback=callback, callback_frequency=callback_frequency
+        ) as session:
+            self._train_to_end(session)
         return self
 
-    def _train_to_end(self, X: Any, y: tuple[Any, ...], **fit_options: Any) -> None:
-        """Run :meth:`iter_fit` to its end, yielding only every few steps (more when verbose)."""
+    def _train_to_end(self, session: TrainingSession) -> None:
+        """Run ``session`` to its end, yielding only every few steps (more when verbose)."""
         chunk = _FIT_CHUNK_VERBOSE if self.verbose else _FIT_CHUNK_QUIET
-        for _ in self.iter_fit(X, *y, yield_every=chunk, max_interval=None, **fit_options):
+        for _ in session.run(yield_every=chunk, max_interval=None):
             pass
 
     def fit_transform(self, X: Any, *y: Any, **fit_params: Any) -> np.ndarray:
         """``fit(X, *y)`` then ``transform(X)``."""
         return self.fit(X, *y, **fit_params).transform(X)
+
+    def begin(
+        self,
+        X: Any,
+        *y: Any,
+        reset: bool = True,
+        adapt: bool = False,
+        callback: Callable[[int, Solver], None] | None = None,
+        callback_frequency: int | None = None,
+    ) -> TrainingSession:
+        """Start a training run on ``X`` (and labels ``y``) and return it as a session.
+
+        Validates the inputs, builds the model, criterion, optimizer and sampler and sets the
+        fitted attributes (``transform`` works from here on); the steps are done by the session
+        (:meth:`TrainingSession.run <napari_cebra.core.session.TrainingSession.run>`). This is
+        the seam ``fit``, ``partial_fit``, ``iter_fit``, ensembles, sweeps and GUIs train through.
+
+        Parameters
+        ----------
+        X, *y
+            As for :meth:`fit`.
+        reset : bool
+            ``True``: a new model (``fit``) trained for ``max_iterations`` steps. ``False``:
+            ``max_iterations`` more steps of the current run if there is one (``partial_fit``),
+            else a new one.
+        adapt, callback, callback_frequency
+            As for :meth:`fit` (an adaptation run has ``max_adapt_iterations`` steps).
+
+        Returns
+        -------
+        TrainingSession
+        """
+        from napari_cebra.core.session import TrainingSession
+
+        if callback_frequency is not None and callback is None:
+            raise ValueError("callback_frequency requires to specify a callback.")
+        if callback_frequency is not None:
+            validation.check_positive_int("callback_frequency", callback_frequency)
+        if adapt and self.__sklearn_is_fitted__():
+            self._start_adaptation(X, y)
+            num_steps = self.max_adapt_iterations
+        else:
+            if reset or getattr(self, "_task", None) is None:
+                self._start(X, y)
+            else:
+                self._check_continuation(X)
+            num_steps = self.max_iterations
+        return TrainingSession(
+            self,
+            self._task.objective,
+            num_steps,
+            callback=callback,
+            callback_frequency=callback_frequency,
+            release=self._release_task,
+        )
+
+    def _release_task(self) -> None:
+        """Drop the ``partial_fit`` continuation (data on the device, sampler)."""
+        self.__dict__.pop("_task", None)
 
     def iter_fit(
         self,
@@ -335,11 +393,10 @@ class CEBRA(TransformerMixin, BaseEstimator):
     ) -> Iterator[TrainingProgress]:
         """Train step by step, yielding a :class:`TrainingProgress` every ``yield_every`` steps.
 
-        The generator is the engine of ``fit`` and ``partial_fit`` and the entry point of GUIs:
-        after its first yield the estimator is fitted (``transform`` works) and it stays consistent
-        between yields; closing it early (``.close()`` or leaving the loop) keeps the partially
-        trained model, with its history holding exactly the steps done. Input checks run when
-        iteration starts.
+        A generator over :meth:`begin` and its session's ``run``: after its first yield the
+        estimator is fitted (``transform`` works) and it stays consistent between yields; closing
+        it early (``.close()`` or leaving the loop) keeps the partially trained model, with its
+        history holding exactly the steps done. Input checks run when iteration starts.
 
         Parameters
         ----------
@@ -351,67 +408,23 @@ class CEBRA(TransformerMixin, BaseEstimator):
             Also yield whenever this many seconds passed since the last record (default 0.2 s),
             so that a caller can stop within about one step plus ``max_interval`` however slow a
             step is. ``None``: yield by step count only.
-        reset : bool
-            ``True``: start a new model (``fit``). ``False``: continue the current run if there is
-            one (``partial_fit``), else start one.
-        adapt, callback, callback_frequency
-            As for :meth:`fit`.
+        reset, adapt, callback, callback_frequency
+            As for :meth:`begin`.
 
         Yields
         ------
         TrainingProgress
         """
         validation.check_positive_int("yield_every", yield_every)
-        if callback_frequency is not None and callback is None:
-            raise ValueError("callback_frequency requires to specify a callback.")
-        if callback_frequency is not None:
-            validation.check_positive_int("callback_frequency", callback_frequency)
-        if adapt and self.__sklearn_is_fitted__():
-            self._start_adaptation(X, y)
-            num_steps = self.max_adapt_iterations
-        else:
-            if reset or getattr(self, "_task", None) is None:
-                self._start(X, y)
-            else:
-                self._check_continuation(X)
-            num_steps = self.max_iterations
-        yield from self._train(num_steps, yield_every, callback, callback_frequency, max_interval)
-
-    def _train(
-        self,
-        num_steps: int,
-        yield_every: int,
-        callback: Callable[[int, Solver], None] | None,
-        callback_frequency: int | None,
-        max_interval: float | None,
-    ) -> Iterator[TrainingProgress]:
-        from napari_cebra.core.training import format_stats
-
-        bar = self._progress_bar(num_steps)
-        try:
-            runs = self.solver_.run(
-                self._task.objective,
-                num_steps,
-                yield_every,
-                callback,
-                callback_frequency,
-                max_interval,
-            )
-            for progress in runs:
-                if bar is not None:
-                    bar.set_description(format_stats(self.solver_.last_stats()), refresh=False)
-                    bar.update(progress.step - bar.n)
-                yield progress
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _progress_bar(self, num_steps: int) -> Any:
-        if not self.verbose:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=num_steps)
+        with self.begin(
+            X,
+            *y,
+            reset=reset,
+            adapt=adapt,
+            callback=callback,
+            callback_frequency=callback_frequency,
+        ) as session:
+            yield from session.run(yield_every=yield_every, max_interval=max_interval)
 
     def _start(self, X: Any, y: tuple[Any, ...]) -> None:
         """Validate everything, build model, criterion, optimizer and sampler; set fitted state."""
@@ -870,28 +883,84 @@ class CEBRA(TransformerMixin, BaseEstimator):
     # persistence
     # ------------------------------------------------------------------------------------------
 
-    def _restore_fitted(
-        self,
-        *,
-        device: str,
-        solver_name: str,
-        label_types: list,
-        n_features: int | list[int],
-        seed: int | None,
-        solver_state: dict[str, Any],
-    ) -> None:
-        """Rebuild encoder(s), criterion, optimizer and solver from a saved solver state.
+    def to_state(self) -> ModelState:
+        """The fitted estimator as a plain state: constructor parameters, fitted attributes and
+        the solver state (tensors on the training device); what a model file holds.
 
-        Used by ``core.serialization``; raises ``ValueError`` if the state does not fit the
-        parameters (e.g. weights of another architecture, or input widths the weights do not
-        have). The shapes are compared on storage-free models first, so sizes claimed by a file
-        are never allocated unless its tensors have them.
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
         """
+        from napari_cebra.core.serialization import ModelState
+
+        check_is_fitted(self, "n_features_")
+        return ModelState(
+            params=self.get_params(),
+            device=self.device_,
+            solver_name=self.solver_name_,
+            label_types=list(self.label_types_),
+            n_features=self.n_features_in_,
+            seed=self.seed_,
+            solver_state=self.solver_.state_dict(),
+            offset=(self.offset_.left, self.offset_.right),
+        )
+
+    @classmethod
+    def from_state(cls, state: ModelState, source: str = "the state") -> CEBRA:
+        """A fitted estimator built from a state of :meth:`to_state` (or read from a file).
+
+        Encoder(s), criterion, optimizer and solver are rebuilt and the solver state loaded. The
+        tensor shapes are compared on storage-free models first, so sizes claimed by a file are
+        never allocated unless its tensors have them.
+
+        Parameters
+        ----------
+        state : ModelState
+        source : str
+            Names the state's origin in warnings and errors (e.g. the file's path).
+
+        Returns
+        -------
+        CEBRA
+
+        Raises
+        ------
+        ValueError
+            If the state does not fit its parameters (e.g. weights of another architecture, or
+            input widths the weights do not have).
+
+        Warns
+        -----
+        UserWarning
+            For parameters this version does not know (they are ignored).
+        """
+        known = cls().get_params()
+        unknown = sorted(set(state.params) - set(known))
+        if unknown:
+            warnings.warn(
+                f"{source} has parameters this napari-cebra does not know, ignored: {unknown}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        estimator = cls(**{key: value for key, value in state.params.items() if key in known})
+        try:
+            estimator._restore_fitted(state)
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{source} does not contain a usable {state.params.get('model_architecture')!r} "
+                f"model: {type(error).__name__}: {error}"
+            ) from None
+        return estimator
+
+    def _restore_fitted(self, state: ModelState) -> None:
+        """Rebuild encoder(s), criterion, optimizer and solver from ``state``."""
         import torch
 
         from napari_cebra.core.models import init_empty
         from napari_cebra.core.training import HYBRID_STAT_KEYS, STAT_KEYS, Solver
 
+        n_features, solver_state, device = state.n_features, state.solver_state, state.device
         multi_session = isinstance(n_features, list)
         widths = list(n_features) if multi_session else [n_features]
         model_state = solver_state["model"]
@@ -916,17 +985,29 @@ class CEBRA(TransformerMixin, BaseEstimator):
             criterion.state_dict(), solver_state["criterion"], "the criterion's parameters"
         )
         _check_optimizer_state(optimizer, solver_state["optimizer"])
-        stat_keys = HYBRID_STAT_KEYS if solver_name == SOLVER_HYBRID else STAT_KEYS
-        solver = Solver(solver_name, model, criterion, optimizer, stat_keys, n_features)
+        stat_keys = HYBRID_STAT_KEYS if state.solver_name == SOLVER_HYBRID else STAT_KEYS
+        solver = Solver(state.solver_name, model, criterion, optimizer, stat_keys, n_features)
         solver.load_state_dict(solver_state)
-        self._set_fitted(model, solver, device, solver_name, label_types, n_features, seed)
+        self._set_fitted(
+            model, solver, device, state.solver_name, state.label_types, n_features, state.seed
+        )
 
     def save(self, filename: Any, backend: str = "sklearn") -> None:
         """Write the fitted model to ``filename`` (our versioned format, see
-        ``core.serialization``); ``~`` is expanded and an existing file is replaced atomically."""
-        from napari_cebra.core.serialization import save_estimator
+        ``core.serialization``); ``~`` is expanded and an existing file is replaced atomically.
 
-        save_estimator(self, filename, backend=backend)
+        Raises
+        ------
+        ValueError
+            If the estimator is not fitted or ``backend`` is not ``"sklearn"``.
+        """
+        from napari_cebra.core.serialization import write_model_file
+
+        if not self.__sklearn_is_fitted__():
+            raise ValueError(
+                "CEBRA object is not fitted. Saving a non-fitted model is not supported."
+            )
+        write_model_file(self.to_state(), filename, backend=backend)
 
     @classmethod
     def load(cls, filename: Any, backend: str = "auto", **kwargs: Any) -> CEBRA:
@@ -937,9 +1018,12 @@ class CEBRA(TransformerMixin, BaseEstimator):
         its tensors are checked against the model's architecture (see ``core.serialization``);
         a damaged or inconsistent file raises a ``ValueError`` naming it.
         """
-        from napari_cebra.core.serialization import load_estimator
+        from pathlib import Path
 
-        return load_estimator(filename, backend=backend, **kwargs)
+        from napari_cebra.core.serialization import read_model_file
+
+        state = read_model_file(filename, backend=backend, **kwargs)
+        return cls.from_state(state, source=repr(str(Path(filename).expanduser())))
 
 
 # ----------------------------------------------------------------------------------------------

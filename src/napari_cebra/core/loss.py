@@ -193,6 +193,11 @@ class InfoNCE(nn.Module):
         """Whether the temperature is a trained parameter."""
         return self.temperature_mode == "auto"
 
+    @property
+    def max_inverse_temperature(self) -> float | None:
+        """Upper bound of the learnable inverse temperature (``1 / min_temperature``), if any."""
+        return self._max_inverse_temperature
+
     def inverse_temperature(self) -> torch.Tensor | float:
         """Current inverse temperature (a tensor with gradient in ``"auto"`` mode)."""
         if not self.learnable:

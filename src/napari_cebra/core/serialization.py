@@ -30,15 +30,13 @@ from __future__ import annotations
 import pickle
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from napari_cebra.core.files import replace_file_atomically
-
-if TYPE_CHECKING:
-    from napari_cebra.core.estimator import CEBRA
 
 FORMAT = "napari-cebra"
 FORMAT_VERSION = 1
@@ -53,6 +51,44 @@ _TENSOR_PLACES = {
     ("state_dict", "optimizer", "state"): 2,
     ("state_dict", "loss"): 0,
 }
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What a model file holds, as plain values and tensors (no estimator).
+
+    ``CEBRA.to_state`` makes one and ``CEBRA.from_state`` builds an estimator from one; this
+    module only writes and reads them.
+
+    Attributes
+    ----------
+    params : dict
+        Constructor parameters.
+    device : str
+        The device the model lives on (when read: the saved one if it exists here, else the CPU).
+    solver_name : str
+        ``"single-session"``, ``"single-session-full"``, ``"single-session-hybrid"`` or
+        ``"multi-session"``.
+    label_types : list
+        ``(np.dtype, shape)`` of the fit's label arrays (per session in nested lists).
+    n_features : int or list of int
+        Input width(s).
+    seed : int or None
+        The seed training used (``None`` for cebra files).
+    solver_state : dict
+        ``Solver.state_dict()``: ``model``, ``optimizer``, ``loss``, ``log``, ``criterion``, ….
+    offset : tuple of int, optional
+        ``(left, right)`` receptive field of the encoder (written to our files for readers).
+    """
+
+    params: dict[str, Any]
+    device: str
+    solver_name: str
+    label_types: list
+    n_features: int | list[int]
+    seed: int | None
+    solver_state: dict[str, Any]
+    offset: tuple[int, int] | None = None
 
 
 class _CebraOffsetRecord:
@@ -80,13 +116,13 @@ class _CebraOffsetRecord:
 # ----------------------------------------------------------------------------------------------
 
 
-def save_estimator(estimator: CEBRA, filename: Any, backend: str = "sklearn") -> None:
-    """Write a fitted estimator to ``filename`` in our versioned format.
+def write_model_file(state: ModelState, filename: Any, backend: str = "sklearn") -> None:
+    """Write ``state`` to ``filename`` in our versioned format.
 
     Parameters
     ----------
-    estimator : CEBRA
-        A fitted estimator.
+    state : ModelState
+        A fitted estimator's state (``CEBRA.to_state``).
     filename : str or os.PathLike
         Destination; replaced atomically if it exists.
     backend : str
@@ -96,41 +132,38 @@ def save_estimator(estimator: CEBRA, filename: Any, backend: str = "sklearn") ->
     Raises
     ------
     ValueError
-        If the estimator is not fitted or the backend is not ``"sklearn"``.
+        If the backend is not ``"sklearn"``.
     """
     if backend != "sklearn":
         raise ValueError(
             f"backend={backend!r} is not supported: only 'sklearn' files (plain data, loadable "
             "without executing code) are written."
         )
-    if not estimator.__sklearn_is_fitted__():
-        raise ValueError("CEBRA object is not fitted. Saving a non-fitted model is not supported.")
-    write_atomically(Path(filename), _payload(estimator))
+    write_atomically(Path(filename), _payload(state))
 
 
-def _payload(estimator: CEBRA) -> dict[str, Any]:
+def _payload(model: ModelState) -> dict[str, Any]:
     import sklearn
     import torch
 
     import napari_cebra
 
-    offset = estimator.offset_
     state = {
-        "device_": estimator.device_,
-        "offset_": [offset.left, offset.right],
-        "solver_name_": estimator.solver_name_,
-        "label_types_": _encode_label_types(estimator.label_types_),
-        "n_features_": estimator.n_features_,
-        "n_features_in_": estimator.n_features_in_,
-        "num_sessions_": estimator.num_sessions_,
-        "seed_": estimator.seed_,
+        "device_": model.device,
+        "offset_": None if model.offset is None else list(model.offset),
+        "solver_name_": model.solver_name,
+        "label_types_": _encode_label_types(model.label_types),
+        "n_features_": model.n_features,
+        "n_features_in_": model.n_features,
+        "num_sessions_": len(model.n_features) if isinstance(model.n_features, list) else None,
+        "seed_": model.seed,
     }
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "params": _plain(estimator.get_params()),
+        "params": _plain(model.params),
         "state": _plain(state),
-        "state_dict": _plain(_on_cpu(estimator.solver_.state_dict())),
+        "state_dict": _plain(_on_cpu(model.solver_state)),
         "metadata": {
             "napari_cebra_version": napari_cebra.__version__,
             "torch_version": str(torch.__version__),
@@ -214,9 +247,9 @@ def _dtype_spec(dtype: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
-def load_estimator(
+def read_model_file(
     filename: Any, backend: str = "auto", weights_only: bool | None = None, **kwargs: Any
-) -> CEBRA:
+) -> ModelState:
     """Read a model file written by ``CEBRA.save`` (ours) or by ``cebra`` 0.6.x.
 
     Parameters
@@ -233,15 +266,16 @@ def load_estimator(
 
     Returns
     -------
-    CEBRA
-        A fitted estimator.
+    ModelState
+        The file's state, for ``CEBRA.from_state`` (which checks the weights against the
+        architecture).
 
     Raises
     ------
     ValueError
         If the file is corrupt (a checksum does not match), truncated, not a model file, written
-        by a newer or an invalid format version, holds tensors a model file does not have or
-        weights that do not fit its architecture, or contains pickled objects other than plain
+        by a newer or an invalid format version, holds tensors a model file does not have, an
+        unknown solver name or invalid input widths, or contains pickled objects other than plain
         data (nothing is executed).
     FileNotFoundError
         If the file does not exist.
@@ -379,7 +413,7 @@ def _safe_globals() -> list:
     ]
 
 
-def _from_ours(payload: dict[str, Any], path: Path) -> CEBRA:
+def _from_ours(payload: dict[str, Any], path: Path) -> ModelState:
     version = payload.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(
@@ -406,7 +440,7 @@ def _from_ours(payload: dict[str, Any], path: Path) -> CEBRA:
     )
 
 
-def _from_cebra(payload: dict[str, Any], path: Path) -> CEBRA:
+def _from_cebra(payload: dict[str, Any], path: Path) -> ModelState:
     state, solver_state = payload["state"], payload["state_dict"]
     if not isinstance(state, dict) or not isinstance(solver_state, dict):
         raise ValueError(f"{str(path)!r} is damaged: 'state' or 'state_dict' is not a dictionary.")
@@ -438,38 +472,30 @@ def _restore(
     n_features: Any,
     seed: Any,
     solver_state: dict[str, Any],
-) -> CEBRA:
-    """Build the estimator and load its solver state; every problem becomes a ``ValueError``."""
-    from napari_cebra.core.estimator import CEBRA
-
+) -> ModelState:
+    """The state of a file's entries; an unknown solver or invalid widths are a ``ValueError``."""
     if solver_name not in _SOLVER_NAMES:
         raise ValueError(f"{str(path)!r} has an unknown solver_name_ {solver_name!r}.")
     if not _is_width(n_features):
         raise ValueError(f"{str(path)!r} has an invalid n_features_in_ {n_features!r}.")
-    known = CEBRA().get_params()
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        warnings.warn(
-            f"{str(path)!r} has parameters this napari-cebra does not know, ignored: {unknown}.",
-            UserWarning,
-            stacklevel=3,
-        )
-    estimator = CEBRA(**{key: value for key, value in params.items() if key in known})
+    if not isinstance(params, dict):
+        raise ValueError(f"{str(path)!r} is damaged: its parameters are not a dictionary.")
     try:
-        estimator._restore_fitted(
-            device=_usable_device(device, path),
-            solver_name=solver_name,
-            label_types=_decode_label_types(label_types),
-            n_features=n_features,
-            seed=seed,
-            solver_state=solver_state,
-        )
-    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        label_types = _decode_label_types(label_types)
+    except (TypeError, ValueError) as error:
         raise ValueError(
             f"{str(path)!r} does not contain a usable {params.get('model_architecture')!r} model: "
             f"{type(error).__name__}: {error}"
         ) from None
-    return estimator
+    return ModelState(
+        params=params,
+        device=_usable_device(device, path),
+        solver_name=solver_name,
+        label_types=label_types,
+        n_features=n_features,
+        seed=seed,
+        solver_state=solver_state,
+    )
 
 
 def _is_width(value: Any) -> bool:

@@ -9,7 +9,7 @@ the host once per yielded record, so a CUDA run does not synchronise at every st
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -251,6 +251,22 @@ def adam(
     return torch.optim.Adam(parameters, lr=learning_rate, **{**fused, **options})
 
 
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, loss: Callable[[], Sequence[torch.Tensor]]
+) -> Sequence[torch.Tensor]:
+    """One gradient step: clear the gradients, evaluate ``loss()``, backpropagate its first term
+    (a scalar: the objective) and update the parameters; returns the terms ``loss()`` gave.
+
+    The step of every training run (:meth:`Solver.step`, and the grouped ensemble model of
+    ``core.ensemble``).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    terms = loss()
+    terms[0].backward()
+    optimizer.step()
+    return terms
+
+
 class Solver:
     """Encoder(s), criterion, optimizer and history of one training run.
 
@@ -338,6 +354,8 @@ class Solver:
         callback: Callable[[int, Solver], None] | None = None,
         callback_frequency: int | None = None,
         max_interval: float | None = None,
+        first_step: int = 0,
+        total_steps: int | None = None,
     ) -> Iterator[TrainingProgress]:
         """Train ``num_steps`` steps, yielding a :class:`TrainingProgress` every ``yield_every``
         steps, after the last one, and whenever ``max_interval`` seconds passed since the last
@@ -345,36 +363,41 @@ class Solver:
 
         Between yields the history and log hold every finished step. ``callback(step, solver)``
         (0-based step) is called after steps where ``step % callback_frequency == 0``.
+
+        ``first_step`` steps of the run were done before (by earlier calls): steps are counted
+        from there, and the records report ``total_steps`` (default ``first_step + num_steps``).
         """
+        end = first_step + num_steps
+        total_steps = end if total_steps is None else total_steps
         start = last_yield = time.perf_counter()
         pending: list[torch.Tensor] = []
         self.model.train()
-        for step in range(num_steps):
-            pending.append(self._step(objective))
+        for step in range(first_step, end):
+            pending.append(self.step(objective))
             calls_back = bool(callback and callback_frequency and step % callback_frequency == 0)
             reports = (
                 (step + 1) % yield_every == 0
-                or step + 1 == num_steps
+                or step + 1 == end
                 or (max_interval is not None and time.perf_counter() - last_yield >= max_interval)
             )
             if calls_back or reports:
-                self._record(pending)
+                self.record(pending)
                 pending = []
             if calls_back:
                 callback(step, self)
             if reports:
-                yield self._progress(step + 1, num_steps, time.perf_counter() - start)
+                yield self._progress(step + 1, total_steps, time.perf_counter() - start)
                 last_yield = time.perf_counter()
             if calls_back or reports:
                 # the caller may have switched the encoder to eval mode (e.g. by transforming)
                 self.model.train()
 
-    def _step(self, objective: Objective) -> torch.Tensor:
-        """One optimizer step; returns the step's statistics as a device tensor."""
-        self.optimizer.zero_grad(set_to_none=True)
-        terms = objective.loss(self.model, self._loss_function)
-        terms[0].backward()
-        self.optimizer.step()
+    def step(self, objective: Objective) -> torch.Tensor:
+        """One optimizer step on a batch of ``objective``; returns the step's statistics
+        (``stat_keys`` order) as a device tensor, to be passed to :meth:`record`."""
+        terms = optimizer_step(
+            self.optimizer, lambda: objective.loss(self.model, self._loss_function)
+        )
         with torch.no_grad():
             temperature = self._temperature(terms[0].device)
             stats = torch.stack([terms[1], terms[2], terms[0], temperature, *terms[3:]])
@@ -390,8 +413,9 @@ class Solver:
             )
         return self._constant_temperature
 
-    def _record(self, pending: list[torch.Tensor]) -> None:
-        """Copy pending per-step statistics to the host (one transfer) and append them."""
+    def record(self, pending: list[torch.Tensor]) -> None:
+        """Append per-step statistics (one ``stat_keys``-ordered tensor per step, oldest first)
+        to the history and log, copying them to the host in one transfer."""
         if not pending:
             return
         rows = torch.stack(pending).cpu().tolist()

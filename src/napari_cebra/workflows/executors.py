@@ -2,7 +2,10 @@
 
 A *task function* is a generator function ``function(task, shared)``: it yields progress records
 while it works and returns its result. The local executor runs it in this process and relays its
-records, so a GUI can show progress and stop between records. The dask executor submits one dask
+records, so a GUI can show progress and stop between records: one task after the other, or
+``workers`` tasks side by side in threads (``core.run_pool``), each thread with its share of the
+torch threads — for training runs that do not use several cores well, several side by side finish
+sooner, and each still equals the same run trained alone with that many torch threads. The dask executor submits one dask
 task per item to the cluster's workers, which run the generator to its end; results come back as
 they finish (``distributed.as_completed``).
 
@@ -17,12 +20,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from napari_cebra.core.progress import run_to_end as core_run_to_end
+from napari_cebra.core.validation import check_positive_int
 
 DASK_INSTALL_HINT = (
     "Running on a dask cluster needs dask.distributed: pip install 'napari-cebra[dask]'."
 )
 
 TaskFunction = Callable[[Any, Any], Generator[Any, None, Any]]
+# Steps left of a task that has not started: more than any started run has, so the tasks start in
+# order before started ones are advanced further.
+_NOT_STARTED = 2**62
 
 
 @dataclass(frozen=True)
@@ -63,19 +70,50 @@ def run_to_end(function: TaskFunction, task: Any, shared: Any) -> Any:
 
 
 class LocalExecutor:
-    """Runs the tasks one after the other in this process."""
+    """Runs the tasks in this process: one after the other, or side by side in threads.
+
+    Parameters
+    ----------
+    workers : int
+        ``1`` (default): one task after the other, in the calling thread. More: that many tasks
+        at a time, each in its own thread with ``torch.get_num_threads() // workers`` torch
+        threads (at least one); a free thread advances, until its next record, the task with the
+        most steps left (tasks not started yet first, in order). The task function's records
+        must then have ``step`` and ``total_steps`` attributes, and its work must not depend on
+        the thread (seeded CEBRA fits draw only from their own generators).
+    """
 
     in_process = True
+
+    def __init__(self, workers: int = 1) -> None:
+        check_positive_int("workers", workers)
+        self.workers = int(workers)
 
     def run(
         self, function: TaskFunction, tasks: Sequence[Any], shared: Any = None
     ) -> Iterator[TaskProgress | TaskDone]:
+        if self.workers > 1 and len(tasks) > 1:
+            yield from self._run_side_by_side(function, tasks, shared)
+            return
         for index, task in enumerate(tasks):
             result = yield from _relay(index, function(task, shared))
             yield TaskDone(index, result)
 
+    def _run_side_by_side(
+        self, function: TaskFunction, tasks: Sequence[Any], shared: Any
+    ) -> Iterator[TaskProgress | TaskDone]:
+        from napari_cebra.core.run_pool import RunFinished, train_side_by_side
+
+        runs = [function(task, shared) for task in tasks]
+        not_started = [_NOT_STARTED] * len(tasks)
+        for index, event in train_side_by_side(runs, self.workers, not_started):
+            if isinstance(event, RunFinished):
+                yield TaskDone(index, event.value)
+            else:
+                yield TaskProgress(index, event)
+
     def __repr__(self) -> str:
-        return "LocalExecutor()"
+        return f"LocalExecutor(workers={self.workers})" if self.workers > 1 else "LocalExecutor()"
 
 
 def _relay(index: int, generator: Generator[Any, None, Any]) -> Generator[TaskProgress, None, Any]:

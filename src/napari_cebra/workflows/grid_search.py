@@ -55,7 +55,9 @@ import numpy as np
 
 from napari_cebra.core.files import replace_file_atomically
 from napari_cebra.core.progress import run_to_end
+from napari_cebra.core.validation import check_positive_int
 from napari_cebra.workflows.executors import (
+    LocalExecutor,
     TaskDone,
     TaskProgress,
     close_executor,
@@ -264,6 +266,7 @@ class GridSearch:
         valid_datasets: Mapping[str, Any] | None = None,
         valid_fraction: float | None = None,
         executor: Any = None,
+        workers: int | None = None,
         progress: Callable[[GridProgress], None] | None = None,
     ) -> GridSearch:
         """Train (or find) every model of the grid on every dataset.
@@ -284,6 +287,14 @@ class GridSearch:
             Instead of ``valid_datasets``: hold out the last fraction of each dataset (in time).
         executor : None, "local", str or distributed.Client
             Where to train, see ``workflows.executors.resolve_executor``.
+        workers : int, optional
+            Models trained at the same time in this process (``executor`` None or ``"local"``),
+            each in its own thread with ``torch.get_num_threads() // workers`` torch threads;
+            every model equals the one a one-after-another sweep trains with that many torch
+            threads. ``None`` (default): one per torch thread (at most one per model) when every
+            model trains on the CPU with a channels-last program (``core.fast``: every plain
+            ``offset*-model``), whose single runs do not use several cores well; else ``1``, one
+            after the other.
         progress : callable, optional
             Called with every :class:`GridProgress` record.
 
@@ -311,6 +322,7 @@ class GridSearch:
             valid_datasets=valid_datasets,
             valid_fraction=valid_fraction,
             executor=executor,
+            workers=workers,
         )
         run_to_end(steps, progress)
         return self
@@ -324,12 +336,23 @@ class GridSearch:
         valid_datasets: Mapping[str, Any] | None = None,
         valid_fraction: float | None = None,
         executor: Any = None,
+        workers: int | None = None,
     ) -> Generator[GridProgress, None, None]:
         """Generator form of :meth:`fit_models`.
 
         Closing the generator stops the sweep; every model finished so far stays in
-        ``models_dir`` and in the index, and a rerun continues with the missing ones.
+        ``models_dir`` and in the index, and a rerun continues with the missing ones. Models
+        trained side by side (``workers``) report their records interleaved, each under its own
+        ``name``.
         """
+        if workers is not None:
+            check_positive_int("workers", workers, "or None to choose")
+        local = executor is None or executor == "local"
+        if not local and workers is not None:
+            raise ValueError(
+                f"workers={workers!r} applies to training in this process; leave it None with "
+                f"executor={executor!r}."
+            )
         data = _prepare_datasets(datasets, valid_datasets, valid_fraction)
         directory = Path(models_dir)
         directory.mkdir(parents=True, exist_ok=True)
@@ -346,7 +369,10 @@ class GridSearch:
         done = len(present)
         for record in present:
             yield self._progress(record, "present", done, n_models, start)
-        resolved = resolve_executor(executor)
+        if local:
+            resolved = LocalExecutor(_local_workers(tasks, data) if workers is None else workers)
+        else:
+            resolved = resolve_executor(executor)
         try:
             for event in resolved.run(_train_task, tasks, data):
                 task = tasks[event.index]
@@ -619,6 +645,42 @@ class GridSearch:
 # ----------------------------------------------------------------------------------------------
 # training one grid point (runs in this process or on a dask worker)
 # ----------------------------------------------------------------------------------------------
+
+
+def _local_workers(tasks: list[_GridTask], data: _Datasets) -> int:
+    """Models to train side by side in this process: one per torch thread (at most one per
+    model) when every model trains on the CPU with a channels-last program, else one."""
+    if len(tasks) < 2:
+        return 1
+    import torch
+
+    if all(_channels_last_on_cpu(task, data) for task in tasks):
+        return min(len(tasks), torch.get_num_threads())
+    return 1
+
+
+def _channels_last_on_cpu(task: _GridTask, data: _Datasets) -> bool:
+    """Whether ``task``'s model trains on the CPU with a channels-last program (``core.fast``);
+    decided on a storage-free encoder (nothing is allocated or drawn)."""
+    from napari_cebra.core.device import resolve_device
+    from napari_cebra.core.estimator import CEBRA
+    from napari_cebra.core.fast import compile_encoder
+    from napari_cebra.core.models import init_empty
+
+    params = {**CEBRA().get_params(), **task.params}
+    X = data.train[task.dataset_name][0]
+    try:
+        if isinstance(X, (list, tuple)) or resolve_device(params["device"]) != "cpu":
+            return False  # multi-session data, or another device
+        encoder = init_empty(
+            params["model_architecture"],
+            int(np.shape(X)[1]),
+            params["num_hidden_units"],
+            params["output_dimension"],
+        )
+    except (ValueError, KeyError, TypeError):  # left to the task to report
+        return False
+    return compile_encoder(encoder) is not None
 
 
 def _train_task(task: _GridTask, data: _Datasets) -> Generator[Any, None, dict[str, Any]]:
