@@ -33,15 +33,22 @@ def _gradients(encoder, embed, centres):
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-@pytest.mark.parametrize("frames", [150, 3000])
-def test_channels_last_program_equals_the_modules(architecture, frames):
+@pytest.mark.parametrize(
+    ("frames", "path"), [(150, "recording"), (3000, "frames"), (3000, "windows")]
+)
+def test_channels_last_program_equals_the_modules(architecture, frames, path, monkeypatch):
     """Embeddings and gradients equal the Conv1d modules', with the first layers shared over the
-    recording (150 frames) or run per window (3000 frames)."""
+    recording (150 frames, chosen), from the covered frames (3000, the path of CPUs for long
+    recordings) or per window (3000, the path of other devices)."""
     torch.manual_seed(0)
     data = torch.randn(frames, 12)
     encoder = init(architecture, 12, 16, 4)
     offset = encoder.get_offset()
     program = ChannelsLastEncoder(data, offset)
+    if path == "recording":
+        assert program.first_layer_path(compile_encoder(encoder), 3 * 40) == path
+    else:
+        monkeypatch.setattr(ChannelsLastEncoder, "first_layer_path", lambda *_: path)
     centres = torch.randint(0, frames, (3 * 40,))
     expected = encoder(WindowEncoder(data, offset, True).windows(centres))
     np.testing.assert_allclose(
@@ -64,6 +71,50 @@ def test_program_shares_first_layers_only_when_cheaper():
     assert large._shared_prefix(program, 300) == 0
 
 
+@pytest.mark.parametrize("neurons", [12, 120, 1000])
+def test_first_layer_path_stays_off_the_recording_once_it_is_long(neurons):
+    """On CPUs the first layer runs over the whole recording only while that is cheaper than
+    over the frames the batch covers, and never per window (the column matrix of every window
+    is the most expensive path); past that, the path no longer depends on the length."""
+    encoder = init("offset10-model", neurons, 32, 3)
+    program = compile_encoder(encoder)
+    paths = {
+        frames: ChannelsLastEncoder(
+            torch.empty(frames, neurons), encoder.get_offset()
+        ).first_layer_path(program, 3 * 512)
+        for frames in (2_000, 5_000, 20_000, 100_000, 1_000_000)
+    }
+    assert paths[2_000] == "recording"
+    assert paths[20_000] == paths[100_000] == paths[1_000_000] == "frames"
+    assert set(paths.values()) <= {"recording", "frames"}
+
+
+def test_frames_path_gradients_with_two_passes_before_backward():
+    """The frames path reuses one buffer from step to step; two passes whose graphs are both
+    alive do not share it, so their gradients are those of the modules."""
+    torch.manual_seed(3)
+    data = torch.randn(4000, 10)
+    encoder = init("offset10-model", 10, 16, 3)
+    offset = encoder.get_offset()
+    program = ChannelsLastEncoder(data, offset)
+    first, second = torch.randint(0, 4000, (2, 3 * 40))
+    assert program.first_layer_path(compile_encoder(encoder), 3 * 40) == "frames"
+
+    def embed_twice(embed):
+        encoder.zero_grad()
+        losses = [InfoNCE()(*embed(centres).chunk(3))[0] for centres in (first, second)]
+        (losses[0] + losses[1]).backward()
+        return [parameter.grad.clone() for parameter in encoder.parameters()]
+
+    windows = WindowEncoder(data, offset, True)
+    expected = embed_twice(lambda centres: encoder(windows.windows(centres)))
+    for a, b in zip(expected, embed_twice(lambda c: program(encoder, c)), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    repeated = embed_twice(lambda c: program(encoder, c))
+    again = embed_twice(lambda c: program(encoder, c))
+    assert all(torch.equal(a, b) for a, b in zip(repeated, again, strict=True))
+
+
 def test_sequence_embedding_equals_embed_sequence():
     torch.manual_seed(1)
     data = torch.randn(400, 7)
@@ -81,12 +132,13 @@ def test_unsupported_encoders_have_no_program(architecture):
     assert compile_encoder(init(architecture, 6, 8, 3)) is None
 
 
-def test_bfloat16_program_is_close_and_deterministic():
+@pytest.mark.parametrize("frames", [2000, 50_000])
+def test_bfloat16_program_is_close_and_deterministic(frames):
     torch.manual_seed(2)
-    data = torch.poisson(torch.full((2000, 20), 1.5))
+    data = torch.poisson(torch.full((frames, 20), 1.5))
     encoder = init("offset10-model", 20, 32, 3)
     offset = encoder.get_offset()
-    centres = torch.randint(0, 2000, (300,))
+    centres = torch.randint(0, frames, (300,))
     low = ChannelsLastEncoder(data, offset, torch.bfloat16)
     first, second = low(encoder, centres), low(encoder, centres)
     assert torch.equal(first, second)

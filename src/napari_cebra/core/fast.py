@@ -16,6 +16,11 @@ GPUs alike:
   ``N`` frames of the recording, computing that layer over the recording is cheaper; the windows
   then gather their rows from it. The convolution is translation-equivariant and has no padding,
   so this gives the per-window values exactly (up to float summation order);
+* on CPUs, once the recording is long, the first layer multiplies the distinct frames the
+  batch covers, once each, by all kernel shifts, and each window sums its shifts' products: the
+  cost of a step no longer grows with the recording, and no per-window column matrix of the
+  ``n``-wide input is copied (``ChannelsLastEncoder.first_layer_path`` picks the path from a
+  cost model);
 * every layer is one autograd function with a hand-written backward pass (weights reshaped and
   cast inside), which keeps the graph and the per-step overhead small.
 
@@ -35,6 +40,8 @@ with the host: everything stays on the training device.
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -103,6 +110,11 @@ class _ResidualConv:
 
 _Layer = _Conv | _Activation | _ResidualConv
 _COLUMN_CACHE_BYTES = 256 * 2**20
+# Cost of copying one element (gathers, column matrices) in multiply-adds of a matrix product, for
+# choosing how the first layer runs on CPUs (measured on the benchmark CPU; see
+# ``ChannelsLastEncoder.first_layer_path``).
+_COPY_COST = 16
+_FRAME_ROW_COPIES = 4  # copies of the ``k · c`` products per window row in the frames path
 
 
 def _compile_layers(modules: Sequence[nn.Module]) -> tuple[list[_Layer], bool] | None:
@@ -197,6 +209,11 @@ class _Program:
     normalize: bool
     lengths: list[int]
 
+    @property
+    def first(self) -> _Conv:
+        """The first layer, a convolution (:func:`_compile_layers` accepts no other)."""
+        return self.layers[0]  # type: ignore[return-value]
+
 
 def compile_encoder(encoder: nn.Module) -> _Program | None:
     """The channels-last program of ``encoder``, or ``None`` if it has unsupported layers.
@@ -247,6 +264,7 @@ class ChannelsLastEncoder:
         self._input_cache: torch.Tensor | None = None
         self._columns: dict[int, torch.Tensor] = {}  # transposed input columns per kernel
         self._programs: dict[int, tuple[nn.Module, _Program | None]] = {}
+        self._frame_workspace = _Workspace()
 
     @property
     def _input(self) -> torch.Tensor:
@@ -272,12 +290,15 @@ class ChannelsLastEncoder:
         program = self._checked_program(encoder)
         starts = centres.clamp(self._low, self._high) - self._low
         num_windows = int(starts.shape[0])
-        shared = self._shared_prefix(program, num_windows)
+        path = self.first_layer_path(program, num_windows)
+        shared = self._shared_prefix(program, num_windows) if path == "recording" else 0
         if shared:
             sequence = self._first_layer_over_recording(program.layers[0])
             for layer in program.layers[1:shared]:
                 sequence = self._apply_sequence(layer, sequence)
             hidden = _gather_windows(sequence, starts, program.lengths[shared - 1])
+        elif path == "frames":
+            hidden = self._first_layer_over_frames(program.layers[0], starts)
         else:
             hidden = _gather_windows(self._input, starts, self._window)
             hidden = self._apply_windows(program.layers[0], hidden)
@@ -305,6 +326,69 @@ class ChannelsLastEncoder:
                 "channels-last program; use the generic window path."
             )
         return program
+
+    def first_layer_path(self, program: _Program, num_windows: int) -> str:
+        """How the first layer runs for batches of ``num_windows`` windows.
+
+        * ``"recording"``: once over the whole recording, and the next layers too while that is
+          cheaper (:meth:`_shared_prefix`); the windows gather their rows from the result;
+        * ``"frames"``: the recording's distinct frames that the windows cover are gathered and
+          multiplied once, and each window sums its kernel shifts from these products (CPU);
+        * ``"windows"``: per window, one product of the windows' column matrix (other devices).
+
+        On CPUs the cheaper of ``"recording"`` and ``"frames"`` is taken by a cost model of
+        multiply-adds and copied elements: sharing costs ``O(N)`` per step, the frames path
+        ``O(B · L)`` whatever the length ``N`` of the recording. The choice depends only on the
+        shapes and the device, so every step of a run takes the same path.
+
+        Parameters
+        ----------
+        program : _Program
+            The encoder's compiled program.
+        num_windows : int
+            Windows per call (``3 · batch_size`` for single-session training).
+
+        Returns
+        -------
+        str
+            ``"recording"``, ``"frames"`` or ``"windows"``.
+        """
+        shared = self._shared_prefix(program, num_windows)
+        if self.data.device.type != "cpu":
+            return "recording" if shared else "windows"
+        if shared and self._recording_cost(program, shared) <= self._frames_cost(
+            program, num_windows, shared
+        ):
+            return "recording"
+        return "frames"
+
+    def _recording_cost(self, program: _Program, shared: int) -> float:
+        """Modelled cost of the first ``shared`` layers over the whole recording."""
+        first = program.first
+        channels = first.module.in_channels
+        cost = self.num_samples * 2 * channels * first.kernel * first.module.out_channels
+        columns_bytes = self.data.numel() * first.kernel * self.compute_dtype.itemsize
+        if columns_bytes > _COLUMN_CACHE_BYTES:
+            cost += self.num_samples * first.kernel * channels * _COPY_COST  # columns every step
+        for layer in program.layers[1:shared]:
+            cost += self.num_samples * _layer_cost(layer)
+        return cost
+
+    def _frames_cost(self, program: _Program, num_windows: int, shared: int) -> float:
+        """Modelled cost of the first layer over the covered frames and of layers ``1 …
+        shared − 1`` per window (the layers :meth:`_recording_cost` shares)."""
+        first = program.first
+        channels = first.module.in_channels
+        covered = num_windows * self._window
+        # expected distinct frames of ``num_windows`` windows at uniformly random positions
+        frames = self.num_samples * -math.expm1(-covered / self.num_samples)
+        outputs = first.kernel * first.module.out_channels
+        cost = frames * channels * (2 * outputs + _COPY_COST)
+        # per window row: gather the shifts' products, spread and sum the gradients per frame
+        cost += covered * outputs * _FRAME_ROW_COPIES * _COPY_COST
+        for layer, length in zip(program.layers[1:shared], program.lengths[1:shared], strict=True):
+            cost += num_windows * length * _layer_cost(layer)
+        return cost
 
     def _shared_prefix(self, program: _Program, num_windows: int) -> int:
         """Number of leading layers cheaper to run over the whole recording than per window."""
@@ -342,11 +426,68 @@ class ChannelsLastEncoder:
             conv.activation,
         )
 
+    def _first_layer_over_frames(self, conv: _Conv, starts: torch.Tensor) -> torch.Tensor:
+        """The first convolution of the windows starting at ``starts``, ``(L − k + 1, B, c)``,
+        from one product of the distinct frames they cover (see :class:`_FrameConvFunction`)."""
+        steps = torch.arange(self._window, device=starts.device)
+        frames, where = torch.unique(steps[:, None] + starts, return_inverse=True)
+        return _FrameConvFunction.apply(
+            self._input,
+            frames,
+            where,
+            conv.module.weight,
+            conv.module.bias,
+            self.compute_dtype,
+            conv.activation,
+            self._frame_workspace,
+        )
+
     def _apply_sequence(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         return _apply_layer(layer, x[:, None], self.compute_dtype)[:, 0]
 
     def _apply_windows(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         return _apply_layer(layer, x, self.compute_dtype)
+
+
+def _layer_cost(layer: _Layer) -> float:
+    """Modelled cost of one output row of ``layer`` in training (forward, weight and input
+    gradients, column matrix)."""
+    if isinstance(layer, _Activation):
+        return 0.0
+    conv = layer if isinstance(layer, _Conv) else layer.conv
+    width = conv.kernel * conv.module.in_channels
+    return width * (3 * conv.module.out_channels + _COPY_COST)
+
+
+class _Workspace:
+    """A buffer reused from step to step for the frames that :class:`_FrameConvFunction` gathers.
+
+    Large tensors allocated afresh at every step cost page faults that can take longer than the
+    products using them, so the gathered frames go into this buffer. It is lent to one autograd
+    node at a time and is free again once that node is gone (after the step's backward pass);
+    while it is lent, :meth:`take` allocates a new tensor instead.
+    """
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+        self._borrower: weakref.ref | None = None
+
+    def take(
+        self, borrower: object, rows: int, columns: int, like: torch.Tensor, most_rows: int
+    ) -> torch.Tensor:
+        """A ``(rows, columns)`` tensor of ``like``'s dtype and device, lent to ``borrower``.
+
+        A new buffer holds ``most_rows`` rows (the most that later steps can ask for), so that
+        it is allocated once.
+        """
+        if self._borrower is not None and self._borrower() is not None:
+            return like.new_empty(rows, columns)
+        size = rows * columns
+        buffer = self._buffer
+        if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
+            buffer = self._buffer = like.new_empty(max(most_rows, rows) * columns)
+        self._borrower = weakref.ref(borrower)
+        return buffer[:size].view(rows, columns)
 
 
 def _apply_layer(layer: _Layer, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -490,6 +631,84 @@ class _InputConvFunction(torch.autograd.Function):
         grad = _activation_backward(grad_output, saved, ctx.activation)
         grad_weight = _weight_grad(torch.mm(columns_t, grad), weight)
         return None, None, grad_weight, _bias_grad(grad), None, None
+
+
+class _FrameConvFunction(torch.autograd.Function):
+    """First convolution (and its activation) of windows of the constant recording ``(N, n)``
+    from the distinct frames they cover.
+
+    ``frames`` (``F``) are the distinct recording rows of the windows and ``where`` (``(L, B)``)
+    the position in ``frames`` of row ``t`` of window ``b``. The forward pass gathers the frames
+    (into a reused :class:`_Workspace`) and multiplies them once by the ``k`` kernel shifts side
+    by side, ``(F, n) @ (n, k · c)``; output row ``t`` of window ``b`` sums shift ``j``'s product
+    at frame ``where[t + j, b]``. The weight gradient is one product of the gathered frames with
+    the output gradients summed per frame and shift. Compared with the column matrix of the
+    windows this multiplies each covered frame once instead of up to ``k · B · L / F`` times and
+    copies ``F · n`` elements instead of ``B · L · n · (k + 1)``; the cost does not grow with
+    the length of the recording.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        recording: torch.Tensor,
+        frames: torch.Tensor,
+        where: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        dtype: torch.dtype,
+        activation: _Activation | None,
+        workspace: _Workspace,
+    ) -> torch.Tensor:
+        out_channels, in_channels, kernel = weight.shape
+        most_frames = min(where.numel(), recording.shape[0])
+        gathered = workspace.take(ctx, frames.shape[0], in_channels, recording, most_frames)
+        torch.index_select(recording, 0, frames, out=gathered)
+        matrix = (
+            weight.permute(1, 2, 0)
+            .to(dtype, memory_format=torch.contiguous_format)
+            .contiguous()
+            .view(in_channels, kernel * out_channels)
+        )
+        length, batch = where.shape
+        out_length = length - kernel + 1
+        shifted = (
+            torch.mm(gathered, matrix)
+            .index_select(0, where.view(-1))
+            .view(length, batch, kernel, out_channels)
+        )
+        pre_activation = shifted[:out_length, :, 0] + bias.to(dtype)
+        for shift in range(1, kernel):
+            pre_activation += shifted[shift : shift + out_length, :, shift]
+        output, saved = _activation_forward(pre_activation, activation)
+        ctx.save_for_backward(gathered, where, weight, saved)
+        ctx.activation = activation
+        return output
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        gathered, where, weight, saved = ctx.saved_tensors
+        grad = _activation_backward(grad_output, saved, ctx.activation)
+        out_channels, in_channels, kernel = weight.shape
+        length, batch = where.shape
+        out_length = length - kernel + 1
+        # the output gradient at each window row and shift, summed per frame in float32
+        spread = grad.new_zeros(length, batch, kernel, out_channels, dtype=torch.float32)
+        for shift in range(kernel):
+            spread[shift : shift + out_length, :, shift] = grad
+        per_frame = spread.new_zeros(gathered.shape[0], kernel * out_channels)
+        per_frame.index_add_(0, where.view(-1), spread.view(length * batch, -1))
+        grad_matrix = torch.mm(per_frame.to(gathered.dtype).t(), gathered)  # (k · c, n)
+        grad_weight = (
+            grad_matrix.view(kernel, out_channels, in_channels)
+            .permute(1, 2, 0)
+            .to(weight.dtype, memory_format=torch.contiguous_format)
+            .contiguous()
+        )
+        bias_grad = _bias_grad(grad.reshape(-1, out_channels))
+        return None, None, None, grad_weight, bias_grad, None, None, None
 
 
 class _ConvFunction(torch.autograd.Function):
