@@ -141,7 +141,7 @@ def test_threads_and_precision_options(recording_files, monkeypatch):
         assert main([*argv, "--batch-size", "64"]) == 0
         assert recorded == {"overrides": {"precision": "bfloat16", "batch_size": 64}, "threads": 2}
         assert main(["report", "neural.npy", "--out", "o"]) == 0
-        assert recorded["overrides"] == {"precision": "float32"}
+        assert recorded["overrides"] == {"precision": "auto"}
     finally:
         torch.set_num_threads(before)
     with pytest.raises(SystemExit):

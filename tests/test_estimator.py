@@ -47,7 +47,7 @@ def test_constructor_parameters_order_and_defaults():
     assert [(p.name, p.default) for p in parameters] == [
         *REFERENCE_PARAMETERS,
         ("seed", None),
-        ("precision", "float32"),
+        ("precision", "auto"),
     ]
     assert DEFAULT_OPTIMIZER_KWARGS == (
         ("betas", (0.9, 0.999)),
@@ -606,6 +606,45 @@ def test_bfloat16_precision_trains_deterministically_and_close_to_float32(small_
     np.testing.assert_allclose(
         first.transform(small_data), reference.transform(small_data), atol=0.05
     )
+
+
+@pytest.mark.parametrize(
+    ("device_flags", "chosen"),
+    [
+        (frozenset({"avx2", "avx512f"}), "float32"),
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), "bfloat16"),
+        (frozenset({"avx2", "amx_bf16", "amx_tile"}), "bfloat16"),
+        (frozenset(), "float32"),
+    ],
+)
+def test_auto_precision_is_bfloat16_only_where_the_cpu_runs_it(
+    small_data, fast_params, monkeypatch, tmp_path, device_flags, chosen
+):
+    """precision="auto" (the default) chooses from the CPU's features, records the choice in
+    ``precision_`` and in the model file, and trains exactly like that precision asked for."""
+    from napari_cebra.core import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: device_flags)
+    params = dict(fast_params, max_iterations=4)
+    auto = CEBRA(**params).fit(small_data)
+    assert auto.precision == "auto" and auto.precision_ == chosen
+    explicit = CEBRA(**params, precision=chosen).fit(small_data)
+    assert explicit.precision_ == chosen
+    np.testing.assert_array_equal(auto.transform(small_data), explicit.transform(small_data))
+    auto.save(tmp_path / "auto.pt")
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset())  # read on another machine
+    loaded = CEBRA.load(tmp_path / "auto.pt")
+    assert loaded.precision == "auto" and loaded.precision_ == chosen
+
+
+def test_this_machine_resolves_auto_from_its_own_cpu():
+    from napari_cebra.core.device import BFLOAT16_CPU_FLAGS, cpu_flags, resolve_precision
+
+    native = bool(BFLOAT16_CPU_FLAGS & cpu_flags())
+    assert resolve_precision("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("bfloat16", "cpu") == "bfloat16"
+    assert resolve_precision("auto", "mps") == "float32"
 
 
 def test_unknown_precision_is_named():

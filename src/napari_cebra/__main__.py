@@ -477,9 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--precision",
-        choices=["float32", "bfloat16"],
-        default="float32",
-        help="arithmetic of training (bfloat16: faster on CPUs with AVX512-BF16/AMX and GPUs)",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="arithmetic of training (auto: bfloat16 where the CPU (AVX512-BF16/AMX) or GPU "
+        "runs it natively, else float32)",
     )
     report.add_argument("--key", help="array name in an .npz/.h5 neural file")
     report.add_argument("--labels-key", help="array name in an .npz/.h5 labels file")

@@ -83,3 +83,55 @@ def _mps_available() -> bool:
 
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available() and backend.is_built())
+
+
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+"""CPU features (as Linux's ``/proc/cpuinfo`` names them) that run bfloat16 products natively."""
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The arithmetic a run uses: ``precision`` itself, or for ``"auto"`` bfloat16 where
+    ``device`` runs it natively (:func:`native_bfloat16`) and float32 elsewhere.
+
+    Parameters
+    ----------
+    precision : {"auto", "float32", "bfloat16"}
+    device : str
+        A resolved device (:func:`resolve_device`).
+
+    Returns
+    -------
+    str
+        ``"float32"`` or ``"bfloat16"``.
+    """
+    if precision != "auto":
+        return precision
+    return "bfloat16" if native_bfloat16(device) else "float32"
+
+
+def native_bfloat16(device: str) -> bool:
+    """Whether ``device`` computes bfloat16 products in hardware: a CUDA GPU with bfloat16
+    units (Ampere or later), or a CPU with AVX512-BF16 or AMX. Emulated bfloat16 (other CPUs,
+    older GPUs, MPS) counts as no."""
+    import torch
+
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        return torch.cuda.get_device_capability(index) >= (8, 0)
+    if device == "cpu":
+        return bool(BFLOAT16_CPU_FLAGS & cpu_flags())
+    return False
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none, e.g. macOS
+    and Windows, where ``"auto"`` then means float32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()

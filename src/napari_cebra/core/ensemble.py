@@ -234,7 +234,7 @@ def iter_fit_ensemble(
             batched = _batchable(first) and not first.uses_channels_last_program
         if batched:
             sessions = [first, *(member.begin(X, *y) for member in members[1:])]
-            yield from _BatchedTraining(sessions, members[0].precision).run(yield_every)
+            yield from _BatchedTraining(sessions, members[0].precision_).run(yield_every)
             return
         workers = min(len(members), torch.get_num_threads()) if workers is None else int(workers)
         if workers > 1 and len(members) > 1 and first.uses_channels_last_program:

@@ -124,11 +124,13 @@ class CEBRA(TransformerMixin, BaseEstimator):
         number of torch threads), never from torch's process-wide generator, so fits running in
         several threads at once give the results they give alone. ``None`` draws a fresh seed
         at every fit; the seed used is stored in ``seed_``.
-    precision : {"float32", "bfloat16"}
+    precision : {"auto", "float32", "bfloat16"}
         Arithmetic of the training step's matrix products (master weights, gradients, loss and
         Adam state stay float32). ``"bfloat16"`` is 1.7–2.2× faster on CPUs with AVX512-BF16 or
-        AMX and on GPUs, with unchanged goodness of fit in our benchmarks, and still
-        deterministic for a given seed; elsewhere it is emulated and slower, hence the default.
+        AMX and on GPUs with bfloat16 units, with unchanged goodness of fit in our benchmarks,
+        and still deterministic for a given seed and machine. ``"auto"`` (the default) uses it
+        where the device runs it natively and float32 elsewhere (on CPUs without those features
+        bfloat16 is emulated); the choice made is ``precision_``. ``"float32"`` forces float32.
         ``transform`` always runs in float32.
 
     Attributes
@@ -152,6 +154,9 @@ class CEBRA(TransformerMixin, BaseEstimator):
         Number of sessions (``None`` for single-session fits).
     seed_ : int
         The seed training used.
+    precision_ : {"float32", "bfloat16"}
+        The arithmetic training used (what ``precision="auto"`` chose on this machine); kept
+        in model files.
     """
 
     def __init__(
@@ -179,7 +184,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         optimizer_kwargs: tuple = DEFAULT_OPTIMIZER_KWARGS,
         masking_kwargs: tuple | None = None,
         seed: int | None = None,
-        precision: str = "float32",
+        precision: str = "auto",
     ) -> None:
         self.model_architecture = model_architecture
         self.device = device
@@ -468,21 +473,26 @@ class CEBRA(TransformerMixin, BaseEstimator):
         """Build criterion, optimizer, sampler and solver, then set every fitted attribute."""
         import torch
 
+        from napari_cebra.core.device import resolve_precision
         from napari_cebra.core.models import seed_dropout
         from napari_cebra.core.training import Solver
 
         model = model.to(device)
+        precision = resolve_precision(self.precision, device)
         seed_dropout(model, torch.Generator(device=device).manual_seed(seeds.dropout))
         criterion, optimizer = self._criterion_and_optimizer(model, device)
         offset = _first_encoder(model).get_offset()
         generator = torch.Generator(device=device).manual_seed(seeds.sampler)
-        solver_name, objective = self._build_objective(recording, model, offset, generator)
+        solver_name, objective = self._build_objective(
+            recording, model, offset, generator, precision
+        )
         solver = Solver(
             solver_name, model, criterion, optimizer, objective.stat_keys, recording.n_features
         )
         self._set_fitted(
             model, solver, device, solver_name, _label_types(recording), recording.n_features, seed
         )
+        self.precision_ = precision
         self._task = _TrainingTask(objective, recording.n_features)
 
     def _criterion_and_optimizer(
@@ -667,8 +677,9 @@ class CEBRA(TransformerMixin, BaseEstimator):
         model: torch.nn.Module,
         offset: Offset,
         generator: torch.Generator,
+        precision: str,
     ) -> tuple[str, Objective]:
-        """The loader/solver selection table of spec §1.2."""
+        """The loader/solver selection table of spec §1.2, computing in ``precision``."""
         import torch
 
         from napari_cebra.core import sampling
@@ -699,18 +710,16 @@ class CEBRA(TransformerMixin, BaseEstimator):
                 time_offset,
                 generator,
             )
-            windows = [
-                WindowEncoder(data, offset, convolutional, self.precision) for data in tensors
-            ]
+            windows = [WindowEncoder(data, offset, convolutional, precision) for data in tensors]
             return SOLVER_MULTI, MultiSessionObjective(windows, sampler, self.batch_size)
         labels = recording.labels[0]
         data = tensors[0]
         sampler = self._single_session_sampler(labels, data.shape[0], time_offset, generator)
         if self.batch_size is None:
             return SOLVER_FULL, FullBatchObjective(
-                data, sampler, offset, generator, precision=self.precision
+                data, sampler, offset, generator, precision=precision
             )
-        windows = WindowEncoder(data, offset, convolutional, self.precision)
+        windows = WindowEncoder(data, offset, convolutional, precision)
         if self.hybrid:
             return SOLVER_HYBRID, HybridObjective(windows, sampler, self.batch_size)
         return SOLVER_SINGLE, ContrastiveObjective(windows, sampler, self.batch_size)
@@ -834,7 +843,9 @@ class CEBRA(TransformerMixin, BaseEstimator):
         device = next(encoder.parameters()).device
         seed = self.seed_ if self.seed_ is not None else secrets.randbelow(2**63)
         generator = torch.Generator(device=device).manual_seed(_derive_seeds(seed).scoring)
-        _, objective = self._build_objective(recording, encoder, encoder.get_offset(), generator)
+        _, objective = self._build_objective(
+            recording, encoder, encoder.get_offset(), generator, self.precision_
+        )
         return encoder, objective
 
     def _session_encoder(self, session_id: int | None) -> tuple[Any, int]:
@@ -904,6 +915,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
             seed=self.seed_,
             solver_state=self.solver_.state_dict(),
             offset=(self.offset_.left, self.offset_.right),
+            precision=self.precision_,
         )
 
     @classmethod
@@ -991,6 +1003,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         self._set_fitted(
             model, solver, device, state.solver_name, state.label_types, n_features, state.seed
         )
+        self.precision_ = state.precision or _stated_precision(self.precision)
 
     def save(self, filename: Any, backend: str = "sklearn") -> None:
         """Write the fitted model to ``filename`` (our versioned format, see
@@ -1076,6 +1089,12 @@ def _derive_seeds(seed: int) -> _Seeds:
     state = np.random.SeedSequence(seed).generate_state(5, dtype=np.uint64)
     values = [int(value) >> 1 for value in state]
     return _Seeds(*values)
+
+
+def _stated_precision(precision: str) -> str:
+    """The arithmetic of a model file that does not record it (cebra's, and ours before
+    ``"auto"`` existed): its ``precision`` parameter, float32 when there was none."""
+    return precision if precision in ("float32", "bfloat16") else "float32"
 
 
 def _first_encoder(model: Any) -> Any:

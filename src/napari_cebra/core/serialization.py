@@ -5,7 +5,7 @@ Our file is a ``torch.save`` of a dict holding only plain Python values and tens
     {"format": "napari-cebra", "format_version": 1,
      "params": {...constructor parameters...},
      "state": {"device_", "offset_": [left, right], "solver_name_", "label_types_",
-               "n_features_", "n_features_in_", "num_sessions_", "seed_"},
+               "n_features_", "n_features_in_", "num_sessions_", "seed_", "precision_"},
      "state_dict": {...solver state: model, optimizer, loss, log, criterion, ...},
      "metadata": {"napari_cebra_version", "torch_version", "numpy_version", "sklearn_version"}}
 
@@ -79,6 +79,9 @@ class ModelState:
         ``Solver.state_dict()``: ``model``, ``optimizer``, ``loss``, ``log``, ``criterion``, ….
     offset : tuple of int, optional
         ``(left, right)`` receptive field of the encoder (written to our files for readers).
+    precision : str, optional
+        The arithmetic training used (``"float32"`` or ``"bfloat16"``; ``None`` in files that do
+        not record it).
     """
 
     params: dict[str, Any]
@@ -89,6 +92,7 @@ class ModelState:
     seed: int | None
     solver_state: dict[str, Any]
     offset: tuple[int, int] | None = None
+    precision: str | None = None
 
 
 class _CebraOffsetRecord:
@@ -157,6 +161,7 @@ def _payload(model: ModelState) -> dict[str, Any]:
         "n_features_in_": model.n_features,
         "num_sessions_": len(model.n_features) if isinstance(model.n_features, list) else None,
         "seed_": model.seed,
+        "precision_": model.precision,
     }
     return {
         "format": FORMAT,
@@ -437,6 +442,7 @@ def _from_ours(payload: dict[str, Any], path: Path) -> ModelState:
         n_features=state.get("n_features_in_"),
         seed=state.get("seed_"),
         solver_state=payload["state_dict"],
+        precision=state.get("precision_"),
     )
 
 
@@ -472,6 +478,7 @@ def _restore(
     n_features: Any,
     seed: Any,
     solver_state: dict[str, Any],
+    precision: Any = None,
 ) -> ModelState:
     """The state of a file's entries; an unknown solver or invalid widths are a ``ValueError``."""
     if solver_name not in _SOLVER_NAMES:
@@ -495,6 +502,7 @@ def _restore(
         n_features=n_features,
         seed=seed,
         solver_state=solver_state,
+        precision=precision if precision in ("float32", "bfloat16") else None,
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 CONDITIONALS = ("time", "time_delta", "delta", "delta_normal")
 DISTANCES = ("cosine", "euclidean")
 TEMPERATURE_MODES = ("constant", "auto")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
 CRITERIA = ("infonce",)
 HYBRID_BEHAVIOUR_DIMENSIONS = 3
 
@@ -372,7 +372,7 @@ def check_hyperparameters(params: dict[str, Any]) -> None:
     _check_choice("criterion", params["criterion"], CRITERIA)
     _check_choice("distance", params["distance"], DISTANCES)
     _check_choice("temperature_mode", params["temperature_mode"], TEMPERATURE_MODES)
-    _check_choice("precision", params.get("precision", "float32"), PRECISIONS)
+    _check_choice("precision", params.get("precision", "auto"), PRECISIONS)
     conditional = params["conditional"]
     if conditional is not None:
         _check_choice("conditional", conditional, CONDITIONALS)
