@@ -130,7 +130,9 @@ class CEBRA(TransformerMixin, BaseEstimator):
         AMX and on GPUs with bfloat16 units, with unchanged goodness of fit in our benchmarks,
         and still deterministic for a given seed and machine. ``"auto"`` (the default) uses it
         where the device runs it natively and float32 elsewhere (on CPUs without those features
-        bfloat16 is emulated); the choice made is ``precision_``. ``"float32"`` forces float32.
+        bfloat16 is emulated), and only for single-session mini-batch training with a fixed
+        temperature (the kinds of run whose goodness of fit it is known to keep); the choice made
+        is ``precision_``. ``"float32"`` forces float32.
         ``transform`` always runs in float32.
 
     Attributes
@@ -479,6 +481,8 @@ class CEBRA(TransformerMixin, BaseEstimator):
 
         model = model.to(device)
         precision = resolve_precision(self.precision, device)
+        if self.precision == "auto" and not self._bfloat16_verified(recording):
+            precision = "float32"
         seed_dropout(model, torch.Generator(device=device).manual_seed(seeds.dropout))
         criterion, optimizer = self._criterion_and_optimizer(model, device)
         offset = _first_encoder(model).get_offset()
@@ -494,6 +498,18 @@ class CEBRA(TransformerMixin, BaseEstimator):
         )
         self.precision_ = precision
         self._task = _TrainingTask(objective, recording.n_features)
+
+    def _bfloat16_verified(self, recording: _Recording) -> bool:
+        """Whether bfloat16 is known to reach float32's goodness of fit for this kind of run
+        (``benchmarks/bench_precision.py``): single-session mini-batch training with a fixed
+        temperature. ``precision="auto"`` keeps float32 for the others (full batch, hybrid,
+        multi-session, learnable temperature) until measured on hardware with native bfloat16."""
+        return (
+            self.batch_size is not None
+            and not self.hybrid
+            and not recording.multi_session
+            and self.temperature_mode == "constant"
+        )
 
     def _criterion_and_optimizer(
         self, model: torch.nn.Module, device: str
