@@ -809,7 +809,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         from napari_cebra.core.windows import embed_recording
 
         check_is_fitted(self, "n_features_")
-        encoder, n_features = self._session_encoder(session_id)
+        encoder, n_features = self.session_encoder(session_id)
         offset = encoder.get_offset()
         data = validation.check_data(
             X,
@@ -838,7 +838,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
             )
         return embedding.cpu().numpy().astype(np.float32, copy=False)
 
-    def _scoring_objective(
+    def scoring_objective(
         self, X: Any, y: tuple[Any, ...], session_id: int | None
     ) -> tuple[Any, Objective]:
         """The encoder of ``session_id`` and a batch source of the training kind built on new
@@ -848,7 +848,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         """
         import torch
 
-        encoder, n_features = self._session_encoder(session_id)
+        encoder, n_features = self.session_encoder(session_id)
         architecture = _architecture_info(self.model_architecture, self.num_hidden_units)
         recording = self._validate_recording(X, y, architecture)
         if recording.n_features != n_features:
@@ -864,7 +864,7 @@ class CEBRA(TransformerMixin, BaseEstimator):
         )
         return encoder, objective
 
-    def _session_encoder(self, session_id: int | None) -> tuple[Any, int]:
+    def session_encoder(self, session_id: int | None) -> tuple[Any, int]:
         """The encoder and input width selected by ``session_id`` (spec §1.5)."""
         if self.num_sessions_ is None:
             if session_id not in (None, 0):

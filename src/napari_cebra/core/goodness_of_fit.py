@@ -64,7 +64,7 @@ def iter_infonce_loss(
     import torch
 
     _check_scoring_input(model, X, y, session_id, num_batches, correct_by_batchsize)
-    encoder, objective = model._scoring_objective(X, y, session_id)
+    encoder, objective = model.scoring_objective(X, y, session_id)
     criterion = model.solver_.criterion
     was_training = encoder.training
     encoder.eval()
@@ -157,7 +157,7 @@ def _check_scoring_input(
             f"{len(y[0])} sessions."
         )
     validation.check_positive_int("num_batches", num_batches)
-    model._session_encoder(session_id)
+    model.session_encoder(session_id)
     if correct_by_batchsize and model.batch_size is None:
         raise ValueError(
             "Batch size is None, please provide a model with a batch size to correct the InfoNCE."
