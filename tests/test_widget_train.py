@@ -205,7 +205,7 @@ def test_every_estimator_parameter_is_reachable(viewer_and_widget):
     _, widget = viewer_and_widget
     params = widget.params.estimator_params()
     assert set(params) == set(CEBRA._get_param_names())
-    assert params["precision"] == "float32"
+    assert params["precision"] == "auto"  # the estimator's default
     widget.params.precision.value = "bfloat16"
     model = CEBRA(**widget.params.estimator_params())
     assert model.precision == "bfloat16"
