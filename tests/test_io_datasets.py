@@ -148,3 +148,16 @@ def test_wrong_content_is_explained(tmp_path):
     joblib.dump({"spikes": np.ones((5, 2)), "position": np.ones((4, 3))}, tmp_path / "y.jl")
     with pytest.raises(ValueError, match=r"same T, got shapes \(5, 2\) and \(4, 3\)"):
         load_rat_hippocampus(tmp_path / "y.jl")
+
+
+def test_a_failed_update_keeps_the_file_that_was_there(tmp_path, published):
+    """A local file with another checksum is downloaded again; when the new unpacked file fails
+    its check, the old one stays as it was (written through core.files: whole or not at all)."""
+    url, md5 = published
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "achilles.jl").write_bytes(b"an older copy")
+    with pytest.raises(ValueError, match="MD5 checksum mismatch for the unpacked file"):
+        download_rat_hippocampus("achilles", folder, url=url, md5=(md5[0], "0" * 32))
+    assert (folder / "achilles.jl").read_bytes() == b"an older copy"
+    assert os.listdir(folder) == ["achilles.jl"]

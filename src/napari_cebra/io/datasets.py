@@ -18,9 +18,11 @@ import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from napari_cebra.core.files import replace_file_atomically
 from napari_cebra.io.safe_pickle import restricted_load
 
 RAT_HIPPOCAMPUS_URL = "https://cebra.fra1.digitaloceanspaces.com/data/rat_hippocampus/{rat}.jl.gz"
@@ -64,13 +66,21 @@ def _download_to(
         ) from error
 
 
-def _gunzip_to(source: Path, target: Path) -> None:
+def _gunzip_checked(source: Path, out: BinaryIO, expected_md5: str, what: str) -> None:
+    """Unpack ``source`` into ``out``, checking the unpacked bytes' MD5 on the way (a
+    mismatch raises before the caller's atomic writer moves anything into place)."""
+    digest = hashlib.md5(usedforsecurity=False)
     try:
-        with gzip.open(source, "rb") as packed, open(target, "wb") as out:
+        with gzip.open(source, "rb") as packed:
             for chunk in iter(lambda: packed.read(_CHUNK_BYTES), b""):
                 out.write(chunk)
-    except (OSError, EOFError, zlib.error) as error:
+                digest.update(chunk)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise ValueError(f"{source.name} is not a valid gzip file: {error}") from error
+    if digest.hexdigest() != expected_md5:
+        raise ValueError(
+            f"MD5 checksum mismatch for {what}: expected {expected_md5}, got {digest.hexdigest()}."
+        )
 
 
 def _temporary_path(directory: Path, suffix: str) -> Path:
@@ -133,17 +143,16 @@ def download_rat_hippocampus(
     packed_md5, unpacked_md5 = (value.lower() for value in md5)
     if final.is_file() and _md5_of(final) == unpacked_md5:
         return final
-    packed, unpacked = _temporary_path(dest_dir, ".jl.gz"), _temporary_path(dest_dir, ".jl")
+    packed = _temporary_path(dest_dir, ".jl.gz")
     try:
         _download_to(url, packed, timeout, progress)
         check_md5(packed, packed_md5, f"the download from {url}")
-        _gunzip_to(packed, unpacked)
-        check_md5(unpacked, unpacked_md5, f"the unpacked file from {url}")
-        os.replace(unpacked, final)
+        what = f"the unpacked file from {url}"
+        return replace_file_atomically(
+            final, lambda out: _gunzip_checked(packed, out, unpacked_md5, what)
+        )
     finally:
         packed.unlink(missing_ok=True)
-        unpacked.unlink(missing_ok=True)
-    return final
 
 
 def check_md5(path: Path, expected: str, what: str) -> None:
