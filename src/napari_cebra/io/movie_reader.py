@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from napari_cebra.io.movies import LazyMovie, open_movie
-from napari_cebra.io.napari_contributions import KIND_KEY, LayerData, ReaderFunction
+from napari_cebra.io.movies import open_movie, sampled_contrast_limits
+from napari_cebra.io.napari_contributions import (
+    KIND_KEY,
+    LayerData,
+    ReaderFunction,
+    single_path,
+)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-CONTRAST_SAMPLE_FRAMES = 5
-"""Frames (evenly spaced) whose values set the initial contrast limits."""
 
 
 def get_movie_reader(
     path: str | os.PathLike | Sequence[str | os.PathLike],
 ) -> ReaderFunction | None:
     """npe2 ``get_reader``: :func:`read_movie` for one TIFF holding a 3-D stack, else ``None``."""
-    if isinstance(path, (list, tuple)):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    path = Path(path)
-    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+    path = single_path(path)
+    if path is None or path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
         return None
     try:
         open_movie(path).close()
@@ -51,9 +47,7 @@ def read_movie(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[La
         ``data`` a :class:`~napari_cebra.io.movies.LazyMovie`; ``kwargs`` the layer name (the
         file's stem), contrast limits from a few frames, and ``metadata`` marking it a movie.
     """
-    if isinstance(path, (list, tuple)):
-        path = path[0]
-    path = Path(path)
+    path = single_path(path)
     movie = open_movie(path)
     kwargs: dict[str, Any] = {
         "name": path.stem,
@@ -61,11 +55,3 @@ def read_movie(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[La
         "metadata": {KIND_KEY: "movie", "path": str(path)},
     }
     return [(movie, kwargs, "image")]
-
-
-def sampled_contrast_limits(movie: LazyMovie) -> list[float]:
-    """0.5th to 99.9th percentile of :data:`CONTRAST_SAMPLE_FRAMES` evenly spaced frames."""
-    frames = np.unique(np.linspace(0, movie.shape[0] - 1, CONTRAST_SAMPLE_FRAMES).astype(int))
-    values = movie[frames.tolist()].astype(np.float64)
-    low, high = np.percentile(values, [0.5, 99.9])
-    return [float(low), float(max(high, low + 1.0))]

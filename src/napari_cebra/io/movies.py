@@ -378,3 +378,16 @@ def _split_time_index(key: Any) -> tuple[Any, tuple[Any, ...]]:
     if isinstance(time, np.ndarray) and time.dtype == bool:
         raise IndexError("boolean indexing along time is not supported by a LazyMovie.")
     return np.asarray(time, dtype=np.int64).reshape(-1).tolist(), rest
+
+
+CONTRAST_SAMPLE_FRAMES = 8
+"""Frames (evenly spaced) whose values set a movie's initial contrast limits."""
+
+
+def sampled_contrast_limits(movie: Any) -> list[float]:
+    """Contrast limits of a movie from :data:`CONTRAST_SAMPLE_FRAMES` evenly spaced frames (read
+    alone, so a lazy movie is never loaded whole): their 0.5th to 99.9th percentile."""
+    frames = np.unique(np.linspace(0, movie.shape[0] - 1, CONTRAST_SAMPLE_FRAMES).astype(int))
+    values = np.asarray(movie[frames.tolist()], dtype=np.float64)
+    low, high = np.percentile(values, [0.5, 99.9])
+    return [float(low), float(max(high, low + 1e-6))]

@@ -23,6 +23,7 @@ from napari_cebra.core.files import replace_file_atomically
 from napari_cebra.io.caiman import is_caiman_file, read_caiman
 from napari_cebra.io.deeplabcut import is_deeplabcut_file, read_deeplabcut
 from napari_cebra.io.matrices import MATRIX_SUFFIXES, load_matrix
+from napari_cebra.io.movies import sampled_contrast_limits
 from napari_cebra.io.npy import read_npy_header
 from napari_cebra.io.nwb import NwbArray, NwbTrials, read_nwb
 from napari_cebra.io.suite2p import find_plane_folder, read_suite2p
@@ -106,7 +107,8 @@ def matrix_contrast(matrix: np.ndarray) -> list[float]:
     return [float(low), float(max(high, low + 1e-6))]
 
 
-def _single_path(path: str | os.PathLike | Sequence[str | os.PathLike]) -> Path | None:
+def single_path(path: str | os.PathLike | Sequence[str | os.PathLike]) -> Path | None:
+    """The one path napari asks a reader about (``None`` when it passes several)."""
     if isinstance(path, (list, tuple)):
         return Path(path[0]) if len(path) == 1 else None
     return Path(path)
@@ -123,7 +125,7 @@ def get_table_reader(path: str | os.PathLike | Sequence[str]) -> ReaderFunction 
     hold no 2-D matrix (e.g. a 3-D ``.npy`` movie, left to napari's own reader). A file that cannot
     even be inspected is accepted, so that reading it shows the error.
     """
-    single = _single_path(path)
+    single = single_path(path)
     if single is None or single.suffix.lower() not in MATRIX_SUFFIXES or not single.is_file():
         return None
     if single.suffix.lower() in (".h5", ".hdf5") and is_caiman_file(single):
@@ -169,7 +171,7 @@ def _member_is_matrix(archive: zipfile.ZipFile, member: str) -> bool:
 
 def read_matrix_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerData]:
     """A neural matrix file as one Image layer ``(T, n)`` named after the file."""
-    single = _single_path(path)
+    single = single_path(path)
     matrix = load_matrix(single)
     meta = {
         "name": single.stem,
@@ -183,7 +185,7 @@ def read_matrix_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerDat
 
 def read_keypoints_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerData]:
     """DeepLabCut keypoints as a Points layer ``(t, y, x)`` with ``bodypart``/``likelihood``."""
-    single = _single_path(path)
+    single = single_path(path)
     keypoints = read_deeplabcut(single)
     data, features = keypoints.points()
     _, columns = keypoints.behaviour()
@@ -206,7 +208,7 @@ def read_keypoints_layers(path: str | os.PathLike | Sequence[str]) -> list[Layer
 
 def get_suite2p_reader(path: str | os.PathLike | Sequence[str]) -> ReaderFunction | None:
     """npe2 reader for folders: accepts a suite2p ``plane0`` (or its parent), declines others."""
-    single = _single_path(path)
+    single = single_path(path)
     if single is None or not single.is_dir() or find_plane_folder(single) is None:
         return None
     return read_suite2p_layers
@@ -214,7 +216,7 @@ def get_suite2p_reader(path: str | os.PathLike | Sequence[str]) -> ReaderFunctio
 
 def read_suite2p_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerData]:
     """ROI Labels, the accepted cells' traces as an Image ``(T, n)`` and the mean image if any."""
-    single = _single_path(path)
+    single = single_path(path)
     recording = read_suite2p(single)
     source = str(recording.folder)
     layers: list[LayerData] = []
@@ -273,7 +275,7 @@ def read_caiman_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerDat
     Traces are ``(T, n)`` Image layers drawn as rasters; label ``k`` is column ``k - 1``.
     ``F_dff`` (when the file holds it) starts hidden.
     """
-    single = _single_path(path)
+    single = single_path(path)
     results = read_caiman(single)
     source = str(results.path)
     timing: dict[str, Any] = {}
@@ -317,7 +319,7 @@ def read_caiman_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerDat
 
 def get_nwb_reader(path: str | os.PathLike | Sequence[str]) -> ReaderFunction | None:
     """npe2 reader for one ``.nwb`` file (reading it tells when pynwb is missing)."""
-    single = _single_path(path)
+    single = single_path(path)
     if single is None or single.suffix.lower() != ".nwb" or not single.is_file():
         return None
     return read_nwb_layers
@@ -344,7 +346,7 @@ def read_nwb_layers(path: str | os.PathLike | Sequence[str]) -> list[LayerData]:
     all, or one that links to other files, raises a ValueError naming the file (and the broken
     part when pynwb names it); so does a file with nothing readable.
     """
-    single = _single_path(path)
+    single = single_path(path)
     data = read_nwb(single)
     skipped = "; ".join(f"{name}: {reason}" for name, reason in data.problems.items())
     arrays = list(data.series.values())
@@ -421,15 +423,13 @@ def _nwb_neural_layer(
 
 def _nwb_movie_layer(array: NwbArray, metadata: dict[str, Any]) -> LayerData:
     movie = array.data
-    sampled = np.linspace(0, movie.shape[0] - 1, num=min(movie.shape[0], 8)).astype(int)
-    low, high = np.percentile(movie[sampled.tolist()], [0.5, 99.9])
     extra = {"timestamps": array.timestamps}
     if array.rate is not None:
         extra["frame_rate"] = array.rate
     meta = {
         "name": _short(array.name),
         "colormap": "gray",
-        "contrast_limits": [float(low), float(max(high, low + 1e-6))],
+        "contrast_limits": sampled_contrast_limits(movie),
         "metadata": {**metadata, **extra},
     }
     return (movie, meta, "image")
