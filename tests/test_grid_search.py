@@ -314,3 +314,19 @@ def test_stopped_side_by_side_sweep_keeps_finished_models(
 def test_workers_with_a_cluster_executor_is_refused(datasets, fixed, tmp_path):
     with pytest.raises(ValueError, match="workers=2 applies to training in this process"):
         list(GridSearch().iter_fit_models(datasets, fixed, tmp_path, executor=object(), workers=2))
+
+
+def test_full_batch_models_are_scored_over_all_frames(recording, fixed, tmp_path):
+    """cebra leaves full-batch models without a goodness of fit; ours scores them as they train:
+    near chance (0 bits) after one step, clearly above it after training."""
+    grid = GridSearch(gof_batches=2)
+    params = {**fixed, "batch_size": None, "max_iterations": [1, 300], "learning_rate": 3e-3}
+    grid.fit_models({"data": recording.neural}, params, tmp_path)
+    df = grid.get_df_results().set_index("max_iterations")
+    assert abs(df.loc[1, "gof"]) < 0.1
+    assert df.loc[300, "gof"] > df.loc[1, "gof"] + 0.15
+    # the same measure as the last training step's loss over the same frames
+    trained = grid.get_best_model(scoring="gof")[0]
+    last_loss = float(trained.state_dict_["loss"][-1])
+    chance = np.log(len(recording.neural))
+    assert df.loc[300, "gof"] == pytest.approx((chance - last_loss) / np.log(2), abs=0.02)

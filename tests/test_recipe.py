@@ -205,3 +205,18 @@ def test_an_all_zero_recording_is_reported_collapsed_not_consistent(tmp_path):
     report_path, _ = write_report(results, tmp_path)
     page = report_path.read_text()
     assert "collapsed (seeds [0, 1]: every frame maps to one point)" in page
+
+
+def test_recipe_grid_can_train_full_batch(recording, tmp_path):
+    """A single value in the grid is a setting of every point: full batch as in cebra's example."""
+    results = run_recipe(
+        recording.neural, grid={"output_dimension": [3, 4], "batch_size": None}, **TINY
+    )
+    section = results["grid_search"]
+    assert section["varied"] == {"output_dimension": [3, 4]}
+    assert section["fixed"] == {"batch_size": None}
+    assert set(section["best"]["params"]) == {"output_dimension"}
+    assert all(math.isfinite(row["gof_valid"]) for row in section["results"])
+    assert results["time_model"]["params"]["batch_size"] == 128  # the grid's setting stays there
+    html_path, _ = write_report(results, tmp_path / "report")
+    assert "Every point: batch_size = None (full batch" in html_path.read_text()

@@ -686,7 +686,6 @@ def _channels_last_on_cpu(task: _GridTask, data: _Datasets) -> bool:
 def _train_task(task: _GridTask, data: _Datasets) -> Generator[Any, None, dict[str, Any]]:
     """Train one model, save it, score it and return its index record."""
     from napari_cebra.core.estimator import CEBRA
-    from napari_cebra.metrics import goodness_of_fit_score
 
     arrays = data.train[task.dataset_name]
     model = CEBRA(**task.params)
@@ -705,21 +704,35 @@ def _train_task(task: _GridTask, data: _Datasets) -> Generator[Any, None, dict[s
         "data_fingerprint": task.data_fingerprint,
         "iterations": int(loss.shape[0]),
         "loss": float(loss[-1]),
-        "gof": _gof(goodness_of_fit_score, model, arrays, task.gof_batches),
+        "gof": _gof(model, arrays, task.gof_batches),
         "gof_valid": None,
         "train_time": train_time,
     }
     valid = data.valid.get(task.dataset_name)
     if valid is not None:
-        record["gof_valid"] = _gof(goodness_of_fit_score, model, valid, task.gof_batches)
+        record["gof_valid"] = _gof(model, valid, task.gof_batches)
     return record
 
 
-def _gof(score: Callable[..., float], model: Any, arrays: tuple[Any, ...], batches: int) -> Any:
-    """Goodness of fit in bits, or ``None`` where it is not defined (full-batch models)."""
+def _gof(model: Any, arrays: tuple[Any, ...], batches: int) -> float:
+    """Goodness of fit in bits of ``model`` on ``arrays``, over ``batches`` scoring batches.
+
+    A full-batch model (``batch_size=None``, where cebra defines no goodness of fit) is scored
+    the way it trains: one InfoNCE over all frames at once, each frame with all the others as
+    negatives, so its chance level is log2 of the number of frames. Such values compare
+    full-batch models scored on the same frames (a grid's points), not mini-batch ones.
+    """
+    from napari_cebra.metrics import (
+        goodness_of_fit_score,
+        infonce_loss,
+        infonce_to_goodness_of_fit,
+    )
+
     if model.batch_size is None:
-        return None
-    return float(score(model, *arrays, num_batches=batches))
+        loss = infonce_loss(model, *arrays, num_batches=1)
+        frames = len(arrays[0])
+        return float(infonce_to_goodness_of_fit(loss, batch_size=frames, num_sessions=1))
+    return float(goodness_of_fit_score(model, *arrays, num_batches=batches))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -262,14 +262,23 @@ def _grid_stage(
             shutil.rmtree(folder, ignore_errors=True)
     rows = table.drop(columns=["dataset_name"]).to_dict(orient="records")
     best = max(rows, key=lambda row: row["gof_valid"])
+    varied = {
+        key: value for key, value in grid.items() if isinstance(value, list) and len(value) > 1
+    }
+    fixed = {
+        key: value[0] if isinstance(value, list) else value
+        for key, value in grid.items()
+        if key not in varied
+    }
     return {
         "status": "done",
         "scoring": "gof_valid",
-        "varied": dict(grid),
+        "varied": varied,
+        "fixed": fixed,
         "results": rows,
         "best": {
             "name": best["name"],
-            "params": {key: best[key] for key in grid},
+            "params": {key: best[key] for key in varied},
             "gof_valid": best["gof_valid"],
         },
     }
@@ -480,7 +489,10 @@ def run_recipe(
         Seeds of the consistency runs (5–10 recommended).
     grid : dict, optional
         Parameters to vary in the grid search (lists of values); default :data:`DEFAULT_GRID`,
-        or :data:`SMALL_GRID` when ``iterations < SMALL_GRID_BELOW``.
+        or :data:`SMALL_GRID` when ``iterations < SMALL_GRID_BELOW``. A single value is a
+        setting of every grid point, e.g. ``"batch_size": None`` trains the grid full batch as
+        cebra's grid-search example does (its models are ranked by their full-batch goodness of
+        fit on the validation frames).
     valid_fraction : float
         Last part of the recording held out for validation.
     seed : int

@@ -387,6 +387,16 @@ def _grid_section(results: Mapping[str, Any]) -> str:
         f"<b>{_escape(best.get('name', ''))}</b></p>",
         _table(columns, [[row.get(column) for column in columns] for row in table]),
     ]
+    fixed = section.get("fixed") or {}
+    if fixed:
+        settings = ", ".join(f"{name} = {value}" for name, value in fixed.items())
+        note = (
+            " (full batch: goodness of fit over all validation frames at once, chance = "
+            "log2 of their number)"
+            if "batch_size" in fixed and fixed["batch_size"] is None
+            else ""
+        )
+        parts.insert(1, f"<p>Every point: {_escape(settings)}{note}.</p>")
     return _section("Grid search", *parts)
 
 
