@@ -13,9 +13,10 @@ only slower.
 Usage::
 
     python benchmarks/bench_precision.py                 # 5,000 steps per run
-    python benchmarks/bench_precision.py --steps 2000 --cases time,discrete
+    python benchmarks/bench_precision.py --steps 2000 --cases "time;discrete"
 
-Results go to ``benchmarks/results/precision.json``.
+Results go to ``benchmarks/results/precision.json``, updated case by case (a run of some cases
+keeps the others' rows).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ CASES = {
     "hybrid": ({"conditional": "time_delta", "hybrid": True}, "position"),
     "offset36-model": ({"conditional": "time", "model_architecture": "offset36-model"}, "none"),
     "full batch": ({"conditional": "time", "batch_size": None}, "none"),
-    "learnable temperature, euclidean": (
+    "learnable temperature (euclidean)": (
         {
             "conditional": "time_delta",
             "distance": "euclidean",
@@ -63,7 +64,7 @@ CASES = {
 def run_case(name: str, steps: int, data: dict[str, np.ndarray]) -> dict[str, float]:
     """Train case ``name`` in float32 and bfloat16; return their GoFs and the differences."""
     from napari_cebra import CEBRA
-    from napari_cebra.metrics import goodness_of_fit_history, goodness_of_fit_score
+    from napari_cebra.metrics import goodness_of_fit_history, goodness_of_fit_score, infonce_loss
 
     overrides, label = CASES[name]
     X = data["neural"]
@@ -78,9 +79,9 @@ def run_case(name: str, steps: int, data: dict[str, np.ndarray]) -> dict[str, fl
         model = CEBRA(**params).fit(X, *labels)
         seconds = time.perf_counter() - start
         if params["batch_size"] is None:  # cebra's GoF needs a batch: InfoNCE over all frames
-            loss = model.state_dict_["loss"].numpy()
-            history = (np.log(len(X)) - loss) / np.log(2)
-            score = float("nan")
+            chance = np.log(len(X))
+            history = (chance - model.state_dict_["loss"].numpy()) / np.log(2)
+            score = float((chance - infonce_loss(model, X, num_batches=1)) / np.log(2))
         else:
             history = goodness_of_fit_history(model)
             score = float(goodness_of_fit_score(model, X, *labels))
@@ -97,7 +98,7 @@ def run_case(name: str, steps: int, data: dict[str, np.ndarray]) -> dict[str, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5_000)
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", default=";".join(CASES), help="case names, separated by ;")
     parser.add_argument("--tolerance", type=float, default=0.01)
     args = parser.parse_args()
 
@@ -109,32 +110,34 @@ def main() -> None:
         "position": recording.behaviour[:, :1].astype(np.float32),
         "direction": recording.behaviour[:, 1].astype(np.int64),
     }
-    results = {}
-    for name in args.cases.split(","):
+    out = RESULTS / "precision.json"
+    RESULTS.mkdir(exist_ok=True)
+    results = json.loads(out.read_text())["cases"] if out.exists() else {}
+    for name in args.cases.split(";"):
         row = run_case(name, args.steps, data)
         differences = [row["difference_train_bits"], row["difference_score_bits"]]
         row["passes"] = bool(np.nanmax(np.abs(differences)) <= args.tolerance)
+        row["steps"] = args.steps
+        row["date"] = time.strftime("%Y-%m-%d")
         results[name] = row
         print(
             f"{name:34s} GoF train {row['float32_gof_train_bits']:.3f} / "
             f"{row['bfloat16_gof_train_bits']:.3f} bits (Δ {row['difference_train_bits']:+.4f}), "
             f"score {row['float32_gof_score_bits']:.3f} / {row['bfloat16_gof_score_bits']:.3f} "
-            f"(Δ {row['difference_score_bits']:+.4f})  {'ok' if row['passes'] else 'MISSES'}",
+            f"(Δ {row['difference_score_bits']:+.4f}), it/s {row['float32_it_per_s']:.1f} / "
+            f"{row['bfloat16_it_per_s']:.1f}  {'ok' if row['passes'] else 'MISSES'}",
             flush=True,
         )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "precision.json").write_text(
-        json.dumps(
-            {
-                "steps": args.steps,
-                "tolerance_bits": args.tolerance,
-                "machine": platform.processor() or platform.machine(),
-                "date": time.strftime("%Y-%m-%d"),
-                "cases": results,
-            },
-            indent=2,
+        out.write_text(  # after every case: a later run of some cases updates theirs
+            json.dumps(
+                {
+                    "tolerance_bits": args.tolerance,
+                    "machine": platform.processor() or platform.machine(),
+                    "cases": results,
+                },
+                indent=2,
+            )
         )
-    )
 
 
 if __name__ == "__main__":
