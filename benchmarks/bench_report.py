@@ -174,6 +174,7 @@ def _ours(rec: Any, position: np.ndarray, args: argparse.Namespace) -> dict[str,
         "ours_cpu_s": time.process_time() - start_cpu,
         "ours_stage_s": results.get("timings"),
         "ours_verdict": results.get("verdict"),
+        "ours_checks": {check["name"]: check["verdict"] for check in results.get("checks", [])},
         "ours_quality": {
             "time_gof_valid": results["time_model"]["gof_valid"],
             "consistency_train_mean": results["consistency"]["train"]["mean"],

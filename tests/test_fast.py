@@ -38,8 +38,9 @@ def _gradients(encoder, embed, centres):
 )
 def test_channels_last_program_equals_the_modules(architecture, frames, path, monkeypatch):
     """Embeddings and gradients equal the Conv1d modules', with the first layers shared over the
-    recording (150 frames, chosen), from the covered frames (3000, the path of CPUs for long
-    recordings) or per window (3000, the path of other devices)."""
+    recording (150 frames, chosen), from the covered frames (3000, the path of CPUs for long,
+    wide recordings) or per window (3000, the path of other devices and of CPUs for long,
+    narrow recordings)."""
     torch.manual_seed(0)
     data = torch.randn(frames, 12)
     encoder = init(architecture, 12, 16, 4)
@@ -71,11 +72,14 @@ def test_program_shares_first_layers_only_when_cheaper():
     assert large._shared_prefix(program, 300) == 0
 
 
-@pytest.mark.parametrize("neurons", [12, 120, 1000])
-def test_first_layer_path_stays_off_the_recording_once_it_is_long(neurons):
-    """On CPUs the first layer runs over the whole recording only while that is cheaper than
-    over the frames the batch covers, and never per window (the column matrix of every window
-    is the most expensive path); past that, the path no longer depends on the length."""
+@pytest.mark.parametrize(
+    ("neurons", "long_path"), [(12, "windows"), (120, "windows"), (1000, "frames")]
+)
+def test_first_layer_path_stays_off_the_recording_once_it_is_long(neurons, long_path):
+    """On CPUs the first layer runs over the whole recording only while that is cheaper; past
+    that, narrow recordings take one product per window (a small column matrix) and wide ones
+    the covered frames (their column matrix would be fresh pages at every step), whatever the
+    length."""
     encoder = init("offset10-model", neurons, 32, 3)
     program = compile_encoder(encoder)
     paths = {
@@ -85,13 +89,28 @@ def test_first_layer_path_stays_off_the_recording_once_it_is_long(neurons):
         for frames in (2_000, 5_000, 20_000, 100_000, 1_000_000)
     }
     assert paths[2_000] == "recording"
-    assert paths[20_000] == paths[100_000] == paths[1_000_000] == "frames"
-    assert set(paths.values()) <= {"recording", "frames"}
+    assert paths[20_000] == paths[100_000] == paths[1_000_000] == long_path
 
 
-def test_frames_path_gradients_with_two_passes_before_backward():
+def test_per_window_path_is_left_where_its_columns_would_be_fresh_pages():
+    """The same 500-neuron recording: its float32 column matrix (55 MB) rules the per-window
+    path out, its bfloat16 one (28 MB) does not."""
+    encoder = init("offset10-model", 500, 32, 3)
+    program = compile_encoder(encoder)
+    data = torch.empty(100_000, 500)
+    paths = {
+        dtype: ChannelsLastEncoder(data, encoder.get_offset(), dtype).first_layer_path(
+            program, 3 * 512
+        )
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+    assert paths == {torch.float32: "frames", torch.bfloat16: "windows"}
+
+
+def test_frames_path_gradients_with_two_passes_before_backward(monkeypatch):
     """The frames path reuses one buffer from step to step; two passes whose graphs are both
     alive do not share it, so their gradients are those of the modules."""
+    monkeypatch.setattr(fast, "_FRESH_ALLOCATION_BYTES", 0)  # no per-window path: frames
     torch.manual_seed(3)
     data = torch.randn(4000, 10)
     encoder = init("offset10-model", 10, 16, 3)

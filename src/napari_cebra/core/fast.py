@@ -16,11 +16,12 @@ GPUs alike:
   ``N`` frames of the recording, computing that layer over the recording is cheaper; the windows
   then gather their rows from it. The convolution is translation-equivariant and has no padding,
   so this gives the per-window values exactly (up to float summation order);
-* on CPUs, once the recording is long, the first layer multiplies the distinct frames the
-  batch covers, once each, by all kernel shifts, and each window sums its shifts' products: the
-  cost of a step no longer grows with the recording, and no per-window column matrix of the
-  ``n``-wide input is copied (``ChannelsLastEncoder.first_layer_path`` picks the path from a
-  cost model);
+* on CPUs, once the recording is long, the first layer of a wide recording multiplies the
+  distinct frames the batch covers, once each, by all kernel shifts, and each window sums its
+  shifts' products, so that no per-window column matrix of the ``n``-wide input is copied; a
+  narrow one (a few hundred neurons) takes one product over the windows' small column matrix.
+  Either way the cost of a step no longer grows with the recording
+  (``ChannelsLastEncoder.first_layer_path`` picks the path from a cost model);
 * every layer is one autograd function with a hand-written backward pass (weights reshaped and
   cast inside), which keeps the graph and the per-step overhead small.
 
@@ -114,7 +115,14 @@ _COLUMN_CACHE_BYTES = 256 * 2**20
 # choosing how the first layer runs on CPUs (measured on the benchmark CPU; see
 # ``ChannelsLastEncoder.first_layer_path``).
 _COPY_COST = 16
-_FRAME_ROW_COPIES = 4  # copies of the ``k · c`` products per window row in the frames path
+# copies of the ``k · c`` products per window row in the frames path (gathering the shifts'
+# products, the per-frame scatter of their gradients, ``unique``); calibrated on the benchmark
+# CPU against the per-window path (session 10: 120–1,000 neurons × 20,000–100,000 frames)
+_FRAME_ROW_COPIES = 16
+# Tensors above glibc's mmap threshold are fresh pages at every step, whose faults cost more than
+# the products using them (61 MB: 53 ms fresh against 13 ms reused): the per-window path is only
+# a candidate on CPUs while its column matrix stays below this
+_FRESH_ALLOCATION_BYTES = 32 * 2**20
 
 
 def _compile_layers(modules: Sequence[nn.Module]) -> tuple[list[_Layer], bool] | None:
@@ -336,10 +344,13 @@ class ChannelsLastEncoder:
           multiplied once, and each window sums its kernel shifts from these products (CPU);
         * ``"windows"``: per window, one product of the windows' column matrix (other devices).
 
-        On CPUs the cheaper of ``"recording"`` and ``"frames"`` is taken by a cost model of
-        multiply-adds and copied elements: sharing costs ``O(N)`` per step, the frames path
-        ``O(B · L)`` whatever the length ``N`` of the recording. The choice depends only on the
-        shapes and the device, so every step of a run takes the same path.
+        On CPUs the cheapest is taken by a cost model of multiply-adds and copied elements:
+        sharing costs ``O(N)`` per step, the frames and per-window paths ``O(B · L)`` whatever
+        the length ``N`` of the recording; the per-window path, one product over a column matrix
+        of ``B · L' × k · n``, wins for narrow recordings (a few hundred neurons) and is not
+        considered once that matrix would be a fresh allocation at every step
+        (``_FRESH_ALLOCATION_BYTES``). The choice depends only on the shapes, the device and the
+        precision, so every step of a run takes the same path.
 
         Parameters
         ----------
@@ -356,11 +367,13 @@ class ChannelsLastEncoder:
         shared = self._shared_prefix(program, num_windows)
         if self.data.device.type != "cpu":
             return "recording" if shared else "windows"
-        if shared and self._recording_cost(program, shared) <= self._frames_cost(
-            program, num_windows, shared
-        ):
-            return "recording"
-        return "frames"
+        costs = {"frames": self._frames_cost(program, num_windows, shared)}
+        if self._window_columns_bytes(program, num_windows) <= _FRESH_ALLOCATION_BYTES:
+            costs["windows"] = self._windows_cost(program, num_windows, shared)
+        if shared:
+            costs["recording"] = self._recording_cost(program, shared)
+        # ties go to sharing, then to the frames path (the order of preference)
+        return min(("recording", "frames", "windows"), key=lambda path: costs.get(path, math.inf))
 
     def _recording_cost(self, program: _Program, shared: int) -> float:
         """Modelled cost of the first ``shared`` layers over the whole recording."""
@@ -389,6 +402,25 @@ class ChannelsLastEncoder:
         for layer, length in zip(program.layers[1:shared], program.lengths[1:shared], strict=True):
             cost += num_windows * length * _layer_cost(layer)
         return cost
+
+    def _windows_cost(self, program: _Program, num_windows: int, shared: int) -> float:
+        """Modelled cost of the first layer per window (gather the windows, copy their column
+        matrix, multiply it forward and for the weight gradient) and of layers ``1 … shared −
+        1`` per window."""
+        first = program.first
+        channels = first.module.in_channels
+        rows = num_windows * program.lengths[0]
+        cost = rows * first.kernel * channels * (2 * first.module.out_channels + _COPY_COST)
+        cost += num_windows * self._window * channels * _COPY_COST
+        for layer, length in zip(program.layers[1:shared], program.lengths[1:shared], strict=True):
+            cost += num_windows * length * _layer_cost(layer)
+        return cost
+
+    def _window_columns_bytes(self, program: _Program, num_windows: int) -> int:
+        """Bytes of the per-window path's column matrix ``(B · L', k · n)``."""
+        first = program.first
+        rows = num_windows * program.lengths[0]
+        return rows * first.kernel * first.module.in_channels * self.compute_dtype.itemsize
 
     def _shared_prefix(self, program: _Program, num_windows: int) -> int:
         """Number of leading layers cheaper to run over the whole recording than per window."""
