@@ -217,6 +217,8 @@ def test_recipe_grid_can_train_full_batch(recording, tmp_path):
     assert section["fixed"] == {"batch_size": None}
     assert set(section["best"]["params"]) == {"output_dimension"}
     assert all(math.isfinite(row["gof_valid"]) for row in section["results"])
+    grid = next(check for check in results["checks"] if check["name"] == "grid_search")
+    assert "was trained with batch_size=None" in grid["reason"]
     assert results["time_model"]["params"]["batch_size"] == 128  # the grid's setting stays there
     html_path, _ = write_report(results, tmp_path / "report")
     assert "Every point: batch_size = None (full batch" in html_path.read_text()

@@ -470,13 +470,27 @@ def grid_check(section: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
         )
     gain = best["gof_valid"] - recipe_row["gof_valid"]
     limit = THRESHOLDS["grid_gain_bits"]
+    # settings of every grid point that differ from the recipe's (e.g. a full-batch grid)
+    differing = {
+        key: value
+        for key, value in (section.get("fixed") or {}).items()
+        if params.get(key) != value
+    }
+    trained = (
+        " Every grid point, the recipe's configuration included, was trained with "
+        + ", ".join(f"{key}={value!r}" for key, value in differing.items())
+        + "."
+        if differing
+        else ""
+    )
     if gain <= limit:
         return check(
             "grid_search",
             title,
             "pass",
             f"The recipe's configuration ({recipe_row['gof_valid']:.2f} bits on validation) is "
-            f"within {limit} bits of the best, {best['name']} ({best['gof_valid']:.2f} bits).",
+            f"within {limit} bits of the best, {best['name']} ({best['gof_valid']:.2f} bits)."
+            + trained,
             gain,
         )
     return check(
@@ -485,7 +499,7 @@ def grid_check(section: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
         "warn",
         f"{best['name']} fits the validation data better than the recipe's configuration by "
         f"{gain:.2f} bits ({best['gof_valid']:.2f} vs {recipe_row['gof_valid']:.2f}); consider "
-        "its parameters.",
+        "its parameters." + trained,
         gain,
     )
 
