@@ -64,7 +64,12 @@ CASES = {
 def run_case(name: str, steps: int, data: dict[str, np.ndarray]) -> dict[str, float]:
     """Train case ``name`` in float32 and bfloat16; return their GoFs and the differences."""
     from napari_cebra import CEBRA
-    from napari_cebra.metrics import goodness_of_fit_history, goodness_of_fit_score, infonce_loss
+    from napari_cebra.core.goodness_of_fit import full_batch_goodness_of_fit_score
+    from napari_cebra.metrics import (
+        goodness_of_fit_history,
+        goodness_of_fit_score,
+        infonce_to_goodness_of_fit,
+    )
 
     overrides, label = CASES[name]
     X = data["neural"]
@@ -79,9 +84,10 @@ def run_case(name: str, steps: int, data: dict[str, np.ndarray]) -> dict[str, fl
         model = CEBRA(**params).fit(X, *labels)
         seconds = time.perf_counter() - start
         if params["batch_size"] is None:  # cebra's GoF needs a batch: InfoNCE over all frames
-            chance = np.log(len(X))
-            history = (chance - model.state_dict_["loss"].numpy()) / np.log(2)
-            score = float((chance - infonce_loss(model, X, num_batches=1)) / np.log(2))
+            history = infonce_to_goodness_of_fit(
+                model.state_dict_["loss"].numpy(), batch_size=len(X), num_sessions=1
+            )
+            score = full_batch_goodness_of_fit_score(model, X)
         else:
             history = goodness_of_fit_history(model)
             score = float(goodness_of_fit_score(model, X, *labels))

@@ -126,11 +126,10 @@ def _grid(args: argparse.Namespace) -> dict[str, Any]:
 def _cebra_grid(fit: Any, args: argparse.Namespace) -> tuple[float, dict[str, Any]]:
     """cebra's seconds for the grid: trained in full, or (full batch with ``cebra_grid_steps``)
     extrapolated per distinct cost from a 1-step and a ``1 + cebra_grid_steps``-step fit."""
+    from napari_cebra.workflows.grid_search import split_parameters
     from napari_cebra.workflows.recipe import TIME_PARAMS
 
-    grid = _grid(args)
-    varied = {key: value for key, value in grid.items() if isinstance(value, list)}
-    fixed = {key: value for key, value in grid.items() if key not in varied}
+    fixed, varied = split_parameters(_grid(args))
     points = [
         {**TIME_PARAMS, **fixed, **dict(zip(varied, values, strict=True))}
         for values in itertools.product(*varied.values())

@@ -399,28 +399,21 @@ class ChannelsLastEncoder:
         cost = frames * channels * (2 * outputs + _COPY_COST)
         # per window row: gather the shifts' products, spread and sum the gradients per frame
         cost += covered * outputs * _FRAME_ROW_COPIES * _COPY_COST
-        for layer, length in zip(program.layers[1:shared], program.lengths[1:shared], strict=True):
-            cost += num_windows * length * _layer_cost(layer)
-        return cost
+        return cost + _per_window_cost(program, num_windows, shared)
 
     def _windows_cost(self, program: _Program, num_windows: int, shared: int) -> float:
         """Modelled cost of the first layer per window (gather the windows, copy their column
         matrix, multiply it forward and for the weight gradient) and of layers ``1 … shared −
         1`` per window."""
         first = program.first
-        channels = first.module.in_channels
-        rows = num_windows * program.lengths[0]
-        cost = rows * first.kernel * channels * (2 * first.module.out_channels + _COPY_COST)
-        cost += num_windows * self._window * channels * _COPY_COST
-        for layer, length in zip(program.layers[1:shared], program.lengths[1:shared], strict=True):
-            cost += num_windows * length * _layer_cost(layer)
-        return cost
+        columns = _window_columns(program, num_windows)
+        cost = columns * (2 * first.module.out_channels + _COPY_COST)
+        cost += num_windows * self._window * first.module.in_channels * _COPY_COST
+        return cost + _per_window_cost(program, num_windows, shared)
 
     def _window_columns_bytes(self, program: _Program, num_windows: int) -> int:
         """Bytes of the per-window path's column matrix ``(B · L', k · n)``."""
-        first = program.first
-        rows = num_windows * program.lengths[0]
-        return rows * first.kernel * first.module.in_channels * self.compute_dtype.itemsize
+        return _window_columns(program, num_windows) * self.compute_dtype.itemsize
 
     def _shared_prefix(self, program: _Program, num_windows: int) -> int:
         """Number of leading layers cheaper to run over the whole recording than per window."""
@@ -479,6 +472,20 @@ class ChannelsLastEncoder:
 
     def _apply_windows(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         return _apply_layer(layer, x, self.compute_dtype)
+
+
+def _per_window_cost(program: _Program, num_windows: int, shared: int) -> float:
+    """Modelled cost of layers ``1 … shared − 1`` run per window (the layers that sharing over
+    the recording would have run once)."""
+    layers = zip(program.layers[1:shared], program.lengths[1:shared], strict=True)
+    return sum(num_windows * length * _layer_cost(layer) for layer, length in layers)
+
+
+def _window_columns(program: _Program, num_windows: int) -> int:
+    """Elements of the first layer's column matrix over ``num_windows`` windows,
+    ``(B · L', k · n)``."""
+    first = program.first
+    return num_windows * program.lengths[0] * first.kernel * first.module.in_channels
 
 
 def _layer_cost(layer: _Layer) -> float:

@@ -242,6 +242,22 @@ def goodness_of_fit_score(
     )
 
 
+def full_batch_goodness_of_fit_score(model: CEBRA, X: Any, *y: Any) -> float:
+    """Goodness of fit in bits of a full-batch model (``batch_size=None``) on (new) data.
+
+    cebra defines none for such models (:func:`infonce_to_goodness_of_fit` refuses them); this
+    scores them the way they train: one InfoNCE over all frames of ``X`` at once, each frame with
+    all the others as negatives, so chance is log2 of the number of frames. Values compare
+    full-batch models scored on the same frames, not mini-batch ones.
+
+    Returns
+    -------
+    float
+    """
+    loss = infonce_loss(model, X, *y, num_batches=1)
+    return float(infonce_to_goodness_of_fit(loss, batch_size=len(X), num_sessions=1))
+
+
 def goodness_of_fit_history(model: CEBRA) -> np.ndarray:
     """Goodness of fit in bits of every training step (from ``state_dict_["log"]["total"]``).
 

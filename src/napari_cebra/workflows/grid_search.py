@@ -246,7 +246,7 @@ class GridSearch:
         """
         from napari_cebra.core.estimator import CEBRA
 
-        fixed, varied = _split_parameters(params)
+        fixed, varied = split_parameters(params)
         grid = _parameter_grid(varied)
         models = {}
         for point in grid:
@@ -715,23 +715,13 @@ def _train_task(task: _GridTask, data: _Datasets) -> Generator[Any, None, dict[s
 
 
 def _gof(model: Any, arrays: tuple[Any, ...], batches: int) -> float:
-    """Goodness of fit in bits of ``model`` on ``arrays``, over ``batches`` scoring batches.
-
-    A full-batch model (``batch_size=None``, where cebra defines no goodness of fit) is scored
-    the way it trains: one InfoNCE over all frames at once, each frame with all the others as
-    negatives, so its chance level is log2 of the number of frames. Such values compare
-    full-batch models scored on the same frames (a grid's points), not mini-batch ones.
-    """
-    from napari_cebra.metrics import (
-        goodness_of_fit_score,
-        infonce_loss,
-        infonce_to_goodness_of_fit,
-    )
+    """Goodness of fit in bits of ``model`` on ``arrays``, over ``batches`` scoring batches; a
+    full-batch model (where cebra defines none) over all frames at once."""
+    from napari_cebra.core.goodness_of_fit import full_batch_goodness_of_fit_score
+    from napari_cebra.metrics import goodness_of_fit_score
 
     if model.batch_size is None:
-        loss = infonce_loss(model, *arrays, num_batches=1)
-        frames = len(arrays[0])
-        return float(infonce_to_goodness_of_fit(loss, batch_size=frames, num_sessions=1))
+        return full_batch_goodness_of_fit_score(model, *arrays)
     return float(goodness_of_fit_score(model, *arrays, num_batches=batches))
 
 
@@ -740,8 +730,15 @@ def _gof(model: Any, arrays: tuple[Any, ...], batches: int) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def _split_parameters(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
-    """Fixed and varied parameters (spec §7, with strings and tuples allowed as values)."""
+def split_parameters(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+    """Fixed and varied parameters of a grid (spec §7, with strings and tuples allowed as
+    values): a list of several values is varied, a single value or a one-value list fixed.
+
+    Raises
+    ------
+    ValueError
+        For a value that is not a number, string, bool, None or tuple, or an empty list.
+    """
     if not isinstance(params, Mapping):
         raise ValueError(f"params must be a dict of CEBRA parameters, got {type(params).__name__}.")
     fixed, varied = {}, {}

@@ -244,7 +244,7 @@ def _grid_stage(
     gof_batches: int,
 ) -> Generator[RecipeProgress, None, dict[str, Any]]:
     """Grid search around ``params``, ranked by validation goodness of fit."""
-    from napari_cebra.workflows.grid_search import GridSearch
+    from napari_cebra.workflows.grid_search import GridSearch, split_parameters
 
     search = GridSearch(gof_batches=gof_batches, yield_every=max(1, params["max_iterations"] // 20))
     folder = models_dir or tempfile.mkdtemp(prefix=GRID_FOLDER_PREFIX)
@@ -262,14 +262,7 @@ def _grid_stage(
             shutil.rmtree(folder, ignore_errors=True)
     rows = table.drop(columns=["dataset_name"]).to_dict(orient="records")
     best = max(rows, key=lambda row: row["gof_valid"])
-    varied = {
-        key: value for key, value in grid.items() if isinstance(value, list) and len(value) > 1
-    }
-    fixed = {
-        key: value[0] if isinstance(value, list) else value
-        for key, value in grid.items()
-        if key not in varied
-    }
+    fixed, varied = split_parameters(grid)
     return {
         "status": "done",
         "scoring": "gof_valid",
