@@ -252,3 +252,62 @@ def test_training_steps_never_wait_for_the_device(solver, monkeypatch):
     assert len(steps) == 4
     assert recorder.seen > 100  # the steps' operators went through the recorder
     assert recorder.found == []
+
+
+def _adam_trajectory(options: dict, step, steps: int = 6) -> list[torch.Tensor]:
+    """Parameters after ``steps`` updates of Adam(``options``) on a fixed quadratic, each done
+    by ``step(optimizer)``; the last parameter gets no gradient (skipped, as by Adam)."""
+    generator = torch.Generator().manual_seed(0)
+    parameters = [
+        torch.nn.Parameter(torch.randn(shape, generator=generator))
+        for shape in ((4, 3, 2), (4,), (), (5,))
+    ]
+    optimizer = torch.optim.Adam(parameters, lr=0.01, **options)
+    targets = [torch.randn(p.shape, generator=generator) for p in parameters[:-1]]
+    for _ in range(steps):
+        for parameter in parameters:
+            parameter.grad = None
+        loss = sum(((p - t) ** 3).abs().sum() for p, t in zip(parameters, targets, strict=False))
+        loss.backward()
+        step(optimizer)
+    assert parameters[-1].grad is None and optimizer.state.get(parameters[-1]) is None
+    return [p.detach().clone() for p in parameters]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"fused": True},
+        {"fused": True, "amsgrad": True, "weight_decay": 0.1},
+        {"fused": True, "maximize": True, "betas": (0.8, 0.99), "eps": 1e-6},
+        {},  # not fused: optimizer.step() does every update
+    ],
+)
+def test_adam_update_equals_optimizer_step_bit_for_bit(options):
+    from napari_cebra.core.training import adam_update
+
+    expected = _adam_trajectory(options, lambda optimizer: optimizer.step())
+    updated = _adam_trajectory(options, adam_update)
+    for before, after in zip(expected, updated, strict=True):
+        assert torch.equal(before, after)
+    assert not torch.equal(expected[0], _adam_trajectory(options, lambda optimizer: None)[0])
+
+
+def test_adam_update_takes_the_functional_kernel_after_the_first_step(monkeypatch):
+    import torch.optim.adam as torch_adam
+
+    from napari_cebra.core.training import adam_update
+
+    calls = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(
+        torch.optim.Adam, "step", lambda self, *a: calls.append("step") or step(self, *a)
+    )
+    kernel = torch_adam.adam
+    monkeypatch.setattr(
+        torch_adam, "adam", lambda *a, **k: calls.append("functional") or kernel(*a, **k)
+    )
+    _adam_trajectory({"fused": True}, adam_update, steps=3)
+    # the first step initialises the state through Adam.step (which calls the functional
+    # kernel itself); the later ones call the kernel directly
+    assert calls == ["step", "functional", "functional", "functional"]

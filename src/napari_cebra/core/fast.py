@@ -41,6 +41,7 @@ with the host: everything stays on the training device.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Sequence
@@ -272,6 +273,7 @@ class ChannelsLastEncoder:
         self._input_cache: torch.Tensor | None = None
         self._columns: dict[int, torch.Tensor] = {}  # transposed input columns per kernel
         self._programs: dict[int, tuple[nn.Module, _Program | None]] = {}
+        self._plans: dict[tuple[int, int], tuple[_Program, str, int]] = {}
         self._frame_workspace = _Workspace()
 
     @property
@@ -298,8 +300,7 @@ class ChannelsLastEncoder:
         program = self._checked_program(encoder)
         starts = centres.clamp(self._low, self._high) - self._low
         num_windows = int(starts.shape[0])
-        path = self.first_layer_path(program, num_windows)
-        shared = self._shared_prefix(program, num_windows) if path == "recording" else 0
+        path, shared = self._plan(program, num_windows)
         if shared:
             sequence = self._first_layer_over_recording(program.layers[0])
             for layer in program.layers[1:shared]:
@@ -334,6 +335,18 @@ class ChannelsLastEncoder:
                 "channels-last program; use the generic window path."
             )
         return program
+
+    def _plan(self, program: _Program, num_windows: int) -> tuple[str, int]:
+        """The first layer's path and the number of leading layers run over the recording
+        (0 unless the path is ``"recording"``) for batches of ``num_windows`` windows; worked
+        out once per program and batch size, since every step of a run asks the same."""
+        key = (id(program), num_windows)
+        cached = self._plans.get(key)
+        if cached is None or cached[0] is not program:
+            path = self.first_layer_path(program, num_windows)
+            shared = self._shared_prefix(program, num_windows) if path == "recording" else 0
+            cached = self._plans[key] = (program, path, shared)
+        return cached[1], cached[2]
 
     def first_layer_path(self, program: _Program, num_windows: int) -> str:
         """How the first layer runs for batches of ``num_windows`` windows.
@@ -437,8 +450,8 @@ class ChannelsLastEncoder:
             size = self._input.numel() * conv.kernel * self._input.element_size()
             if size > _COLUMN_CACHE_BYTES:
                 return _ConvFunction.apply(
-                    self._input[:, None], weight, bias, self.compute_dtype, conv.activation
-                )[:, 0]
+                    self._input.unsqueeze(1), weight, bias, self.compute_dtype, conv.activation
+                ).squeeze(1)
             self._columns[conv.kernel] = (
                 _columns(self._input[:, None], conv.kernel).t().contiguous()
             )
@@ -454,8 +467,9 @@ class ChannelsLastEncoder:
     def _first_layer_over_frames(self, conv: _Conv, starts: torch.Tensor) -> torch.Tensor:
         """The first convolution of the windows starting at ``starts``, ``(L − k + 1, B, c)``,
         from one product of the distinct frames they cover (see :class:`_FrameConvFunction`)."""
-        steps = torch.arange(self._window, device=starts.device)
-        frames, where = torch.unique(steps[:, None] + starts, return_inverse=True)
+        frames, where = torch.unique(
+            starts + _steps(self._window, starts.device), return_inverse=True
+        )
         return _FrameConvFunction.apply(
             self._input,
             frames,
@@ -468,7 +482,9 @@ class ChannelsLastEncoder:
         )
 
     def _apply_sequence(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        return _apply_layer(layer, x[:, None], self.compute_dtype)[:, 0]
+        # ``squeeze``/``unsqueeze`` are views in both passes (indexing with ``[:, 0]`` would
+        # allocate and fill a zero gradient in the backward pass)
+        return _apply_layer(layer, x.unsqueeze(1), self.compute_dtype).squeeze(1)
 
     def _apply_windows(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         return _apply_layer(layer, x, self.compute_dtype)
@@ -619,8 +635,13 @@ def _conv_input_grad(
     (crop, grad_output)`` adds a residual block's identity path at time offset ``crop``.
     """
     length, batch, channels = shape
-    blocks = _shift_blocks(matrix, channels).transpose(1, 2)  # (k, out, in)
     rows = grad.shape[0]  # (T − k + 1) · B
+    if rows == batch and shortcut is None:
+        # one output step: the shifts read disjoint input steps, so the column gradient,
+        # one product, is the input gradient (time-major after one copy)
+        columns_grad = torch.mm(grad, matrix.t()).view(batch, length, channels)
+        return columns_grad.transpose(0, 1).contiguous()
+    blocks = _shift_blocks(matrix, channels).transpose(1, 2)  # (k, out, in)
     grad_input = grad.new_empty(length * batch, channels)
     if shortcut is None:
         torch.mm(grad, blocks[0], out=grad_input[:rows])
@@ -813,7 +834,7 @@ class _ResidualConvFunction(torch.autograd.Function):
         ctx.save_for_backward(columns, matrix, weight, saved)
         ctx.shape = x.shape
         ctx.activation = activation
-        return x[crop : crop + out_length] + branch.view(out_length, batch, -1)
+        return branch.view(out_length, batch, -1).add_(x[crop : crop + out_length])
 
     @staticmethod
     def backward(
@@ -870,9 +891,15 @@ def _output_lengths(layers: list[_Layer], window: int) -> list[int]:
 def _gather_windows(sequence: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
     """Rows ``starts[b] … starts[b] + length − 1`` of ``sequence``, time-major:
     ``(length, B, c)``."""
-    steps = torch.arange(length, device=starts.device)
-    rows = (steps[:, None] + starts).reshape(-1)
+    rows = torch.add(starts, _steps(length, starts.device)).view(-1)
     return sequence.index_select(0, rows).view(length, starts.shape[0], -1)
+
+
+@functools.cache
+def _steps(length: int, device: torch.device) -> torch.Tensor:
+    """The column ``0 … length − 1`` (``(length, 1)``, int64) that turns window starts into
+    time-major window rows; made once per length and device."""
+    return torch.arange(length, device=device)[:, None]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -958,14 +985,18 @@ class _FusedInfoNCE(torch.autograd.Function):
         for start in range(0, batch, ctx.chunk):
             rows = slice(start, start + ctx.chunk)
             if ctx.single_chunk:
-                weighted = saved * weight_neg
+                probabilities = saved
             else:
-                similarity = _similarities(ref[rows], neg_t, column, scale)
-                weighted = torch.softmax(similarity, 1).mul_(weight_neg)
-            neg_mix[rows] = torch.mm(neg_t, weighted.t()).t()
-            ref_mix += torch.mm(ref[rows].t().contiguous(), weighted).t()
+                probabilities = torch.softmax(_similarities(ref[rows], neg_t, column, scale), 1)
+            # ∂L/∂S = weight_neg · P: the weight scales the (d, ·) products, not the B × B' matrix
+            neg_mix[rows] = torch.mm(neg_t, probabilities.t()).t()
+            ref_mix += torch.mm(ref[rows].t().contiguous(), probabilities).t()
             if euclidean:
-                column_weight += weighted.sum(0)
+                column_weight += probabilities.sum(0)
+        neg_mix *= weight_neg
+        ref_mix *= weight_neg
+        if euclidean:
+            column_weight *= weight_neg
         factor = 2 * scale if euclidean else scale
         grad_ref = factor * (neg_mix + weight_pos * pos)
         grad_neg = factor * ref_mix
