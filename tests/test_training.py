@@ -255,7 +255,7 @@ def test_training_steps_never_wait_for_the_device(solver, monkeypatch):
 
 
 def _adam_trajectory(options: dict, step, steps: int = 6) -> list[torch.Tensor]:
-    """Parameters after ``steps`` updates of Adam(``options``) on a fixed quadratic, each done
+    """Parameters after ``steps`` updates of Adam(``options``) on a fixed cubic loss, each done
     by ``step(optimizer)``; the last parameter gets no gradient (skipped, as by Adam)."""
     generator = torch.Generator().manual_seed(0)
     parameters = [
