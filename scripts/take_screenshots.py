@@ -44,6 +44,7 @@ def main() -> None:
     widget.train_button.click()
     while widget.loss_plot.n_points < args.iterations // 3 and widget.runner.running:
         wait(0.2)  # mid-run: the progress bar and the live loss curve
+    widget.loss_plot.redraw()  # its throttled redraw may not have come yet: training is fast
     target = Path(args.out) / "getting-started-2-training.png"
     viewer.screenshot(path=str(target), canvas_only=False)
     print(f"written {target}")
